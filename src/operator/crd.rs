@@ -1,0 +1,407 @@
+//! The `MapCache` custom resource (group `mapcache.io`, version `v1alpha1`).
+//!
+//! Field docs become the CRD schema's descriptions; `mapcache crd` prints the CRD and
+//! `crds/mapcache.yaml` is its committed output.
+
+use k8s_openapi::api::core::v1::{Affinity, PodTemplateSpec, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A cache: `replicas` pods, each running the mapcache engine (alone, or as the `engine` sidecar
+/// of the app containers in `podTemplate`).
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "mapcache.io",
+    version = "v1alpha1",
+    kind = "MapCache",
+    namespaced,
+    shortname = "mc",
+    status = "MapCacheStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Keys","type":"integer","jsonPath":".status.keys"}"#,
+    printcolumn = r#"{"name":"Tombstones","type":"integer","jsonPath":".status.tombstones"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MapCacheSpec {
+    /// Number of cache pods.
+    #[serde(default = "default_replicas")]
+    pub replicas: i32,
+    /// Image that carries the `mapcache` binary.
+    pub image: String,
+    /// Pull policy of the engine container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// Resources of the engine container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Engine settings.
+    #[serde(default)]
+    pub engine: EngineSpec,
+    /// Snapshots on a PersistentVolumeClaim per pod.
+    #[serde(default)]
+    pub persistence: PersistenceSpec,
+    /// App containers; the engine is added to them as the sidecar container `engine`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplateSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Tombstone-driven compaction and rebuild.
+    #[serde(default)]
+    pub maintenance: MaintenanceSpec,
+    /// Hot updates: drain and the safe-deletion checklist.
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+    /// PodDisruptionBudget.
+    #[serde(default)]
+    pub pdb: PdbSpec,
+    /// Client authentication (Redis AUTH) from a Secret key `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// Engine settings passed to `mapcache serve`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineSpec {
+    /// Shards per node (a power of two).
+    #[serde(default = "default_shards")]
+    pub shards: u32,
+    /// Memory limit for data, as a quantity (`512Mi`); unset means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<String>,
+    /// What happens at maxMemory.
+    #[serde(default)]
+    pub eviction_policy: EvictionPolicy,
+    /// RESP port.
+    #[serde(default = "default_port")]
+    pub port: i32,
+    /// Admin HTTP port.
+    #[serde(default = "default_admin_port")]
+    pub admin_port: i32,
+}
+
+impl Default for EngineSpec {
+    fn default() -> Self {
+        Self {
+            shards: default_shards(),
+            max_memory: None,
+            eviction_policy: EvictionPolicy::default(),
+            port: default_port(),
+            admin_port: default_admin_port(),
+        }
+    }
+}
+
+fn default_shards() -> u32 {
+    16
+}
+fn default_port() -> i32 {
+    6379
+}
+fn default_admin_port() -> i32 {
+    9090
+}
+
+/// Redis's maxmemory-policy names.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvictionPolicy {
+    #[default]
+    Noeviction,
+    AllkeysRandom,
+    AllkeysLru,
+    VolatileTtl,
+}
+
+/// A PVC per pod for snapshots.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistenceSpec {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// PVC size quantity.
+    #[serde(default = "default_volume_size")]
+    pub size: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for PersistenceSpec {
+    fn default() -> Self {
+        Self { enabled: true, size: default_volume_size(), storage_class_name: None }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_volume_size() -> String {
+    "1Gi".into()
+}
+
+/// Thresholds of the tombstone-driven maintenance.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceSpec {
+    /// Compact a pod when tombstones / (keys + tombstones) reaches this.
+    #[serde(default = "default_compact_ratio")]
+    pub compact_at_tombstone_ratio: f64,
+    /// Rebuild (shrink) a pod when the tombstone ratio reaches this.
+    #[serde(default = "default_rebuild_ratio")]
+    pub rebuild_at_tombstone_ratio: f64,
+    /// Rebuild when live keys fill at most this fraction of the slots.
+    #[serde(default = "default_fill_ratio")]
+    pub rebuild_at_fill_ratio: f64,
+    /// Never maintain a pod with fewer keys than this.
+    #[serde(default = "default_min_keys")]
+    pub min_keys: u64,
+    /// Minimum time between two actions on one pod (duration, `10m`).
+    #[serde(default = "default_cooldown")]
+    pub cooldown: String,
+    /// How often pods' /v1/stats are read (duration, `30s`).
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: String,
+    /// At most this many pods of the cache in maintenance at once.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: u32,
+}
+
+impl Default for MaintenanceSpec {
+    fn default() -> Self {
+        Self {
+            compact_at_tombstone_ratio: default_compact_ratio(),
+            rebuild_at_tombstone_ratio: default_rebuild_ratio(),
+            rebuild_at_fill_ratio: default_fill_ratio(),
+            min_keys: default_min_keys(),
+            cooldown: default_cooldown(),
+            poll_interval: default_poll_interval(),
+            max_concurrent: default_max_concurrent(),
+        }
+    }
+}
+
+fn default_compact_ratio() -> f64 {
+    0.25
+}
+fn default_rebuild_ratio() -> f64 {
+    0.5
+}
+fn default_fill_ratio() -> f64 {
+    0.125
+}
+fn default_min_keys() -> u64 {
+    1000
+}
+fn default_cooldown() -> String {
+    "10m".into()
+}
+fn default_poll_interval() -> String {
+    "30s".into()
+}
+fn default_max_concurrent() -> u32 {
+    1
+}
+
+/// Hot-update settings.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// How long the checklist may keep failing before `onTimeout` applies (duration).
+    #[serde(default = "default_checklist_timeout")]
+    pub checklist_timeout: String,
+    /// No client activity for this long counts as quiet (duration).
+    #[serde(default = "default_quiet_period")]
+    pub quiet_period: String,
+    /// Length of the lock profile taken for `no-lock-waiters`.
+    #[serde(default = "default_lock_profile_seconds")]
+    pub lock_profile_seconds: u32,
+    /// Skip `snapshot-verified` (keys may be lost).
+    #[serde(default)]
+    pub allow_data_loss: bool,
+    /// What to do when the checklist times out.
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        Self {
+            checklist_timeout: default_checklist_timeout(),
+            quiet_period: default_quiet_period(),
+            lock_profile_seconds: default_lock_profile_seconds(),
+            allow_data_loss: false,
+            on_timeout: OnTimeout::default(),
+        }
+    }
+}
+
+fn default_checklist_timeout() -> String {
+    "5m".into()
+}
+fn default_quiet_period() -> String {
+    "5s".into()
+}
+fn default_lock_profile_seconds() -> u32 {
+    2
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum OnTimeout {
+    /// Stop, delete nothing, report the failing item.
+    #[default]
+    Block,
+    /// Delete the pod anyway, and say so loudly.
+    Proceed,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PdbSpec {
+    /// Pods that may be unavailable at once.
+    #[serde(default = "default_max_unavailable")]
+    pub max_unavailable: i32,
+}
+
+impl Default for PdbSpec {
+    fn default() -> Self {
+        Self { max_unavailable: default_max_unavailable() }
+    }
+}
+
+fn default_max_unavailable() -> i32 {
+    1
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Secret in the cache's namespace with key `password`.
+    pub secret_name: String,
+}
+
+/// Observed state, written by the operator only.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MapCacheStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pending | Running | Updating | Maintenance | Degraded | Invalid
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Live keys summed over pods.
+    #[serde(default)]
+    pub keys: u64,
+    /// Tombstones summed over pods.
+    #[serde(default)]
+    pub tombstones: u64,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_revision: Option<String>,
+    #[serde(default)]
+    pub pods: Vec<PodStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// One pod as the operator last saw it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    pub name: String,
+    #[serde(default)]
+    pub ready: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub keys: u64,
+    #[serde(default)]
+    pub tombstones: u64,
+    #[serde(default)]
+    pub tombstone_ratio: f64,
+    #[serde(default)]
+    pub memory_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_compaction: Option<MaintenanceRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rebuild: Option<MaintenanceRecord>,
+    #[serde(default)]
+    pub checklist: Vec<ChecklistItem>,
+}
+
+/// One compaction or rebuild with its figures before and after.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceRecord {
+    /// RFC 3339 start time.
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Why it ran (the threshold crossed, with the figure).
+    pub reason: String,
+    pub keys_before: u64,
+    pub tombstones_before: u64,
+    pub memory_bytes_before: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tombstones_after: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes_after: Option<u64>,
+}
+
+/// One item of the safe-deletion checklist, with its evidence.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChecklistItem {
+    /// deregistered | no-inflight | no-lock-waiters | cross-checked | maintenance-idle |
+    /// snapshot-verified | disruption-allowed
+    pub name: String,
+    pub passed: bool,
+    /// What was observed, in words and figures.
+    pub evidence: String,
+    /// RFC 3339 time of the check.
+    pub checked_at: String,
+}
+
+/// Where a hot update stands; lives in status so a restarted operator resumes it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The pod being replaced.
+    pub pod: String,
+    /// Draining | Checking | Evicting | WaitingReady | Blocked
+    pub step: String,
+    /// RFC 3339 time the current pod's step sequence started.
+    pub started_at: String,
+    /// The failing checklist item while blocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_on: Option<String>,
+    /// Keys in the verified snapshot of the drained pod (the restored pod must match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_keys: Option<u64>,
+    /// UID of the pod that was evicted, so it is never evicted twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_uid: Option<String>,
+}
+
+/// The CRD as YAML, as `mapcache crd` prints it.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&MapCache::crd()).expect("CRD serializes to YAML")
+}
