@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod crd;
+pub mod node_client;
 
 /// Flags of `mapcache operator`.
 #[derive(clap::Args, Debug)]
