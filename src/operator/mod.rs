@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod crd;
+pub mod maintain;
 pub mod node_client;
 
 /// Flags of `mapcache operator`.
