@@ -4,6 +4,7 @@ pub mod admin;
 pub mod crd;
 pub mod maintain;
 pub mod node_client;
+pub mod rollout;
 
 /// Flags of `mapcache operator`.
 #[derive(clap::Args, Debug)]

@@ -1,0 +1,3 @@
+//! Hot updates behind the safe-deletion checklist (DESIGN.md section 5, docs/rollout.md).
+
+pub mod machine;
