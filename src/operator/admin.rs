@@ -136,6 +136,9 @@ pub fn main(args: AdminArgs) -> ExitCode {
     let output = target_args(&args.command).output;
     match runtime.block_on(run(args)) {
         Ok(report) => {
+            for error in &report.errors {
+                eprintln!("error: {error}");
+            }
             match output {
                 Output::Table => print!("{}", report.table.render()),
                 Output::Json => match serde_json::to_string_pretty(&report.json) {

@@ -32,6 +32,8 @@ pub struct Report {
     pub table: Table,
     pub json: Value,
     pub status: Status,
+    /// One line per pod that failed, for stderr (the table only says `error`).
+    pub errors: Vec<String>,
 }
 
 fn status_of(error: &NodeError) -> Status {
@@ -82,6 +84,7 @@ pub async fn stats(targets: &[NodeTarget]) -> Report {
         Table::new(&["pod", "ready", "keys", "tombstones", "ratio", "fill", "memory", "phase"]);
     let mut pods = Vec::new();
     let mut statuses = Vec::new();
+    let mut errors = Vec::new();
     for (target, result) in targets.iter().zip(results) {
         match result {
             Ok(stats) => {
@@ -99,13 +102,14 @@ pub async fn stats(targets: &[NodeTarget]) -> Report {
                 statuses.push(Status::Ok);
             }
             Err(error) => {
-                table.row(vec![target.pod.clone(), format!("error: {error}")]);
+                table.row(vec![target.pod.clone(), "error".into()]);
+                errors.push(format!("{}: {error}", target.pod));
                 pods.push(json!({ "pod": target.pod, "error": error.to_string() }));
                 statuses.push(status_of(&error));
             }
         }
     }
-    Report { table, json: envelope("stats", pods), status: worst(statuses) }
+    Report { table, json: envelope("stats", pods), status: worst(statuses), errors }
 }
 
 pub async fn compact(targets: &[NodeTarget], kind: MaintenanceKind) -> Report {
@@ -113,6 +117,7 @@ pub async fn compact(targets: &[NodeTarget], kind: MaintenanceKind) -> Report {
     let mut table = Table::new(&["pod", "kind", "started", "shards", "message"]);
     let mut pods = Vec::new();
     let mut statuses = Vec::new();
+    let mut errors = Vec::new();
     for (target, result) in targets.iter().zip(results) {
         match result {
             Ok(started) => {
@@ -127,19 +132,25 @@ pub async fn compact(targets: &[NodeTarget], kind: MaintenanceKind) -> Report {
                 statuses.push(if started.started { Status::Ok } else { Status::CheckFailed });
             }
             Err(error) => {
+                let message = error.to_string();
+                let short = match error.status() {
+                    Some(status) => format!("refused ({status})"),
+                    None => "error".to_string(),
+                };
                 table.row(vec![
                     target.pod.clone(),
                     kind.to_string(),
                     "false".into(),
                     String::new(),
-                    error.to_string(),
+                    short,
                 ]);
+                errors.push(format!("{}: {message}", target.pod));
                 pods.push(json!({ "pod": target.pod, "error": error.to_string() }));
                 statuses.push(status_of(&error));
             }
         }
     }
-    Report { table, json: envelope(kind.as_str(), pods), status: worst(statuses) }
+    Report { table, json: envelope(kind.as_str(), pods), status: worst(statuses), errors }
 }
 
 pub async fn drain(targets: &[NodeTarget]) -> Report {
@@ -147,6 +158,7 @@ pub async fn drain(targets: &[NodeTarget]) -> Report {
     let mut table = Table::new(&["pod", "draining", "snapshot-keys", "verified", "snapshot"]);
     let mut pods = Vec::new();
     let mut statuses = Vec::new();
+    let mut errors = Vec::new();
     for (target, result) in targets.iter().zip(results) {
         match result {
             Ok(drained) => {
@@ -167,13 +179,14 @@ pub async fn drain(targets: &[NodeTarget]) -> Report {
                 });
             }
             Err(error) => {
-                table.row(vec![target.pod.clone(), format!("error: {error}")]);
+                table.row(vec![target.pod.clone(), "error".into()]);
+                errors.push(format!("{}: {error}", target.pod));
                 pods.push(json!({ "pod": target.pod, "error": error.to_string() }));
                 statuses.push(status_of(&error));
             }
         }
     }
-    Report { table, json: envelope("drain", pods), status: worst(statuses) }
+    Report { table, json: envelope("drain", pods), status: worst(statuses), errors }
 }
 
 /// Settings of the checklist: from the MapCache spec, overridable by flags.
@@ -219,11 +232,15 @@ pub async fn run_checklist(
     let mut table = Table::new(&["pod", "item", "passed", "evidence"]);
     let mut pods = Vec::new();
     let mut statuses = Vec::new();
+    let mut errors = Vec::new();
     for (target, result) in targets.iter().zip(results) {
         let (facts, mut status) = match &result {
             Ok(node) => (checklist::from_node(node, settings.allow_data_loss, now), Status::Ok),
             Err(error) => (
-                checklist::node_unreachable(&error.to_string(), settings.allow_data_loss, now),
+                {
+                    errors.push(format!("{}: {error}", target.pod));
+                    checklist::node_unreachable(&error.to_string(), settings.allow_data_loss, now)
+                },
                 status_of(error).max(Status::CheckFailed),
             ),
         };
@@ -255,7 +272,7 @@ pub async fn run_checklist(
         }));
         statuses.push(status);
     }
-    Report { table, json: envelope("checklist", pods), status: worst(statuses) }
+    Report { table, json: envelope("checklist", pods), status: worst(statuses), errors }
 }
 
 /// The cluster-side evidence, fetched once for all pods.
@@ -378,6 +395,10 @@ mod tests {
         let report = stats(&targets).await;
         assert_eq!(report.status, Status::CheckFailed);
         assert_eq!(report.json["pods"][0]["pod"], "mc-0");
-        assert!(report.table.render().contains("the pod has no IP yet"));
+        assert_eq!(
+            report.table.render(),
+            "POD    READY   KEYS   TOMBSTONES   RATIO   FILL   MEMORY   PHASE\nmc-0   error\n"
+        );
+        assert_eq!(report.errors, ["mc-0: pod/mc-0 answered 503: the pod has no IP yet"]);
     }
 }
