@@ -8,6 +8,9 @@
 //! - [`controller`]: the kube-runtime Controller, its watches and graceful shutdown.
 //! - [`leader`]: leader election on a Lease. [`metrics`] and [`http`]: `/metrics`, `/healthz`,
 //!   `/readyz`.
+//! - [`maintain`] and [`rollout`]: tombstone-driven maintenance and hot updates behind the
+//!   safe-deletion checklist (steps between observe and status); [`node_client`]: the cache
+//!   node's admin API client they use.
 //! - [`admin`]: the `mapcache admin` client (issue #6).
 
 pub mod admin;
@@ -18,9 +21,12 @@ pub mod controller;
 pub mod crd;
 pub mod http;
 pub mod leader;
+pub mod maintain;
 pub mod metrics;
+pub mod node_client;
 pub mod observe;
 pub mod reconcile;
+pub mod rollout;
 pub mod status;
 pub mod validate;
 
