@@ -133,7 +133,7 @@ async fn operator_leads_reconciles_and_releases_the_lease_on_sigterm() {
         ),
     )
     .expect("write kubeconfig");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mapcache"))
+    let child = Command::new(env!("CARGO_BIN_EXE_mapcache"))
         .args(["operator", "--metrics-addr=127.0.0.1:0"])
         .env("KUBECONFIG", &kubeconfig)
         .env("POD_NAME", "operator-a")
