@@ -86,10 +86,35 @@ async fn handle(State(fake): State<Shared>, method: Method, uri: Uri, body: Byte
         Method::POST => {
             let mut object = body;
             if path.ends_with("/leases") {
+                if state.objects.contains_key(LEASE) {
+                    return json_response(
+                        StatusCode::CONFLICT,
+                        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409}),
+                    );
+                }
                 object["metadata"]["resourceVersion"] = json!("1");
                 state.objects.insert(LEASE.into(), object.clone());
             }
             json_response(StatusCode::CREATED, &object)
+        }
+        // Lease updates are optimistic, as on a real API server: a stale resourceVersion conflicts.
+        Method::PUT if path == LEASE => {
+            let stored_version =
+                state.objects.get(LEASE).map(|l| l["metadata"]["resourceVersion"].clone());
+            if stored_version != Some(body["metadata"]["resourceVersion"].clone()) {
+                return json_response(
+                    StatusCode::CONFLICT,
+                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409}),
+                );
+            }
+            let next = stored_version
+                .and_then(|v| v.as_str().and_then(|v| v.parse::<u64>().ok()))
+                .unwrap_or(0)
+                + 1;
+            let mut lease = body;
+            lease["metadata"]["resourceVersion"] = json!(next.to_string());
+            state.objects.insert(path, lease.clone());
+            json_response(StatusCode::OK, &lease)
         }
         Method::PUT | Method::PATCH => {
             let mut object = body;
@@ -114,16 +139,13 @@ fn fake_with_cache() -> Shared {
     }))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_leads_reconciles_and_releases_the_lease_on_sigterm() {
-    let fake = fake_with_cache();
+/// Starts the fake API server and writes a kubeconfig for it into `dir`.
+async fn start_fake(fake: Shared, dir: &std::path::Path) -> std::path::PathBuf {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let app = Router::new().fallback(handle).with_state(fake.clone());
+    let app = Router::new().fallback(handle).with_state(fake);
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
+    let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
         format!(
@@ -133,16 +155,49 @@ async fn operator_leads_reconciles_and_releases_the_lease_on_sigterm() {
         ),
     )
     .expect("write kubeconfig");
-    let child = Command::new(env!("CARGO_BIN_EXE_mapcache"))
+    kubeconfig
+}
+
+fn spawn_operator(kubeconfig: &std::path::Path, identity: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_mapcache"))
         .args(["operator", "--metrics-addr=127.0.0.1:0"])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("POD_NAME", "operator-a")
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", identity)
         .env("POD_NAMESPACE", "default")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn mapcache operator");
+        .expect("spawn mapcache operator")
+}
+
+fn sigterm(child: &std::process::Child) {
+    let killed =
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+}
+
+/// Polls (bounded, as a hang guard: 60 s) until `done` holds on the fake's state.
+async fn wait_until(fake: &Shared, done: impl Fn(&Fake) -> bool) -> bool {
+    for _ in 0..600 {
+        if done(&fake.lock().expect("state")) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn lease_holder(fake: &Fake) -> Option<String> {
+    fake.objects.get(LEASE)?["spec"]["holderIdentity"].as_str().map(String::from)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_leads_reconciles_and_releases_the_lease_on_sigterm() {
+    let fake = fake_with_cache();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = start_fake(fake.clone(), dir.path()).await;
+    let child = spawn_operator(&kubeconfig, "operator-a");
 
     // Wait (bounded, as a hang guard) for the reconcile to write the status.
     let mut status = Value::Null;
@@ -190,4 +245,43 @@ async fn operator_leads_reconciles_and_releases_the_lease_on_sigterm() {
     assert!(stderr.contains("SIGTERM: shutting down"), "{stderr}");
     let lease = fake.lock().expect("state").objects[LEASE].clone();
     assert_eq!(lease["spec"].get("holderIdentity"), None, "Lease released: {lease}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_replica_waits_and_takes_over_when_the_leader_stops() {
+    let fake = fake_with_cache();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = start_fake(fake.clone(), dir.path()).await;
+    let first = spawn_operator(&kubeconfig, "operator-a");
+    assert!(wait_until(&fake, |f| lease_holder(f).as_deref() == Some("operator-a")).await);
+    let second = spawn_operator(&kubeconfig, "operator-b");
+    // The standby asks for the Lease at start and gets "held by another".
+    let lease_reads =
+        |f: &Fake| f.log.iter().filter(|l| l.starts_with(&format!("GET {LEASE}"))).count();
+    let before = lease_reads(&fake.lock().expect("state"));
+    assert!(wait_until(&fake, |f| lease_reads(f) >= before + 2).await);
+    assert_eq!(lease_holder(&fake.lock().expect("state")).as_deref(), Some("operator-a"));
+
+    sigterm(&first);
+    let first_exit = tokio::task::spawn_blocking(move || first.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(first_exit.status.success());
+    assert!(
+        wait_until(&fake, |f| lease_holder(f).as_deref() == Some("operator-b")).await,
+        "standby took the released Lease"
+    );
+    let transitions =
+        fake.lock().expect("state").objects[LEASE]["spec"]["leaseTransitions"].clone();
+    assert_eq!(transitions, 1);
+
+    sigterm(&second);
+    let second_exit = tokio::task::spawn_blocking(move || second.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&second_exit.stderr);
+    assert!(second_exit.status.success(), "{stderr}");
+    assert!(stderr.contains("leading"), "{stderr}");
 }
