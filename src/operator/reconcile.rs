@@ -89,7 +89,8 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
     apply::apply(&ctx.client, mc, &children).await?;
 
     // 4. observe
-    let observed = observe::observe(&ctx.client, mc, children.update_revision.clone()).await?;
+    let observed =
+        observe::observe(&ctx.client, mc, children.update_revision.clone(), admin_token).await?;
     let mut new_status = status::observed_status(mc, &observed, mc.status.as_ref(), &now);
 
     // 5. maintain and 6. roll go here (issue #6): each takes
@@ -98,6 +99,15 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
 
     // 7. update_status
     status::set_phase(&mut new_status, mc.spec.replicas);
+    let previous_revision = mc.status.as_ref().and_then(|s| s.update_revision.as_deref());
+    if let Some(previous) = previous_revision.filter(|&p| p != observed.update_revision) {
+        let outdated = observed.outdated_pods().count();
+        let note = format!(
+            "pod template changed: revision {previous} -> {}; {outdated} pods to replace one at a time",
+            observed.update_revision
+        );
+        publish(ctx, mc, EventType::Normal, "RevisionChanged", "Apply", note).await;
+    }
     if mc.status.as_ref() != Some(&new_status) {
         status::update_status(&ctx.client, mc, &new_status).await.map_err(Error::UpdateStatus)?;
     }
