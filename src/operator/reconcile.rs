@@ -21,12 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A failed reconcile. Variant names double as the `error` label of
-/// `mapcache_operator_reconcile_errors_total` ([`Error::metric_label`]).
+/// `mapcache_operator_reconcile_errors_total` ([`Error::metric_label`]). An invalid spec is not
+/// an `Error`: it is reported in status and counted under [`INVALID_SPEC_LABEL`], and the
+/// reconcile succeeds (retrying cannot fix it; a spec change will).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The spec failed validation (reported in status, not retried until the spec changes).
-    #[error("invalid spec: {0}")]
-    InvalidSpec(#[source] validate::Error),
     #[error("cache has no namespace")]
     MissingNamespace,
     #[error(transparent)]
@@ -41,7 +40,6 @@ impl Error {
     /// The variant name, used as a metric label.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::InvalidSpec(_) => "InvalidSpec",
             Self::MissingNamespace => "MissingNamespace",
             Self::Apply(_) => "Apply",
             Self::Observe(_) => "Observe",
@@ -49,6 +47,9 @@ impl Error {
         }
     }
 }
+
+/// The `error` label an invalid spec is counted under.
+pub const INVALID_SPEC_LABEL: &str = "InvalidSpec";
 
 /// Reconciles one cache: the controller's reconciler. Counts and times every run.
 pub async fn reconcile(mc: Arc<MapCache>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -124,7 +125,7 @@ async fn reject(
 ) -> Result<Action, Error> {
     let message = invalid.to_string();
     tracing::warn!(cache = %mc.name_any(), namespace = ?mc.namespace(), %message, "invalid spec");
-    ctx.metrics.count_error("InvalidSpec");
+    ctx.metrics.count_error(INVALID_SPEC_LABEL);
     publish(ctx, mc, EventType::Warning, "InvalidSpec", "Validate", message.clone()).await;
     let new_status = status::invalid_status(mc, message, now);
     if mc.status.as_ref() != Some(&new_status) {
