@@ -21,12 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A failed reconcile. Variant names double as the `error` label of
-/// `mapcache_operator_reconcile_errors_total` ([`Error::metric_label`]).
+/// `mapcache_operator_reconcile_errors_total` ([`Error::metric_label`]). An invalid spec is not
+/// an `Error`: it is reported in status and counted under [`INVALID_SPEC_LABEL`], and the
+/// reconcile succeeds (retrying cannot fix it; a spec change will).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The spec failed validation (reported in status, not retried until the spec changes).
-    #[error("invalid spec: {0}")]
-    InvalidSpec(#[source] validate::Error),
     #[error("cache has no namespace")]
     MissingNamespace,
     #[error(transparent)]
@@ -41,7 +40,6 @@ impl Error {
     /// The variant name, used as a metric label.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::InvalidSpec(_) => "InvalidSpec",
             Self::MissingNamespace => "MissingNamespace",
             Self::Apply(_) => "Apply",
             Self::Observe(_) => "Observe",
@@ -49,6 +47,9 @@ impl Error {
         }
     }
 }
+
+/// The `error` label an invalid spec is counted under.
+pub const INVALID_SPEC_LABEL: &str = "InvalidSpec";
 
 /// Reconciles one cache: the controller's reconciler. Counts and times every run.
 pub async fn reconcile(mc: Arc<MapCache>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -89,7 +90,8 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
     apply::apply(&ctx.client, mc, &children).await?;
 
     // 4. observe
-    let observed = observe::observe(&ctx.client, mc, children.update_revision.clone()).await?;
+    let observed =
+        observe::observe(&ctx.client, mc, children.update_revision.clone(), admin_token).await?;
     let mut new_status = status::observed_status(mc, &observed, mc.status.as_ref(), &now);
 
     // 5. maintain and 6. roll go here (issue #6): each takes
@@ -98,6 +100,15 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
 
     // 7. update_status
     status::set_phase(&mut new_status, mc.spec.replicas);
+    let previous_revision = mc.status.as_ref().and_then(|s| s.update_revision.as_deref());
+    if let Some(previous) = previous_revision.filter(|&p| p != observed.update_revision) {
+        let outdated = observed.outdated_pods().count();
+        let note = format!(
+            "pod template changed: revision {previous} -> {}; {outdated} pods to replace one at a time",
+            observed.update_revision
+        );
+        publish(ctx, mc, EventType::Normal, "RevisionChanged", "Apply", note).await;
+    }
     if mc.status.as_ref() != Some(&new_status) {
         status::update_status(&ctx.client, mc, &new_status).await.map_err(Error::UpdateStatus)?;
     }
@@ -114,7 +125,7 @@ async fn reject(
 ) -> Result<Action, Error> {
     let message = invalid.to_string();
     tracing::warn!(cache = %mc.name_any(), namespace = ?mc.namespace(), %message, "invalid spec");
-    ctx.metrics.count_error("InvalidSpec");
+    ctx.metrics.count_error(INVALID_SPEC_LABEL);
     publish(ctx, mc, EventType::Warning, "InvalidSpec", "Validate", message.clone()).await;
     let new_status = status::invalid_status(mc, message, now);
     if mc.status.as_ref() != Some(&new_status) {
