@@ -2,4 +2,11 @@
 //!
 //! # Layout
 //! - `apiserver`: the Kubernetes API-server stand-in (HTTP, storage, watch, apply, GC, eviction)
+//! - `controllers`: StatefulSet, EndpointSlice and PodDisruptionBudget controllers
+//! - `kubelet`: the process kubelet (pods as local `mapcache serve` processes on 127.0.X.N)
+//! - `cluster`: all of it together, with a kubeconfig on disk (`local-cluster` binary)
+
 pub mod apiserver;
+pub mod cluster;
+pub mod controllers;
+pub mod kubelet;
