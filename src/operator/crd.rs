@@ -5,14 +5,14 @@
 
 use k8s_openapi::api::core::v1::{Affinity, PodTemplateSpec, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A cache: `replicas` pods, each running the mapcache engine (alone, or as the `engine` sidecar
 /// of the app containers in `podTemplate`).
-#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[kube(
     group = "mapcache.io",
     version = "v1alpha1",
@@ -26,15 +26,19 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[x_kube(validation = Rule::new("self.engine.port != self.engine.adminPort").message("engine.port and engine.adminPort must differ"))]
 #[serde(rename_all = "camelCase")]
 pub struct MapCacheSpec {
     /// Number of cache pods.
     #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1024))]
     pub replicas: i32,
     /// Image that carries the `mapcache` binary.
+    #[schemars(length(min = 1))]
     pub image: String,
-    /// Pull policy of the engine container.
+    /// Pull policy of the engine container: Always, IfNotPresent or Never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self in ['Always', 'IfNotPresent', 'Never']").message("imagePullPolicy must be Always, IfNotPresent or Never"))]
     pub image_pull_policy: Option<String>,
     /// Resources of the engine container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +70,26 @@ pub struct MapCacheSpec {
     /// Client authentication (Redis AUTH) from a Secret key `password`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+    /// NetworkPolicy that keeps the admin port to the operator and the cache's own pods.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// The NetworkPolicy `<name>`: the RESP port stays open to every client; the admin port only
+/// admits the operator's pods (label `app.kubernetes.io/name: mapcache-operator`, any namespace)
+/// and the cache's own pods.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create the NetworkPolicy (default true); false removes it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -73,23 +97,27 @@ fn default_replicas() -> i32 {
 }
 
 /// Engine settings passed to `mapcache serve`.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EngineSpec {
-    /// Shards per node (a power of two).
+    /// Shards per node (a power of two, 1 to 1024).
     #[serde(default = "default_shards")]
+    #[x_kube(validation = Rule::new("self in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]").message("shards must be a power of two between 1 and 1024"))]
     pub shards: u32,
-    /// Memory limit for data, as a quantity (`512Mi`); unset means no limit.
+    /// Memory limit for data, as a whole-byte quantity (`512Mi`, `2G`); unset means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
     pub max_memory: Option<String>,
     /// What happens at maxMemory.
     #[serde(default)]
     pub eviction_policy: EvictionPolicy,
     /// RESP port.
     #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
     /// Admin HTTP port.
     #[serde(default = "default_admin_port")]
+    #[schemars(range(min = 1, max = 65535))]
     pub admin_port: i32,
 }
 
@@ -116,25 +144,92 @@ fn default_admin_port() -> i32 {
 }
 
 /// Redis's maxmemory-policy names.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
+///
+/// A name the schema does not know (a value an older CRD let through) deserializes as
+/// [`EvictionPolicy::Unknown`] so the cache still loads and `validate` can report it, instead of
+/// the whole object failing to decode in the watcher.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum EvictionPolicy {
     #[default]
     Noeviction,
     AllkeysRandom,
     AllkeysLru,
     VolatileTtl,
+    /// Not a policy the engine knows; rejected by `validate`.
+    Unknown(String),
+}
+
+impl EvictionPolicy {
+    /// The known policies, as `mapcache serve --eviction-policy` spells them.
+    pub const NAMES: [&'static str; 4] =
+        ["noeviction", "allkeys-random", "allkeys-lru", "volatile-ttl"];
+
+    /// The name as written in the spec and passed to `--eviction-policy`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Noeviction => "noeviction",
+            Self::AllkeysRandom => "allkeys-random",
+            Self::AllkeysLru => "allkeys-lru",
+            Self::VolatileTtl => "volatile-ttl",
+            Self::Unknown(name) => name,
+        }
+    }
+
+    fn from_name(name: &str) -> Self {
+        match name {
+            "noeviction" => Self::Noeviction,
+            "allkeys-random" => Self::AllkeysRandom,
+            "allkeys-lru" => Self::AllkeysLru,
+            "volatile-ttl" => Self::VolatileTtl,
+            other => Self::Unknown(other.to_string()),
+        }
+    }
+}
+
+impl Serialize for EvictionPolicy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EvictionPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(Self::from_name(&name))
+    }
+}
+
+impl JsonSchema for EvictionPolicy {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EvictionPolicy".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "What happens at maxMemory (Redis's maxmemory-policy names).",
+            "type": "string",
+            "enum": Self::NAMES,
+        })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
 }
 
 /// A PVC per pod for snapshots.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PersistenceSpec {
+    /// Keep snapshots on a PersistentVolumeClaim per pod (default true); false uses an emptyDir,
+    /// so a restarted pod starts empty.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// PVC size quantity.
+    /// PVC size, a whole-byte quantity (`1Gi`).
     #[serde(default = "default_volume_size")]
+    #[schemars(regex(pattern = r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
     pub size: String,
+    /// StorageClass of the PVCs; unset uses the cluster default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
 }
@@ -153,29 +248,36 @@ fn default_volume_size() -> String {
 }
 
 /// Thresholds of the tombstone-driven maintenance.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, KubeSchema, PartialEq)]
+#[x_kube(validation = Rule::new("self.rebuildAtTombstoneRatio >= self.compactAtTombstoneRatio").message("rebuildAtTombstoneRatio must be >= compactAtTombstoneRatio"))]
 #[serde(rename_all = "camelCase")]
 pub struct MaintenanceSpec {
     /// Compact a pod when tombstones / (keys + tombstones) reaches this.
     #[serde(default = "default_compact_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub compact_at_tombstone_ratio: f64,
     /// Rebuild (shrink) a pod when the tombstone ratio reaches this.
     #[serde(default = "default_rebuild_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub rebuild_at_tombstone_ratio: f64,
     /// Rebuild when live keys fill at most this fraction of the slots.
     #[serde(default = "default_fill_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub rebuild_at_fill_ratio: f64,
     /// Never maintain a pod with fewer keys than this.
     #[serde(default = "default_min_keys")]
     pub min_keys: u64,
     /// Minimum time between two actions on one pod (duration, `10m`).
     #[serde(default = "default_cooldown")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub cooldown: String,
     /// How often pods' /v1/stats are read (duration, `30s`).
     #[serde(default = "default_poll_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub poll_interval: String,
     /// At most this many pods of the cache in maintenance at once.
     #[serde(default = "default_max_concurrent")]
+    #[schemars(range(min = 1))]
     pub max_concurrent: u32,
 }
 
@@ -221,12 +323,15 @@ fn default_max_concurrent() -> u32 {
 pub struct RolloutSpec {
     /// How long the checklist may keep failing before `onTimeout` applies (duration).
     #[serde(default = "default_checklist_timeout")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub checklist_timeout: String,
     /// No client activity for this long counts as quiet (duration).
     #[serde(default = "default_quiet_period")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub quiet_period: String,
-    /// Length of the lock profile taken for `no-lock-waiters`.
+    /// Length of the lock profile taken for `no-lock-waiters` (1 to 60 seconds).
     #[serde(default = "default_lock_profile_seconds")]
+    #[schemars(range(min = 1, max = 60))]
     pub lock_profile_seconds: u32,
     /// Skip `snapshot-verified` (keys may be lost).
     #[serde(default)]
@@ -270,14 +375,18 @@ pub enum OnTimeout {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PdbSpec {
+    /// Create the PodDisruptionBudget `<name>` (default true); false removes it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// Pods that may be unavailable at once.
     #[serde(default = "default_max_unavailable")]
+    #[schemars(range(min = 1))]
     pub max_unavailable: i32,
 }
 
 impl Default for PdbSpec {
     fn default() -> Self {
-        Self { max_unavailable: default_max_unavailable() }
+        Self { enabled: true, max_unavailable: default_max_unavailable() }
     }
 }
 
@@ -289,6 +398,7 @@ fn default_max_unavailable() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
     /// Secret in the cache's namespace with key `password`.
+    #[schemars(length(min = 1))]
     pub secret_name: String,
 }
 

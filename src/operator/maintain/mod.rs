@@ -1,0 +1,6 @@
+//! Tombstone-driven maintenance (DESIGN.md section 4, docs/maintenance.md): read each ready
+//! pod's `/v1/stats`, decide (pure, [`decide`]), trigger `POST /v1/compact` or `/v1/rebuild`,
+//! follow the run, and record it in status.
+
+pub mod decide;
+pub mod duration;

@@ -1,0 +1,145 @@
+//! The reconcile pipeline of one `MapCache`:
+//!
+//! ```text
+//! validate (pure) -> build (pure) -> apply -> observe -> [maintain -> roll] -> update_status
+//! ```
+//!
+//! Each step is its own module; only apply, observe and update_status talk to the API server.
+//! An invalid spec stops the pipeline before anything is applied or deleted: the cache gets
+//! `InvalidSpec=True` with the precise message and a Warning Event.
+
+use crate::operator::build;
+use crate::operator::context::Context;
+use crate::operator::crd::MapCache;
+use crate::operator::{apply, observe, status, validate};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A failed reconcile. Variant names double as the `error` label of
+/// `mapcache_operator_reconcile_errors_total` ([`Error::metric_label`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec failed validation (reported in status, not retried until the spec changes).
+    #[error("invalid spec: {0}")]
+    InvalidSpec(#[source] validate::Error),
+    #[error("cache has no namespace")]
+    MissingNamespace,
+    #[error(transparent)]
+    Apply(#[from] apply::Error),
+    #[error(transparent)]
+    Observe(#[from] observe::Error),
+    #[error("updating status: {0}")]
+    UpdateStatus(#[source] kube::Error),
+}
+
+impl Error {
+    /// The variant name, used as a metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec(_) => "InvalidSpec",
+            Self::MissingNamespace => "MissingNamespace",
+            Self::Apply(_) => "Apply",
+            Self::Observe(_) => "Observe",
+            Self::UpdateStatus(_) => "UpdateStatus",
+        }
+    }
+}
+
+/// Reconciles one cache: the controller's reconciler. Counts and times every run.
+pub async fn reconcile(mc: Arc<MapCache>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let result = run_pipeline(&mc, &ctx).await;
+    ctx.metrics.observe_duration(started.elapsed());
+    if let Err(error) = &result {
+        ctx.metrics.count_error(error.metric_label());
+    }
+    result
+}
+
+/// What the controller does after a failed reconcile: log, and retry with a short delay (the
+/// controller's own backoff spaces repeated failures further).
+pub fn error_policy(mc: Arc<MapCache>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(cache = %mc.name_any(), namespace = ?mc.namespace(), error = %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
+    if mc.namespace().is_none() {
+        return Err(Error::MissingNamespace);
+    }
+    let now = Time(Timestamp::now());
+
+    // 1. validate (pure)
+    let validated = match validate::validate(mc) {
+        Ok(validated) => validated,
+        Err(invalid) => return reject(mc, ctx, invalid, &now).await,
+    };
+
+    // 2. build (pure); the admin token is read first so an existing one is kept.
+    let admin_token = apply::admin_token(&ctx.client, mc).await?;
+    let children = build::build(mc, &validated, &admin_token);
+
+    // 3. apply
+    apply::apply(&ctx.client, mc, &children).await?;
+
+    // 4. observe
+    let observed = observe::observe(&ctx.client, mc, children.update_revision.clone()).await?;
+    let mut new_status = status::observed_status(mc, &observed, mc.status.as_ref(), &now);
+
+    // 5. maintain and 6. roll go here (issue #6): each takes
+    //    `(&Context, &MapCache, &Observed, &mut MapCacheStatus)` and records its decisions,
+    //    figures and checklist evidence in the status before it is written below.
+
+    // 7. update_status
+    status::set_phase(&mut new_status, mc.spec.replicas);
+    if mc.status.as_ref() != Some(&new_status) {
+        status::update_status(&ctx.client, mc, &new_status).await.map_err(Error::UpdateStatus)?;
+    }
+    Ok(Action::requeue(validated.poll_interval.min(ctx.resync)))
+}
+
+/// An invalid spec: status and a Warning Event, nothing applied, nothing deleted. Counted as an
+/// `InvalidSpec` error, but not retried: only a spec change (a new generation) can fix it.
+async fn reject(
+    mc: &MapCache,
+    ctx: &Context,
+    invalid: validate::Error,
+    now: &Time,
+) -> Result<Action, Error> {
+    let message = invalid.to_string();
+    tracing::warn!(cache = %mc.name_any(), namespace = ?mc.namespace(), %message, "invalid spec");
+    ctx.metrics.count_error("InvalidSpec");
+    publish(ctx, mc, EventType::Warning, "InvalidSpec", "Validate", message.clone()).await;
+    let new_status = status::invalid_status(mc, message, now);
+    if mc.status.as_ref() != Some(&new_status) {
+        status::update_status(&ctx.client, mc, &new_status).await.map_err(Error::UpdateStatus)?;
+    }
+    Ok(Action::await_change())
+}
+
+/// Publishes an Event on the cache; a failure is logged, never fails the reconcile.
+pub async fn publish(
+    ctx: &Context,
+    mc: &MapCache,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &mc.object_ref(&())).await {
+        tracing::warn!(cache = %mc.name_any(), %error, reason, "publishing event failed");
+    }
+}

@@ -1,0 +1,413 @@
+//! `update_status`: the status subresource, computed from what `observe` saw (pure, tested) and
+//! written with one merge patch at the end of the pipeline.
+//!
+//! Conditions follow `metav1.Condition`: `lastTransitionTime` changes only when the status
+//! flips, `observedGeneration` says which spec the condition speaks about.
+
+use crate::operator::crd::{MapCache, MapCacheStatus, PodStatus};
+use crate::operator::observe::Observed;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+
+/// Condition types the operator maintains (Maintenance and RollingUpdate are set by the
+/// maintenance and rollout steps).
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const DEGRADED: &str = "Degraded";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const MAINTENANCE: &str = "Maintenance";
+    pub const ROLLING_UPDATE: &str = "RollingUpdate";
+}
+
+/// Values of `status.phase`.
+pub mod phase {
+    pub const PENDING: &str = "Pending";
+    pub const RUNNING: &str = "Running";
+    pub const UPDATING: &str = "Updating";
+    pub const MAINTENANCE: &str = "Maintenance";
+    pub const DEGRADED: &str = "Degraded";
+    pub const INVALID: &str = "Invalid";
+}
+
+/// Sets condition `type_` in `conditions`, keeping `lastTransitionTime` unless the status
+/// changes. Reason and message are always refreshed.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) => {
+            if existing.status != status {
+                existing.last_transition_time = now.clone();
+            }
+            existing.status = status;
+            existing.reason = reason.into();
+            existing.message = message;
+            existing.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.into(),
+            status,
+            reason: reason.into(),
+            message,
+            observed_generation: generation,
+            last_transition_time: now.clone(),
+        }),
+    }
+}
+
+/// Whether condition `type_` is present and True.
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// The status after a successful apply + observe: replicas, revisions, pods and the Ready,
+/// Progressing, Degraded and InvalidSpec conditions. Fields the later steps own (pod engine
+/// figures, checklists, `rollout`, Maintenance/RollingUpdate) are carried over from `previous`.
+pub fn observed_status(
+    mc: &MapCache,
+    observed: &Observed,
+    previous: Option<&MapCacheStatus>,
+    now: &Time,
+) -> MapCacheStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let generation = mc.metadata.generation;
+    let replicas = mc.spec.replicas;
+    status.observed_generation = generation;
+    status.ready_replicas = observed.ready_count();
+    status.update_revision = Some(observed.update_revision.clone());
+    status.current_revision = observed.current_revision.clone();
+    status.pods = observed
+        .pods
+        .iter()
+        .map(|pod| {
+            let mut pod_status =
+                status.pods.iter().find(|known| known.name == pod.name).cloned().unwrap_or_else(
+                    || PodStatus { name: pod.name.clone(), ..PodStatus::default() },
+                );
+            pod_status.ready = pod.ready && !pod.terminating;
+            pod_status.revision = pod.revision.clone();
+            pod_status
+        })
+        .collect();
+    sum_pod_figures(&mut status);
+
+    let ready = status.ready_replicas;
+    let outdated = observed.outdated_pods().count();
+    let all_ready = ready >= replicas;
+    let conditions = &mut status.conditions;
+    let was_healthy =
+        is_true(conditions, condition::READY) || is_true(conditions, condition::DEGRADED);
+    set_condition(
+        conditions,
+        condition::INVALID_SPEC,
+        false,
+        "Valid",
+        "the spec is valid".into(),
+        generation,
+        now,
+    );
+    set_condition(
+        conditions,
+        condition::READY,
+        all_ready,
+        if all_ready { "AllPodsReady" } else { "PodsNotReady" },
+        format!("{ready}/{replicas} pods ready"),
+        generation,
+        now,
+    );
+    let progressing = !all_ready || outdated > 0;
+    set_condition(
+        conditions,
+        condition::PROGRESSING,
+        progressing,
+        if outdated > 0 {
+            "PodsOutdated"
+        } else if progressing {
+            "PodsStarting"
+        } else {
+            "UpToDate"
+        },
+        format!("{outdated} pods not on revision {}", observed.update_revision),
+        generation,
+        now,
+    );
+    let degraded = !all_ready && was_healthy;
+    set_condition(
+        conditions,
+        condition::DEGRADED,
+        degraded,
+        if degraded { "PodsLost" } else { "Healthy" },
+        if degraded {
+            format!("{} pods of {replicas} not ready after the cache was ready", replicas - ready)
+        } else {
+            "no pod lost".into()
+        },
+        generation,
+        now,
+    );
+    status
+}
+
+/// `keys` and `tombstones` of the cache: the sums over its pods.
+pub fn sum_pod_figures(status: &mut MapCacheStatus) {
+    status.keys = status.pods.iter().map(|p| p.keys).sum();
+    status.tombstones = status.pods.iter().map(|p| p.tombstones).sum();
+}
+
+/// Sets `phase` from the conditions, after maintain and roll had their say.
+pub fn set_phase(status: &mut MapCacheStatus, replicas: i32) {
+    let conditions = &status.conditions;
+    let phase = if is_true(conditions, condition::INVALID_SPEC) {
+        phase::INVALID
+    } else if status.rollout.is_some() || is_true(conditions, condition::ROLLING_UPDATE) {
+        phase::UPDATING
+    } else if is_true(conditions, condition::DEGRADED) {
+        phase::DEGRADED
+    } else if is_true(conditions, condition::MAINTENANCE) {
+        phase::MAINTENANCE
+    } else if status.ready_replicas == 0 && replicas > 0 {
+        phase::PENDING
+    } else if is_true(conditions, condition::PROGRESSING) {
+        phase::UPDATING
+    } else {
+        phase::RUNNING
+    };
+    status.phase = Some(phase.into());
+}
+
+/// The status of a cache whose spec failed validation: InvalidSpec=True with `message`, phase
+/// Invalid; everything else stays as it was (nothing was applied).
+pub fn invalid_status(mc: &MapCache, message: String, now: &Time) -> MapCacheStatus {
+    let mut status = mc.status.clone().unwrap_or_default();
+    status.observed_generation = mc.metadata.generation;
+    set_condition(
+        &mut status.conditions,
+        condition::INVALID_SPEC,
+        true,
+        "InvalidSpec",
+        message,
+        mc.metadata.generation,
+        now,
+    );
+    set_phase(&mut status, mc.spec.replicas);
+    status
+}
+
+/// The merge patch body: `{"status": ...}` with explicit nulls for cleared optional fields, so
+/// a finished rollout or a vanished revision is removed rather than left behind.
+pub fn patch_body(status: &MapCacheStatus) -> serde_json::Value {
+    let mut value = serde_json::to_value(status).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(object) = value.as_object_mut() {
+        for key in ["observedGeneration", "phase", "currentRevision", "updateRevision", "rollout"] {
+            object.entry(key).or_insert(serde_json::Value::Null);
+        }
+    }
+    serde_json::json!({ "status": value })
+}
+
+/// Writes the status subresource (merge patch).
+pub async fn update_status(
+    client: &kube::Client,
+    mc: &MapCache,
+    status: &MapCacheStatus,
+) -> Result<(), kube::Error> {
+    let api: Api<MapCache> = Api::namespaced(client.clone(), &mc.namespace().unwrap_or_default());
+    api.patch_status(&mc.name_any(), &PatchParams::default(), &Patch::Merge(patch_body(status)))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::crd::RolloutStatus;
+    use crate::operator::observe::from_pods;
+    use crate::operator::observe::tests::pod;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(seconds: i64) -> Time {
+        Time(Timestamp::from_second(seconds).expect("valid time"))
+    }
+
+    fn condition<'a>(status: &'a MapCacheStatus, type_: &str) -> &'a Condition {
+        status.conditions.iter().find(|c| c.type_ == type_).expect("condition present")
+    }
+
+    #[test]
+    fn transition_time_changes_only_when_status_flips() {
+        let mut conditions = Vec::new();
+        set_condition(
+            &mut conditions,
+            "Ready",
+            false,
+            "PodsNotReady",
+            "0/3".into(),
+            Some(1),
+            &at(100),
+        );
+        set_condition(
+            &mut conditions,
+            "Ready",
+            false,
+            "PodsNotReady",
+            "1/3".into(),
+            Some(2),
+            &at(200),
+        );
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].last_transition_time, at(100));
+        assert_eq!(conditions[0].message, "1/3");
+        assert_eq!(conditions[0].observed_generation, Some(2));
+        set_condition(
+            &mut conditions,
+            "Ready",
+            true,
+            "AllPodsReady",
+            "3/3".into(),
+            Some(2),
+            &at(300),
+        );
+        assert_eq!(conditions[0].last_transition_time, at(300));
+        assert_eq!(conditions[0].status, "True");
+        assert_eq!(conditions[0].reason, "AllPodsReady");
+    }
+
+    #[test]
+    fn all_ready_pods_on_update_revision_are_running() {
+        let mc = MapCache::test();
+        let observed = from_pods(
+            "cache",
+            &[pod(0, true, "r1"), pod(1, true, "r1"), pod(2, true, "r1")],
+            "r1".into(),
+            None,
+        );
+        let mut status = observed_status(&mc, &observed, None, &at(10));
+        set_phase(&mut status, 3);
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(status.ready_replicas, 3);
+        assert_eq!(status.observed_generation, Some(1));
+        assert_eq!(status.current_revision.as_deref(), Some("r1"));
+        assert_eq!(status.update_revision.as_deref(), Some("r1"));
+        assert_eq!(condition(&status, "Ready").status, "True");
+        assert_eq!(condition(&status, "Progressing").status, "False");
+        assert_eq!(condition(&status, "Degraded").status, "False");
+        assert_eq!(condition(&status, "InvalidSpec").status, "False");
+        assert_eq!(
+            status.pods.iter().map(|p| (p.name.as_str(), p.ready)).collect::<Vec<_>>(),
+            [("cache-0", true), ("cache-1", true), ("cache-2", true)]
+        );
+    }
+
+    #[test]
+    fn new_template_makes_progressing_and_updating() {
+        let mc = MapCache::test();
+        let observed = from_pods(
+            "cache",
+            &[pod(0, true, "r1"), pod(1, true, "r1"), pod(2, true, "r1")],
+            "r2".into(),
+            None,
+        );
+        let mut status = observed_status(&mc, &observed, None, &at(10));
+        set_phase(&mut status, 3);
+        assert_eq!(status.phase.as_deref(), Some("Updating"));
+        let progressing = condition(&status, "Progressing");
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("True", "PodsOutdated")
+        );
+        assert_eq!(progressing.message, "3 pods not on revision r2");
+    }
+
+    #[test]
+    fn losing_a_pod_after_ready_is_degraded_but_startup_is_pending() {
+        let mc = MapCache::test();
+        let starting = from_pods("cache", &[pod(0, false, "r1")], "r1".into(), None);
+        let mut first = observed_status(&mc, &starting, None, &at(10));
+        set_phase(&mut first, 3);
+        assert_eq!(first.phase.as_deref(), Some("Pending"));
+        assert_eq!(condition(&first, "Degraded").status, "False");
+
+        let healthy = from_pods(
+            "cache",
+            &[pod(0, true, "r1"), pod(1, true, "r1"), pod(2, true, "r1")],
+            "r1".into(),
+            None,
+        );
+        let ready = observed_status(&mc, &healthy, Some(&first), &at(20));
+        let lost = from_pods(
+            "cache",
+            &[pod(0, true, "r1"), pod(1, true, "r1"), pod(2, false, "r1")],
+            "r1".into(),
+            None,
+        );
+        let mut degraded = observed_status(&mc, &lost, Some(&ready), &at(30));
+        set_phase(&mut degraded, 3);
+        assert_eq!(degraded.phase.as_deref(), Some("Degraded"));
+        let condition = condition(&degraded, "Degraded");
+        assert_eq!(condition.status, "True");
+        assert_eq!(condition.message, "1 pods of 3 not ready after the cache was ready");
+        assert_eq!(condition.last_transition_time, at(30));
+    }
+
+    #[test]
+    fn engine_figures_of_known_pods_are_kept_and_summed() {
+        let mc = MapCache::test();
+        let previous = MapCacheStatus {
+            pods: vec![
+                PodStatus {
+                    name: "cache-0".into(),
+                    keys: 10,
+                    tombstones: 4,
+                    ..PodStatus::default()
+                },
+                PodStatus { name: "cache-9".into(), keys: 99, ..PodStatus::default() },
+            ],
+            ..MapCacheStatus::default()
+        };
+        let observed =
+            from_pods("cache", &[pod(0, true, "r1"), pod(1, true, "r1")], "r1".into(), None);
+        let status = observed_status(&mc, &observed, Some(&previous), &at(1));
+        assert_eq!(
+            status.pods.iter().map(|p| (p.name.as_str(), p.keys)).collect::<Vec<_>>(),
+            [("cache-0", 10), ("cache-1", 0)]
+        );
+        assert_eq!((status.keys, status.tombstones), (10, 4));
+    }
+
+    #[test]
+    fn invalid_status_sets_condition_and_phase_and_keeps_the_rest() {
+        let mut mc = MapCache::test().with_generation(4);
+        mc.status = Some(MapCacheStatus { ready_replicas: 2, ..MapCacheStatus::default() });
+        let status = invalid_status(&mc, "spec.image must not be empty".into(), &at(5));
+        assert_eq!(status.phase.as_deref(), Some("Invalid"));
+        assert_eq!(status.ready_replicas, 2);
+        assert_eq!(status.observed_generation, Some(4));
+        let invalid = condition(&status, "InvalidSpec");
+        assert_eq!(
+            (invalid.status.as_str(), invalid.message.as_str()),
+            ("True", "spec.image must not be empty")
+        );
+    }
+
+    #[test]
+    fn patch_body_nulls_cleared_fields_and_rollout_sets_updating() {
+        let mut status = MapCacheStatus::default();
+        let body = patch_body(&status);
+        assert_eq!(body["status"]["rollout"], serde_json::Value::Null);
+        assert!(body["status"].as_object().expect("object").contains_key("rollout"));
+        assert_eq!(body["status"]["currentRevision"], serde_json::Value::Null);
+        status.rollout = Some(RolloutStatus { pod: "cache-2".into(), ..RolloutStatus::default() });
+        set_phase(&mut status, 3);
+        assert_eq!(status.phase.as_deref(), Some("Updating"));
+        assert_eq!(patch_body(&status)["status"]["rollout"]["pod"], "cache-2");
+    }
+}
