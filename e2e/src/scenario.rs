@@ -82,8 +82,19 @@ impl Env {
                 _temp: Some(temp),
             };
         }
+        // E2E_KEEP: a state directory that outlives the test, for reading logs afterwards.
+        let state_dir = std::env::var_os("E2E_KEEP").map(|_| {
+            let dir = tempfile::Builder::new()
+                .prefix("mapcache-e2e-")
+                .tempdir()
+                .expect("temp dir")
+                .keep();
+            eprintln!("E2E_KEEP: cluster state, operator and pod logs kept in {}", dir.display());
+            dir
+        });
         let cluster = LocalCluster::start(ClusterConfig {
             mapcache_bin: mapcache_bin.clone(),
+            state_dir,
             ..ClusterConfig::default()
         })
         .await
@@ -270,11 +281,10 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if std::env::var_os("E2E_KEEP").is_some() {
-            eprintln!("E2E_KEEP: scenario files kept in {}", self.work_dir.display());
-            if let Some(temp) = self._temp.take() {
-                let _ = temp.keep();
-            }
+        if std::env::var_os("E2E_KEEP").is_some()
+            && let Some(temp) = self._temp.take()
+        {
+            eprintln!("E2E_KEEP: scenario files kept in {}", temp.keep().display());
         }
     }
 }
