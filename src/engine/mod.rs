@@ -1,74 +1,139 @@
-//! The embedded map engine: Go's classic runtime map (8-slot buckets, tophash bytes, overflow
-//! chains, incremental evacuation, `emptyOne`/`emptyRest` tombstones) in Rust, plus exact
-//! tombstone accounting, online compaction, online shrinking and memory returned.
+//! The embedded map engine: Go's classic runtime map (`runtime/map.go`, Go 1.21–1.23) in Rust,
+//! plus exact tombstone accounting, online compaction, online shrinking and memory returned.
 //!
-//! INTERIM: this file fixes the engine's public API (the contract the cache node codes against)
-//! over a std `HashMap`. The Go-classic table replaces the internals (issue #2); the signatures
-//! below stay.
+//! # Layout
+//!
+//! A map is an array of `2^B` buckets. Each bucket holds up to 8 entries: 8 tophash bytes, then
+//! the 8 keys, then the 8 values (keys together and values together, as Go, so there is no
+//! padding between a key and its value), then an overflow pointer. The low-order bits of a
+//! key's hash select its bucket; the top 8 bits are its tophash, which tells the entries of one
+//! bucket apart without touching the keys. When more than 8 keys hash to a bucket, an overflow
+//! bucket is chained on.
+//!
+//! # Tophash states (`tophash.rs`)
+//!
+//! A tophash byte below `minTopHash` (5) is a state: `emptyRest` (0: this slot and every later
+//! slot of the chain are empty), `emptyOne` (1: empty, a tombstone), `evacuatedX` /
+//! `evacuatedY` (2/3: moved to the first / second half of a doubled array), `evacuatedEmpty`
+//! (4: was empty when its bucket was evacuated). A live key's tophash is its top hash byte,
+//! plus 5 when below 5. A lookup loads all 8 tophash bytes as one `u64` and matches them at once
+//! (SWAR; Go's classic map compares them one by one) and stops at the bucket holding an
+//! `emptyRest`. Delete marks the slot `emptyOne`; when the slot ends a run, it walks back
+//! turning the run's `emptyOne`s into `emptyRest`, across overflow buckets, as `mapdelete`.
+//! Insert reuses the first empty slot on the key's path.
+//!
+//! # Growth and evacuation (`evacuate.rs`)
+//!
+//! When `count > 6.5 * 2^B` (`overLoadFactor`) the array doubles; when the overflow buckets
+//! are as many as the regular ones (`tooManyOverflowBuckets`) a same-size grow repacks them.
+//! Growing allocates the new array and keeps the old one as `oldbuckets`; entries move over
+//! incrementally: each write first evacuates the old bucket it is about to use, then the one at
+//! `nevacuate` (`growWork`), so no operation pays for the whole table. Beyond Go, the same
+//! machinery runs three more regrows: `compact()` (same-size, on demand: purges tombstones and
+//! empty overflow buckets), `shrink_to_fit()`/`rebuild()` (into a smaller array, several old
+//! buckets merging into one), and `maintenance_step(budget)` advances any of them without a
+//! write (Go's maps progress only on writes, so a read-mostly Go map keeps both arrays). Old
+//! overflow chains are freed as soon as their bucket is evacuated, and the old array when the
+//! last bucket is done (Go's maps never shrink: golang/go#20135).
+//!
+//! # Counters (`stats.rs`)
+//!
+//! `len`, `tombstones` (`emptyOne` slots), overflow buckets (current and old array), empty
+//! overflow buckets and evacuation progress are kept exact on every transition, so `stats()` is
+//! O(1). A test build recounts them by brute force after every step of the property tests
+//! (`check_invariants`).
+//!
+//! # Iteration (`iter.rs`) and scanning (`scan.rs`)
+//!
+//! `iter()` starts at a random bucket and a random slot rotation. It borrows the map, so the
+//! map cannot change under it: during a grow, compaction or shrink every entry is returned
+//! exactly once. To remove entries while walking, use `retain` (a closure decides per entry),
+//! or `scan`, a Redis-style reverse-binary cursor that returns every key present for the whole
+//! scan at least once even when the map is written to, grows, compacts or shrinks between calls;
+//! a key removed before its bucket is scanned is not returned.
+//!
+//! # Hashing
+//!
+//! The hasher `S` (default foldhash's `RandomState`) hashes the key; the result is mixed with
+//! a per-map seed by a folded 64x64->128 multiply. `clear()` draws a new seed (Go re-seeds on
+//! clear too), so collisions found against one generation of the map do not carry over.
+//!
+//! # Load factor
+//!
+//! Measured on this engine with `cargo test --release --lib engine::tests::load_factor_table --
+//! --ignored --nocapture` (random u64 keys, B = 16, filled to `loadFactor * 2^B` entries):
+//!
+//! ```text
+//!  loadFactor  %overflow  bytes/entry  hitprobe  missprobe
+//!        4.00       2.57        36.96      1.00       0.00
+//!        4.50       4.66        32.97      1.00       0.00
+//!        5.00       7.51        29.81      1.00       0.00
+//!        5.50      11.13        27.27      1.00       0.00
+//!        6.00      15.32        25.13      1.00       0.00
+//!        6.50      20.14        23.31      1.00       0.00
+//!        7.00      25.40        21.74      1.00       0.00
+//!        7.50      31.01        20.38      1.00       0.00
+//!        8.00      36.89        19.19      1.00       0.00
+//! ```
+//!
+//! Legend (as Go's): `%overflow` = overflow buckets per 100 regular buckets; `bytes/entry` =
+//! bytes allocated (arrays + overflow buckets, u64 -> u64: 144-byte buckets) per entry;
+//! `hitprobe` = keys compared (`Eq` calls) to find a present key; `missprobe` = keys compared
+//! to find an absent one. Thanks to the tophash byte almost every probe compares one key on a
+//! hit and none on a miss; 6.5 trades memory for overflow chains as Go's choice does.
+
+mod bucket;
+mod evacuate;
+mod iter;
+#[cfg(test)]
+mod proptests;
+mod scan;
+mod stats;
+mod table;
+#[cfg(test)]
+mod tests;
+mod tophash;
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::fmt;
 use std::hash::{BuildHasher, Hash};
+
+pub use iter::Iter;
+pub use stats::{EngineStats, Phase};
+use table::{InsertSlot, RawTable, b_for};
 
 /// The default hasher: foldhash, seeded per map.
 pub type DefaultHashBuilder = foldhash::fast::RandomState;
 
-/// What the table is doing: an evacuation from an old bucket array into a new one is in progress
-/// unless `Idle`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    /// No evacuation in progress.
-    #[default]
-    Idle,
-    /// Doubling (`overLoadFactor`) or a same-size grow for `tooManyOverflowBuckets`.
-    Growing,
-    /// A same-size regrow started by `compact()`.
-    Compacting,
-    /// A regrow into a smaller bucket array started by `shrink_to_fit()` / `rebuild()`.
-    Shrinking,
+/// Mixes the hasher's output with the map's seed (folded multiply: every input bit reaches the
+/// low bits that pick the bucket and the top byte that makes the tophash).
+#[inline]
+fn mix(hash: u64, seed: u64) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let full = u128::from(hash ^ seed) * u128::from(K);
+    (full as u64) ^ ((full >> 64) as u64)
 }
 
-/// Exact counters, O(1) to read.
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct EngineStats {
-    /// Live entries.
-    pub len: usize,
-    /// Slots whose tophash is `emptyOne` (deleted, not yet reclaimed).
-    pub tombstones: usize,
-    /// `tombstones / (len + tombstones)`, 0 when both are 0.
-    pub tombstone_ratio: f64,
-    /// Buckets in the current array (`2^B`) plus, while evacuating, the old array.
-    pub buckets: usize,
-    /// log2 of the current bucket array's length.
-    pub b: u8,
-    /// Overflow buckets allocated (both arrays).
-    pub overflow_buckets: usize,
-    /// Overflow buckets whose 8 slots are all empty.
-    pub empty_overflow_buckets: usize,
-    /// Bytes held by bucket arrays and overflow buckets.
-    pub bytes_allocated: usize,
-    /// `len / (2^B * 8)`: live fill of the current array.
-    pub load_factor: f64,
-    /// What the table is doing.
-    pub phase: Phase,
-    /// Old buckets evacuated so far in the current evacuation.
-    pub evacuated: usize,
-    /// Old buckets still to evacuate (0 when idle).
-    pub to_evacuate: usize,
+fn fresh_seed() -> u64 {
+    rand::random()
 }
 
 /// A hash map with Go's classic layout. See the module docs.
 pub struct Map<K, V, S = DefaultHashBuilder> {
-    inner: HashMap<K, V, S>,
-    tombstones: usize,
+    table: RawTable<K, V>,
+    hash_builder: S,
+    /// Mixed into every hash; changed by `clear` (and when the map becomes empty by removes,
+    /// as Go's `mapdelete` re-seeds).
+    seed: u64,
 }
 
 impl<K: Hash + Eq, V> Map<K, V, DefaultHashBuilder> {
+    /// An empty map with one bucket (B = 0).
     pub fn new() -> Self {
         Self::with_hasher(DefaultHashBuilder::default())
     }
 
+    /// An empty map with enough buckets for `capacity` entries without growing.
     pub fn with_capacity(capacity: usize) -> Self {
         Self::with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
     }
@@ -82,53 +147,107 @@ impl<K: Hash + Eq, V> Default for Map<K, V, DefaultHashBuilder> {
 
 impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
     pub fn with_hasher(hasher: S) -> Self {
-        Self { inner: HashMap::with_hasher(hasher), tombstones: 0 }
+        Self::with_capacity_and_hasher(0, hasher)
     }
 
+    /// Go's `makemap`: the smallest B whose array holds `capacity` under the load factor.
     pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
-        Self { inner: HashMap::with_capacity_and_hasher(capacity, hasher), tombstones: 0 }
+        Self { table: RawTable::with_b(b_for(capacity)), hash_builder: hasher, seed: fresh_seed() }
+    }
+
+    #[inline]
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        make_hash(&self.hash_builder, self.seed, key)
     }
 
     pub fn len(&self) -> usize {
-        self.inner.len()
+        self.table.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.table.count == 0
     }
 
+    #[inline]
     pub fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
     {
-        self.inner.get(key)
+        self.get_key_value(key).map(|(_, v)| v)
     }
 
+    #[inline]
     pub fn get_key_value<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<(&K, &V)>
     where
         K: Borrow<Q>,
     {
-        self.inner.get_key_value(key)
+        let slot = self.table.find(self.hash(key), |k| k.borrow() == key)?;
+        // SAFETY: `find` returns a full slot of the table, which `&self` keeps in place.
+        unsafe {
+            let b = &*slot.bucket.as_ptr();
+            Some((b.keys[slot.index].assume_init_ref(), b.values[slot.index].assume_init_ref()))
+        }
     }
 
     /// A read: never advances an evacuation (as Go's `mapaccess`).
+    #[inline]
     pub fn get_mut<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
     where
         K: Borrow<Q>,
     {
-        self.inner.get_mut(key)
+        let slot = self.table.find(self.hash(key), |k| k.borrow() == key)?;
+        // SAFETY: a full slot; `&mut self` makes the reference unique for its lifetime.
+        unsafe { Some((*slot.bucket.as_ptr()).values[slot.index].assume_init_mut()) }
     }
 
+    #[inline]
     pub fn contains_key<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
     {
-        self.inner.contains_key(key)
+        self.table.find(self.hash(key), |k| k.borrow() == key).is_some()
     }
 
-    /// Inserts or replaces; returns the previous value. Advances an evacuation (`growWork`).
+    /// Inserts or replaces; returns the previous value (the stored key is kept, as std's
+    /// `HashMap`). Advances an evacuation (`growWork`).
+    #[inline]
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.inner.insert(key, value)
+        let hash = self.hash(&key);
+        let (hash_builder, seed) = (&self.hash_builder, self.seed);
+        let rehash = |k: &K| make_hash(hash_builder, seed, k);
+        match self.table.prepare_insert(hash, |k| *k == key, &rehash) {
+            // SAFETY: an occupied slot holds an initialised value; `&mut self` is unique.
+            InsertSlot::Occupied(slot) => unsafe {
+                let old = (*slot.bucket.as_ptr()).values[slot.index].assume_init_mut();
+                Some(std::mem::replace(old, value))
+            },
+            InsertSlot::Vacant(slot) => {
+                // SAFETY: `prepare_insert` reserved this empty slot for `hash`'s key.
+                unsafe { self.table.write_slot(slot, tophash::tophash(hash), key, value) };
+                None
+            }
+        }
+    }
+
+    /// Returns the value for `key`, inserting `default()` first when absent (an `entry`-style
+    /// upsert with one lookup).
+    pub fn get_or_insert_with(&mut self, key: K, default: impl FnOnce() -> V) -> &mut V {
+        let hash = self.hash(&key);
+        let (hash_builder, seed) = (&self.hash_builder, self.seed);
+        let rehash = |k: &K| make_hash(hash_builder, seed, k);
+        let slot = match self.table.prepare_insert(hash, |k| *k == key, &rehash) {
+            InsertSlot::Occupied(slot) => slot,
+            InsertSlot::Vacant(slot) => {
+                // `default` runs before the write: if it panics, the reserved slot stays empty
+                // and the map unchanged.
+                let value = default();
+                // SAFETY: `prepare_insert` reserved this empty slot for `hash`'s key.
+                unsafe { self.table.write_slot(slot, tophash::tophash(hash), key, value) };
+                slot
+            }
+        };
+        // SAFETY: the slot is full now; `&mut self` makes the reference unique.
+        unsafe { (*slot.bucket.as_ptr()).values[slot.index].assume_init_mut() }
     }
 
     /// Removes; a missing key is a no-op. The value is returned (dropped by the caller at once).
@@ -139,118 +258,196 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
         self.remove_entry(key).map(|(_, v)| v)
     }
 
+    /// Go's `mapdelete`: growWork, then delete with the `emptyOne` -> `emptyRest` walk-back.
     pub fn remove_entry<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<(K, V)>
     where
         K: Borrow<Q>,
     {
-        let removed = self.inner.remove_entry(key);
-        if removed.is_some() {
-            self.tombstones += 1;
+        let hash = self.hash(key);
+        if self.table.growing() {
+            let (hash_builder, seed) = (&self.hash_builder, self.seed);
+            self.table.grow_work(hash, &|k: &K| make_hash(hash_builder, seed, k));
         }
-        removed
+        let slot = self.table.find(hash, |k| k.borrow() == key)?;
+        let head = self.table.read_bucket(hash);
+        // SAFETY: `slot` is a full slot of the chain at `head` (both from the same state).
+        let entry = unsafe { self.table.remove_slot(head, slot) };
+        if self.table.count == 0 {
+            // Go: "Reset the hash seed to make it more difficult for attackers to repeatedly
+            // trigger hash collisions." No live entry depends on the seed.
+            self.seed = fresh_seed();
+        }
+        Some(entry)
     }
 
-    /// Every slot empty, counters reset, a fresh hash seed; keeps the bucket array.
+    /// Every slot empty, counters reset, a fresh hash seed; keeps the bucket array (frees
+    /// overflow buckets and any old array).
     pub fn clear(&mut self) {
-        self.inner.clear();
-        self.tombstones = 0;
+        self.table.clear();
+        self.seed = fresh_seed();
     }
 
-    /// As `clear`, and releases the bucket array too.
+    /// As `clear`, and releases the bucket array too (back to one bucket, B = 0).
     pub fn clear_and_release(&mut self) {
-        self.clear();
-        self.inner.shrink_to_fit();
+        self.table = RawTable::with_b(0);
+        self.seed = fresh_seed();
     }
 
-    /// Keeps the entries for which `keep` returns true.
+    /// Keeps the entries for which `keep` returns true; the others are removed as by `remove`
+    /// (tombstones, `emptyRest` walk-back) and dropped at once. Finishes any evacuation first
+    /// (retain is O(n) anyway). This is the way to remove while iterating. If `keep` panics,
+    /// the map stays consistent: entries already removed are gone, the rest are kept.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
-        let before = self.inner.len();
-        self.inner.retain(|k, v| keep(k, v));
-        self.tombstones += before - self.inner.len();
+        self.maintenance_step(usize::MAX);
+        for index in 0..=self.table.mask() {
+            let head = self.table.bucket(index);
+            let mut b = head;
+            let mut in_overflow = false;
+            while !b.is_null() {
+                // SAFETY: `b` walks a live chain of the current array; full slots hold
+                // initialised entries; `remove_slot` only rewrites tophash bytes at or before
+                // the removed slot, so the snapshot of full slots stays valid.
+                unsafe {
+                    for i in (*b).group().match_full() {
+                        let (k, v) =
+                            ((*b).keys[i].assume_init_ref(), (*b).values[i].assume_init_mut());
+                        if !keep(k, v) {
+                            let slot = table::Slot {
+                                bucket: std::ptr::NonNull::new_unchecked(b),
+                                index: i,
+                                in_overflow,
+                            };
+                            drop(self.table.remove_slot(head, slot));
+                        }
+                    }
+                    b = (*b).overflow;
+                }
+                in_overflow = true;
+            }
+        }
     }
 
     /// Iterates from a random start; see the module docs for the guarantees under growth.
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.inner.iter()
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        Iter::new(&self.table, rand::random())
     }
 
     pub fn stats(&self) -> EngineStats {
-        let total = self.inner.len() + self.tombstones;
-        EngineStats {
-            len: self.inner.len(),
-            tombstones: self.tombstones,
-            tombstone_ratio: if total == 0 { 0.0 } else { self.tombstones as f64 / total as f64 },
-            buckets: self.inner.capacity().div_ceil(8).max(1),
-            b: 0,
-            overflow_buckets: 0,
-            empty_overflow_buckets: 0,
-            bytes_allocated: self.inner.capacity() * (std::mem::size_of::<(K, V)>() + 1),
-            load_factor: 0.0,
-            phase: Phase::Idle,
-            evacuated: 0,
-            to_evacuate: 0,
-        }
+        self.table.stats()
     }
 
     pub fn phase(&self) -> Phase {
-        Phase::Idle
+        self.table.phase
     }
 
     /// Starts a same-size regrow that purges tombstones and collapses overflow chains. Returns
     /// false when an evacuation is already in progress (nothing started).
     pub fn compact(&mut self) -> bool {
-        self.tombstones = 0;
+        if self.table.growing() {
+            return false;
+        }
+        self.table.start_evacuation(self.table.b, Phase::Compacting);
         true
     }
 
     /// Starts an online regrow into the smallest bucket array that holds `len` under the load
-    /// factor. Returns false when an evacuation is already in progress.
+    /// factor. Returns false when an evacuation is already in progress, or when the array is
+    /// already that small (nothing started; `rebuild` compacts in that case).
     pub fn shrink_to_fit(&mut self) -> bool {
-        self.inner.shrink_to_fit();
-        self.tombstones = 0;
+        if self.table.growing() {
+            return false;
+        }
+        let target = b_for(self.table.count);
+        if target >= self.table.b {
+            return false;
+        }
+        self.table.start_evacuation(target, Phase::Shrinking);
         true
     }
 
-    /// `compact` when the live count still needs the current size, else `shrink_to_fit`.
+    /// `shrink_to_fit` when the live count fits a smaller array, else `compact` (a same-size
+    /// regrow). Returns false when an evacuation is already in progress.
     pub fn rebuild(&mut self) -> bool {
-        self.shrink_to_fit()
+        self.shrink_to_fit() || self.compact()
     }
 
     /// Advances any evacuation by at most `budget` old buckets without a write. Returns the
     /// number of old buckets evacuated (0 when idle).
     pub fn maintenance_step(&mut self, budget: usize) -> usize {
-        let _ = budget;
-        0
+        let (hash_builder, seed) = (&self.hash_builder, self.seed);
+        self.table.maintenance_step(budget, &|k: &K| make_hash(hash_builder, seed, k))
     }
 
     /// Redis-style SCAN over bucket indexes with a reverse-binary cursor. Calls `f` for the
     /// entries of one or more buckets and returns the next cursor (0 when done). Every key present
     /// for the whole scan is returned at least once, even while the table grows, compacts or
-    /// shrinks between calls. `count` is a hint of how many entries to visit.
+    /// shrinks between calls. `count` is a hint of how many entries to visit (as Redis, at most
+    /// `10 * count` buckets are visited per call).
     pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&K, &V)) -> u64 {
-        // INTERIM: a cursor is an index into iteration order (stable only without writes).
-        let start = cursor as usize;
-        let mut seen = 0;
-        for (i, (k, v)) in self.inner.iter().enumerate().skip(start) {
-            f(k, v);
-            seen += 1;
-            if seen >= count.max(1) {
-                return if i + 1 >= self.inner.len() { 0 } else { (i + 1) as u64 };
+        let want = count.max(1);
+        let mut cursor = cursor;
+        let mut visited = 0;
+        for _ in 0..want.saturating_mul(10) {
+            let (next, n) = self.table.scan_step(cursor, &mut f);
+            cursor = next;
+            visited += n;
+            if cursor == 0 || visited >= want {
+                break;
             }
         }
-        0
+        cursor
     }
 
     /// A pseudo-random entry (random bucket, then the first occupied slot from a random offset),
     /// for eviction and active-expiry sampling. `seed` is the caller's random number.
     pub fn sample(&self, seed: u64) -> Option<(&K, &V)> {
-        if self.inner.is_empty() {
-            return None;
-        }
-        self.inner.iter().nth(seed as usize % self.inner.len())
+        self.table.sample(seed)
     }
 
     pub fn hasher(&self) -> &S {
-        self.inner.hasher()
+        &self.hash_builder
+    }
+
+    /// Recounts every counter by walking all buckets and checks the structural invariants
+    /// (see `stats.rs`). O(n): for tests and debugging.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.table.check_invariants(|k| self.hash(k))
+    }
+}
+
+#[inline]
+fn make_hash<Q: Hash + ?Sized, S: BuildHasher>(hash_builder: &S, seed: u64, key: &Q) -> u64 {
+    mix(hash_builder.hash_one(key), seed)
+}
+
+impl<'a, K, V, S> IntoIterator for &'a Map<K, V, S> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = Iter<'a, K, V>;
+
+    fn into_iter(self) -> Iter<'a, K, V> {
+        Iter::new(&self.table, rand::random())
+    }
+}
+
+impl<K: Hash + Eq, V, S: BuildHasher> Extend<(K, V)> for Map<K, V, S> {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> FromIterator<(K, V)> for Map<K, V, DefaultHashBuilder> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut map = Map::new();
+        map.extend(iter);
+        map
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for Map<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self).finish()
     }
 }

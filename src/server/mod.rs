@@ -1,10 +1,210 @@
-//! The cache node (`mapcache serve`). INTERIM skeleton: see issue #3.
+//! The cache node (`mapcache serve`): the engine behind the Redis protocol, plus the admin HTTP
+//! API, snapshots and drain. See docs/operations.md and docs/admin-api.md.
+//!
+//! # Layout
+//! - [`resp`]: RESP request parser (multibulk + inline) and reply encoder (RESP2/RESP3).
+//! - [`commands`]: the command table and one module per command family.
+//! - [`conn`]: one client connection (pipelined read, execute, write).
+//! - [`store`]: the sharded storage, memory accounting, eviction, active expiry, lock profile.
+//! - [`tasks`]: the task registry behind the task dump.
+//! - [`snapshot`]: the snapshot file format, write + verify, restore.
+//! - [`node`]: start, restore, accept, background maintenance, drain.
+//! - [`admin`]: the admin HTTP API.
+//! - [`metrics`], [`clock`], [`glob`], [`state`]: Prometheus metrics, injectable time, Redis glob
+//!   patterns, the shared node state and configuration.
 
-/// Flags of `mapcache serve`.
+pub mod admin;
+pub mod clock;
+pub mod commands;
+pub mod conn;
+pub mod glob;
+pub mod metrics;
+pub mod node;
+pub mod resp;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+pub mod tasks;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use node::{Node, NodeHandle, StartError};
+pub use state::Config;
+pub use store::EvictionPolicy;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags of `mapcache serve`. Each is also read from `MAPCACHE_<NAME>`.
 #[derive(clap::Args, Debug)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Address the RESP (Redis protocol) listener binds to.
+    #[arg(long, env = "MAPCACHE_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// RESP port; 0 picks a free one (printed at start).
+    #[arg(long, env = "MAPCACHE_PORT", default_value_t = 6379)]
+    pub port: u16,
+    /// Address the admin HTTP API binds to; must be loopback unless an admin token is set.
+    #[arg(long, env = "MAPCACHE_ADMIN_BIND", default_value = "127.0.0.1")]
+    pub admin_bind: IpAddr,
+    /// Admin HTTP port; 0 picks a free one.
+    #[arg(long, env = "MAPCACHE_ADMIN_PORT", default_value_t = 9090)]
+    pub admin_port: u16,
+    /// Number of shards (a power of two, at most 1024).
+    #[arg(long, env = "MAPCACHE_SHARDS", default_value_t = 16)]
+    pub shards: usize,
+    /// Memory limit: bytes, `100mb`, `1gb`, or a Kubernetes quantity like `512Mi`; 0 = unlimited.
+    #[arg(long, env = "MAPCACHE_MAXMEMORY", default_value = "0", value_parser = state::parse_memory)]
+    pub maxmemory: u64,
+    /// What to do when a write would exceed --maxmemory.
+    #[arg(long, env = "MAPCACHE_EVICTION_POLICY", value_enum, default_value = "noeviction")]
+    pub eviction_policy: EvictionPolicy,
+    /// Directory for snapshots.
+    #[arg(long, env = "MAPCACHE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// File holding the admin API bearer token (trailing whitespace ignored).
+    #[arg(long, env = "MAPCACHE_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Redis AUTH password for the `default` user (prefer the env var MAPCACHE_PASSWORD).
+    #[arg(long, env = "MAPCACHE_PASSWORD", hide_env_values = true)]
+    pub requirepass: Option<String>,
+    /// Log format.
+    #[arg(long, env = "MAPCACHE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Seconds SIGTERM/SIGINT may take for drain + snapshot before the process gives up.
+    #[arg(long, env = "MAPCACHE_SHUTDOWN_GRACE", default_value_t = 25)]
+    pub shutdown_grace: u64,
+}
 
-pub fn main(_args: ServeArgs) -> std::process::ExitCode {
-    eprintln!("mapcache serve: not built yet (issue #3)");
-    std::process::ExitCode::FAILURE
+/// Why `mapcache serve` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot read admin token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("admin token file {0} is empty")]
+    EmptyToken(PathBuf),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl ServeArgs {
+    /// The node configuration, reading the token file and env `MAPCACHE_ADMIN_TOKEN`.
+    pub fn into_config(self) -> Result<Config, ServeError> {
+        let admin_token = match &self.admin_token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ServeError::TokenFile { path: path.clone(), source })?;
+                let token = text.trim().to_string();
+                if token.is_empty() {
+                    return Err(ServeError::EmptyToken(path.clone()));
+                }
+                Some(token)
+            }
+            None => std::env::var("MAPCACHE_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty()),
+        };
+        let mut config = Config::for_test(self.data_dir);
+        config.bind = self.bind;
+        config.port = self.port;
+        config.admin_bind = self.admin_bind;
+        config.admin_port = self.admin_port;
+        config.shards = self.shards;
+        config.maxmemory = self.maxmemory;
+        config.eviction_policy = self.eviction_policy;
+        config.admin_token = admin_token;
+        config.requirepass = self.requirepass.filter(|p| !p.is_empty());
+        config.shutdown_grace = Duration::from_secs(self.shutdown_grace);
+        config.clock = Arc::new(clock::SystemClock);
+        Ok(config)
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAPCACHE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+pub fn main(args: ServeArgs) -> std::process::ExitCode {
+    init_logging(args.log_format);
+    match run(args) {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!(error = %err, "mapcache serve failed");
+            eprintln!("mapcache serve: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: ServeArgs) -> Result<std::process::ExitCode, ServeError> {
+    let config = args.into_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    runtime.block_on(async move {
+        let grace = config.shutdown_grace;
+        let handle = Node::start(config).await?;
+        println!("listening resp={} admin={}", handle.resp_addr(), handle.admin_addr());
+        tracing::info!(resp = %handle.resp_addr(), admin = %handle.admin_addr(), "listening");
+        let signal = wait_for_signal().await;
+        tracing::info!(signal, grace_seconds = grace.as_secs(), "shutting down: drain + snapshot");
+        match tokio::time::timeout(grace, handle.shutdown()).await {
+            Ok(Ok(info)) => {
+                tracing::info!(path = %info.path, keys = info.keys, "shutdown complete");
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "shutdown snapshot failed");
+                Ok(std::process::ExitCode::FAILURE)
+            }
+            Err(_) => {
+                tracing::error!(
+                    grace_seconds = grace.as_secs(),
+                    "shutdown did not finish within the grace period"
+                );
+                Ok(std::process::ExitCode::FAILURE)
+            }
+        }
+    })
+}
+
+/// SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
 }

@@ -1,0 +1,134 @@
+//! One bucket: 8 tophash bytes, 8 keys, 8 values, an overflow pointer (Go's `bmap`), and the
+//! raw allocation of bucket arrays and overflow buckets.
+//!
+//! Keys are grouped together and values together (Go's layout), so a lookup that walks the
+//! tophash bytes and then the keys touches neither the values nor padding between key/value
+//! pairs. All memory comes zeroed from the allocator: a zeroed bucket is a valid empty bucket
+//! (every tophash `EMPTY_REST`, no overflow), so a fresh array needs no initialisation pass and
+//! large arrays stay untouched pages until used.
+
+use std::alloc::{self, Layout};
+use std::mem::MaybeUninit;
+use std::ptr;
+
+use super::tophash::{BUCKET_CNT, Group, is_evacuated_mark};
+
+#[repr(C)]
+pub(crate) struct Bucket<K, V> {
+    /// One state or tophash byte per slot; see `tophash.rs`.
+    pub(crate) tophash: [u8; BUCKET_CNT],
+    /// Initialised exactly where `tophash[i] >= MIN_TOP_HASH`.
+    pub(crate) keys: [MaybeUninit<K>; BUCKET_CNT],
+    /// Initialised exactly where `tophash[i] >= MIN_TOP_HASH`.
+    pub(crate) values: [MaybeUninit<V>; BUCKET_CNT],
+    /// Next bucket of the chain, null at its end. Owned by this bucket.
+    pub(crate) overflow: *mut Bucket<K, V>,
+}
+
+impl<K, V> Bucket<K, V> {
+    #[inline]
+    pub(crate) fn group(&self) -> Group {
+        Group::load(&self.tophash)
+    }
+
+    /// Go's `evacuated(b)`: the first slot carries an evacuation mark.
+    #[inline]
+    pub(crate) fn evacuated(&self) -> bool {
+        is_evacuated_mark(self.tophash[0])
+    }
+
+    /// Drops the live entries of this one bucket (not its chain) and marks their slots with
+    /// `mark`.
+    ///
+    /// # Safety
+    /// Slots with tophash `>= MIN_TOP_HASH` must hold initialised keys and values that nobody
+    /// else owns.
+    pub(crate) unsafe fn drop_entries(&mut self, mark: u8) {
+        for i in self.group().match_full() {
+            self.tophash[i] = mark;
+            // SAFETY: a full slot holds an initialised key and value (caller's contract); the
+            // tophash is overwritten first, so a panicking drop cannot cause a second drop.
+            unsafe {
+                self.keys[i].assume_init_drop();
+                self.values[i].assume_init_drop();
+            }
+        }
+    }
+}
+
+/// Size in bytes of one bucket, as counted by `stats().bytes_allocated`.
+pub(crate) const fn bucket_size<K, V>() -> usize {
+    std::mem::size_of::<Bucket<K, V>>()
+}
+
+fn array_layout<K, V>(len: usize) -> Layout {
+    match Layout::array::<Bucket<K, V>>(len) {
+        Ok(layout) => layout,
+        Err(_) => panic!("mapcache engine: bucket array of {len} buckets overflows isize"),
+    }
+}
+
+/// Allocates `len` zeroed (empty) buckets.
+pub(crate) fn alloc_array<K, V>(len: usize) -> *mut Bucket<K, V> {
+    debug_assert!(len > 0);
+    let layout = array_layout::<K, V>(len);
+    // SAFETY: the layout is non-zero sized (a bucket holds at least its tophash bytes).
+    let ptr = unsafe { alloc::alloc_zeroed(layout) };
+    if ptr.is_null() {
+        alloc::handle_alloc_error(layout);
+    }
+    ptr.cast()
+}
+
+/// Frees an array from [`alloc_array`] without touching its contents.
+///
+/// # Safety
+/// `ptr` came from `alloc_array::<K, V>(len)` with this `len`, and is not used afterwards. Its
+/// entries and overflow chains must have been dropped or moved out already.
+pub(crate) unsafe fn free_array<K, V>(ptr: *mut Bucket<K, V>, len: usize) {
+    // SAFETY: same pointer and layout as the allocation (caller's contract).
+    unsafe { alloc::dealloc(ptr.cast(), array_layout::<K, V>(len)) }
+}
+
+/// Allocates one zeroed (empty) overflow bucket.
+pub(crate) fn alloc_overflow<K, V>() -> *mut Bucket<K, V> {
+    alloc_array(1)
+}
+
+/// Frees one overflow bucket from [`alloc_overflow`] without touching its contents.
+///
+/// # Safety
+/// As [`free_array`] with `len == 1`.
+pub(crate) unsafe fn free_overflow<K, V>(ptr: *mut Bucket<K, V>) {
+    // SAFETY: forwarded contract.
+    unsafe { free_array(ptr, 1) }
+}
+
+/// Drops every live entry of the chain starting at `head` and frees its overflow buckets
+/// (not `head` itself, which lives in an array). Returns `(overflow buckets freed, of which
+/// were all empty)`.
+///
+/// # Safety
+/// `head` points to a valid bucket whose chain this call may consume; full slots hold owned,
+/// initialised entries.
+pub(crate) unsafe fn drop_chain<K, V>(head: *mut Bucket<K, V>) -> (usize, usize) {
+    let mut freed = (0, 0);
+    // SAFETY: `head` is valid (caller's contract); each overflow pointer is owned by the
+    // bucket before it, so it is freed exactly once, after its entries are dropped.
+    unsafe {
+        let mut next = (*head).overflow;
+        (*head).overflow = ptr::null_mut();
+        (*head).drop_entries(super::tophash::EMPTY_REST);
+        while !next.is_null() {
+            let b = next;
+            next = (*b).overflow;
+            if (*b).group().all_empty() {
+                freed.1 += 1;
+            }
+            (*b).drop_entries(super::tophash::EMPTY_REST);
+            free_overflow(b);
+            freed.0 += 1;
+        }
+    }
+    freed
+}

@@ -1,0 +1,565 @@
+//! Unit tests of the tophash transitions, growth triggers, evacuation marks, phases and drops.
+//! The model-based property tests are in `proptests.rs`.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::rc::Rc;
+
+use super::tophash::{
+    EMPTY_ONE, EMPTY_REST, EVACUATED_EMPTY, EVACUATED_X, EVACUATED_Y, MIN_TOP_HASH,
+};
+use super::*;
+
+/// Hashes a `u64` key to `key / group_size`: keys of one group collide completely (same
+/// bucket, same tophash), so tests can build overflow chains on purpose.
+#[derive(Clone, Default)]
+pub(super) struct GroupHasher {
+    pub(super) group_size: u64,
+}
+
+pub(super) struct GroupHasherState(u64, u64);
+
+impl Hasher for GroupHasherState {
+    fn finish(&self) -> u64 {
+        self.0 / self.1.max(1)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl BuildHasher for GroupHasher {
+    type Hasher = GroupHasherState;
+    fn build_hasher(&self) -> GroupHasherState {
+        GroupHasherState(0, self.group_size)
+    }
+}
+
+fn colliding(capacity: usize) -> Map<u64, u64, GroupHasher> {
+    Map::with_capacity_and_hasher(capacity, GroupHasher { group_size: 1_000_000 })
+}
+
+/// The tophash bytes of the chain that holds `key`'s hash, bucket by bucket.
+fn chain_of<V, S: BuildHasher>(map: &Map<u64, V, S>, key: u64) -> Vec<[u8; 8]> {
+    let mut out = Vec::new();
+    let mut b = map.table.read_bucket(map.hash(&key));
+    while !b.is_null() {
+        // SAFETY: test-only walk of a live chain.
+        unsafe {
+            out.push((*b).tophash);
+            b = (*b).overflow;
+        }
+    }
+    out
+}
+
+fn check<K: Hash + Eq, V, S: BuildHasher>(map: &Map<K, V, S>) {
+    if let Err(e) = map.check_invariants() {
+        panic!("invariant broken: {e}");
+    }
+}
+
+#[test]
+fn delete_turns_trailing_emptyone_into_emptyrest_across_overflow_buckets() {
+    let mut m = colliding(1000);
+    for k in 0..20 {
+        m.insert(k, k);
+    }
+    let t = tophash::tophash(m.hash(&0u64));
+    assert_eq!(chain_of(&m, 0), vec![[t; 8], [t; 8], [t, t, t, t, 0, 0, 0, 0]]);
+    assert_eq!(m.stats().overflow_buckets, 2);
+
+    m.remove(&10);
+    assert_eq!(chain_of(&m, 0)[1], [t, t, EMPTY_ONE, t, t, t, t, t]);
+    assert_eq!(m.stats().tombstones, 1);
+
+    for k in 16..19 {
+        m.remove(&k);
+    }
+    assert_eq!(chain_of(&m, 0)[2], [EMPTY_ONE, EMPTY_ONE, EMPTY_ONE, t, 0, 0, 0, 0]);
+    assert_eq!(m.stats().tombstones, 4);
+
+    // Removing the last full slot of the chain walks back over the whole emptyOne run.
+    m.remove(&19);
+    assert_eq!(chain_of(&m, 0)[2], [EMPTY_REST; 8]);
+    assert_eq!(m.stats().tombstones, 1);
+    assert_eq!(m.stats().empty_overflow_buckets, 1);
+
+    // Removing overflow 1's keys from its end: each removal sees emptyRest after it (the
+    // last one through overflow 2's first slot), and the last walk also swallows key 10's
+    // emptyOne, stopping at key 9.
+    for k in (11..16).rev() {
+        m.remove(&k);
+    }
+    assert_eq!(chain_of(&m, 0)[1], [t, t, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(m.stats().tombstones, 0);
+    check(&m);
+
+    for k in [8, 9] {
+        m.remove(&k);
+    }
+    // The walk-back crosses from overflow 1 into the head bucket's slot 7 (full): stops there.
+    assert_eq!(chain_of(&m, 0), vec![[t; 8], [EMPTY_REST; 8], [EMPTY_REST; 8]]);
+    assert_eq!(m.stats().empty_overflow_buckets, 2);
+    assert_eq!(m.len(), 8);
+    check(&m);
+}
+
+#[test]
+fn delete_in_the_middle_leaves_emptyone_and_insert_reuses_it_first() {
+    let mut m = colliding(1000);
+    for k in 0..12 {
+        m.insert(k, k);
+    }
+    let t = tophash::tophash(m.hash(&0u64));
+    m.remove(&3);
+    m.remove(&5);
+    assert_eq!(chain_of(&m, 0)[0], [t, t, t, EMPTY_ONE, t, EMPTY_ONE, t, t]);
+    assert_eq!(m.stats().tombstones, 2);
+    // A missing key is a no-op.
+    assert_eq!(m.remove(&99), None);
+    assert_eq!(m.stats().tombstones, 2);
+    m.insert(100, 100);
+    assert_eq!(chain_of(&m, 0)[0], [t, t, t, t, t, EMPTY_ONE, t, t]);
+    assert_eq!(m.stats().tombstones, 1);
+    assert_eq!(m.get(&100), Some(&100));
+    check(&m);
+}
+
+#[test]
+fn lookup_stops_at_emptyrest_and_finds_keys_past_emptyone() {
+    let mut m = colliding(1000);
+    for k in 0..10 {
+        m.insert(k, k * 10);
+    }
+    m.remove(&2);
+    assert_eq!(m.get(&9), Some(&90));
+    assert_eq!(m.get(&2), None);
+    assert!(!m.contains_key(&50));
+    *m.get_mut(&9).unwrap() += 1;
+    assert_eq!(m.get_key_value(&9), Some((&9, &91)));
+}
+
+#[test]
+fn growth_starts_exactly_past_6_5_entries_per_bucket() {
+    let mut m: Map<u64, u64> = Map::new();
+    for k in 0..8 {
+        m.insert(k, k);
+    }
+    assert_eq!((m.phase(), m.stats().b), (Phase::Idle, 0));
+    m.insert(8, 8);
+    assert_eq!(
+        (m.phase(), m.stats().b),
+        (Phase::Idle, 1),
+        "B=0 grows at the 9th key and finishes at once"
+    );
+
+    let mut m: Map<u64, u64> = Map::with_capacity(104);
+    assert_eq!(m.stats().b, 4);
+    for k in 0..104 {
+        m.insert(k, k);
+    }
+    assert_eq!((m.phase(), m.stats().b, m.stats().buckets), (Phase::Idle, 4, 16));
+    m.insert(104, 104);
+    let s = m.stats();
+    assert_eq!((s.phase, s.b, s.buckets), (Phase::Growing, 5, 48));
+    assert!(s.evacuated >= 1 && s.evacuated <= 2, "growWork evacuated {}", s.evacuated);
+    check(&m);
+    assert_eq!(m.maintenance_step(1000), 16 - s.evacuated);
+    assert_eq!((m.phase(), m.stats().buckets, m.stats().to_evacuate), (Phase::Idle, 32, 0));
+    check(&m);
+}
+
+#[test]
+fn load_factor_predicates_match_go() {
+    use table::{b_for, over_load_factor, too_many_overflow_buckets};
+    assert!(!over_load_factor(8, 0) && over_load_factor(9, 0));
+    assert!(!over_load_factor(13, 1) && over_load_factor(14, 1));
+    assert!(!over_load_factor(6656, 10) && over_load_factor(6657, 10));
+    assert!(!too_many_overflow_buckets(15, 4) && too_many_overflow_buckets(16, 4));
+    assert!(
+        !too_many_overflow_buckets((1 << 15) - 1, 20) && too_many_overflow_buckets(1 << 15, 20)
+    );
+    assert_eq!((b_for(0), b_for(8), b_for(9), b_for(104), b_for(105)), (0, 0, 1, 4, 5));
+}
+
+#[test]
+fn too_many_overflow_buckets_starts_a_same_size_grow() {
+    // Groups of colliding keys: fill one chain, empty it (its overflow buckets stay), then
+    // fill another bucket's chain until the overflow count reaches 2^B.
+    let mut m: Map<u64, u64, GroupHasher> =
+        Map::with_capacity_and_hasher(26, GroupHasher { group_size: 1000 });
+    assert_eq!(m.stats().b, 2);
+    let bucket_of = |m: &Map<u64, u64, GroupHasher>, k: u64| m.hash(&k) as usize & m.table.mask();
+    let first = 0u64;
+    let full_bucket = bucket_of(&m, first);
+    for k in first..first + 26 {
+        m.insert(k, k);
+    }
+    assert_eq!(m.stats().overflow_buckets, 3);
+    for k in first..first + 26 {
+        m.remove(&k);
+    }
+    let s = m.stats();
+    assert_eq!((s.len, s.tombstones, s.overflow_buckets, s.empty_overflow_buckets), (0, 0, 3, 3));
+    // Another group, hashing (with the seed drawn when the map became empty) elsewhere.
+    let second = (1..100u64).map(|g| g * 1000).find(|&k| bucket_of(&m, k) != full_bucket).unwrap();
+    for k in second..second + 9 {
+        m.insert(k, k);
+    }
+    // 8 in the head + 1 in a 4th overflow bucket: noverflow = 4 = 2^B, no grow yet (the check
+    // runs before the append).
+    assert_eq!((m.stats().overflow_buckets, m.phase()), (4, Phase::Idle));
+    m.insert(second + 9, 0);
+    let s = m.stats();
+    assert_eq!((s.phase, s.b), (Phase::Growing, 2), "same-size grow");
+    m.maintenance_step(usize::MAX);
+    let s = m.stats();
+    assert_eq!(
+        (s.phase, s.len, s.overflow_buckets, s.empty_overflow_buckets),
+        (Phase::Idle, 10, 1, 0)
+    );
+    check(&m);
+}
+
+#[test]
+fn evacuation_marks_each_slot_x_y_or_empty() {
+    let mut m: Map<u64, u64> = Map::with_capacity(104);
+    for k in 0..104 {
+        m.insert(k, k);
+    }
+    for k in 0..20 {
+        m.remove(&k);
+    }
+    m.insert(1000, 0);
+    while m.phase() == Phase::Idle {
+        let k = 2000 + m.len() as u64;
+        m.insert(k, k);
+    }
+    assert_eq!((m.stats().b, m.table.old_b), (5, 4));
+    let old_len = 1usize << m.table.old_b;
+    let i = (0..old_len)
+        .find(|&i| unsafe {
+            !(*m.table.old_bucket(i)).evacuated() && (*m.table.old_bucket(i)).overflow.is_null()
+        })
+        .expect("an old bucket without chain still to evacuate");
+    let old = m.table.old_bucket(i);
+    // SAFETY: test-only reads of a live old bucket before and after its evacuation.
+    let expected: Vec<u8> = unsafe {
+        (0..8)
+            .map(|s| {
+                let top = (*old).tophash[s];
+                if top < MIN_TOP_HASH {
+                    EVACUATED_EMPTY
+                } else if m.hash((*old).keys[s].assume_init_ref()) as usize & old_len != 0 {
+                    EVACUATED_Y
+                } else {
+                    EVACUATED_X
+                }
+            })
+            .collect()
+    };
+    let (hb, seed) = (m.hash_builder.clone(), m.seed);
+    m.table.evacuate(i, &|k: &u64| make_hash(&hb, seed, k));
+    // SAFETY: as above.
+    let marks = unsafe { (*old).tophash.to_vec() };
+    assert_eq!(marks, expected);
+    let x_count = expected.iter().filter(|&&t| t == EVACUATED_X).count();
+    let y_count = expected.iter().filter(|&&t| t == EVACUATED_Y).count();
+    // SAFETY: as above.
+    let (x_full, y_full) = unsafe {
+        (
+            (*m.table.bucket(i)).group().match_full().count(),
+            (*m.table.bucket(i + old_len)).group().match_full().count(),
+        )
+    };
+    assert_eq!((x_full, y_full), (x_count, y_count));
+    check(&m);
+}
+
+#[test]
+fn compact_purges_tombstones_and_empty_overflow_buckets() {
+    let mut m = colliding(1000);
+    for k in 0..40 {
+        m.insert(k, k);
+    }
+    for k in (0..40).step_by(2) {
+        m.remove(&k);
+    }
+    let s = m.stats();
+    assert_eq!((s.len, s.tombstones, s.overflow_buckets), (20, 20, 4));
+    assert!(m.compact());
+    assert!(!m.compact(), "a second compact while one runs starts nothing");
+    assert_eq!(m.phase(), Phase::Compacting);
+    for k in (1..40).step_by(2) {
+        assert_eq!(m.get(&k), Some(&k), "reads stay correct mid-compaction");
+    }
+    m.maintenance_step(usize::MAX);
+    let s = m.stats();
+    assert_eq!(
+        (
+            s.phase,
+            s.len,
+            s.tombstones,
+            s.overflow_buckets,
+            s.empty_overflow_buckets,
+            s.tombstone_ratio
+        ),
+        (Phase::Idle, 20, 0, 2, 0, 0.0)
+    );
+    check(&m);
+}
+
+#[test]
+fn shrink_moves_into_the_smallest_array_and_frees_the_old_one() {
+    let mut m: Map<u64, String> = Map::new();
+    for k in 0..10_000 {
+        m.insert(k, k.to_string());
+    }
+    let big = m.stats();
+    assert_eq!(big.b, 11);
+    for k in 100..10_000 {
+        m.remove(&k);
+    }
+    assert!(m.shrink_to_fit());
+    assert_eq!(m.phase(), Phase::Shrinking);
+    assert_eq!(m.stats().b, 4);
+    let mut steps = 0;
+    while m.phase() != Phase::Idle {
+        // Reads, writes and iteration stay correct throughout.
+        assert_eq!(m.get(&7).map(String::as_str), Some("7"));
+        assert_eq!(m.iter().count(), m.len());
+        m.insert(20_000 + steps, String::new());
+        m.remove(&(20_000 + steps));
+        m.maintenance_step(100);
+        check(&m);
+        steps += 1;
+    }
+    let s = m.stats();
+    assert_eq!((s.b, s.buckets, s.len), (4, 16, 100));
+    assert!(
+        s.bytes_allocated * 50 < big.bytes_allocated,
+        "{} vs {}",
+        s.bytes_allocated,
+        big.bytes_allocated
+    );
+    assert!(!m.shrink_to_fit(), "already the smallest array");
+    assert!(m.rebuild(), "rebuild falls back to a same-size compaction");
+    assert_eq!(m.phase(), Phase::Compacting);
+}
+
+#[test]
+fn clear_keeps_the_array_reseeds_and_release_frees_it() {
+    let mut m: Map<u64, u64> = (0..1000).map(|k| (k, k)).collect();
+    let b = m.stats().b;
+    let seed = m.seed;
+    m.clear();
+    let s = m.stats();
+    assert_eq!((s.len, s.tombstones, s.b, s.overflow_buckets, s.phase), (0, 0, b, 0, Phase::Idle));
+    assert_ne!(m.seed, seed);
+    assert_eq!(m.get(&5), None);
+    m.insert(5, 6);
+    assert_eq!(m.get(&5), Some(&6));
+    m.clear_and_release();
+    assert_eq!((m.stats().b, m.stats().buckets, m.len()), (0, 1, 0));
+    check(&m);
+}
+
+#[test]
+fn iteration_returns_every_entry_once_in_every_phase() {
+    for phase in [Phase::Growing, Phase::Compacting, Phase::Shrinking] {
+        let mut m: Map<u64, u64> = Map::new();
+        for k in 0..5000 {
+            m.insert(k, k);
+        }
+        match phase {
+            Phase::Growing => {
+                let mut k = 5000;
+                while m.phase() != Phase::Growing {
+                    m.insert(k, k);
+                    k += 1;
+                }
+            }
+            Phase::Compacting => assert!(m.compact()),
+            _ => {
+                for k in 500..5000 {
+                    m.remove(&k);
+                }
+                assert!(m.shrink_to_fit());
+            }
+        }
+        m.maintenance_step(m.stats().to_evacuate / 3);
+        assert_eq!(m.phase(), phase);
+        let seen: Vec<u64> = m.iter().map(|(k, _)| *k).collect();
+        let unique: HashSet<u64> = seen.iter().copied().collect();
+        assert_eq!((seen.len(), unique.len()), (m.len(), m.len()), "{phase:?}");
+        assert!(unique.iter().all(|k| m.get(k) == Some(k)));
+    }
+}
+
+#[test]
+fn retain_removes_during_iteration_and_counts_tombstones() {
+    let mut m: Map<u64, u64> = (0..1000).map(|k| (k, k)).collect();
+    let mut visited = 0;
+    m.retain(|k, v| {
+        visited += 1;
+        *v += 1;
+        k % 3 == 0
+    });
+    assert_eq!((visited, m.len()), (1000, 334));
+    assert!(m.iter().all(|(k, v)| k % 3 == 0 && *v == k + 1));
+    check(&m);
+}
+
+#[test]
+fn sample_returns_live_entries_in_every_phase() {
+    let mut m: Map<u64, u64> = (0..2000).map(|k| (k, k)).collect();
+    assert_eq!(Map::<u64, u64>::new().sample(7), None);
+    for k in 10..2000 {
+        m.remove(&k);
+    }
+    assert!(m.shrink_to_fit());
+    let mut seen = HashSet::new();
+    for seed in 0..500u64 {
+        let (k, v) = m.sample(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)).expect("non-empty");
+        assert_eq!(k, v);
+        assert!(*k < 10);
+        seen.insert(*k);
+    }
+    assert!(seen.len() >= 5, "sample should spread over the keys, saw {seen:?}");
+}
+
+/// A value that counts its drops.
+#[derive(Debug)]
+struct Counted(Rc<Cell<usize>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[test]
+fn every_value_is_dropped_exactly_once() {
+    let drops = Rc::new(Cell::new(0));
+    {
+        let mut m: Map<u64, Counted> = Map::new();
+        for k in 0..3000 {
+            m.insert(k, Counted(drops.clone()));
+        }
+        // Replacing returns the old value: dropped by the caller.
+        drop(m.insert(1, Counted(drops.clone())));
+        assert_eq!(drops.get(), 1);
+        for k in 0..1000 {
+            drop(m.remove(&k));
+        }
+        assert_eq!(drops.get(), 1001);
+        m.retain(|k, _| k % 2 == 0);
+        assert_eq!(drops.get(), 2001);
+        assert!(m.shrink_to_fit());
+        m.maintenance_step(3);
+        // Dropped mid-shrink: entries in both arrays.
+    }
+    assert_eq!(drops.get(), 3001);
+    let mut m: Map<u64, Counted> = Map::new();
+    for k in 0..100 {
+        m.insert(k, Counted(drops.clone()));
+    }
+    m.clear();
+    assert_eq!(drops.get(), 3101);
+    m.insert(1, Counted(drops.clone()));
+    m.clear_and_release();
+    assert_eq!(drops.get(), 3102);
+}
+
+/// A key whose `Hash` or `Eq` panics on demand.
+#[derive(Debug)]
+struct Touchy {
+    id: u64,
+    drops: Rc<Cell<usize>>,
+    panic_hash: Rc<Cell<bool>>,
+    panic_eq: Rc<Cell<bool>>,
+}
+
+impl Hash for Touchy {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        if self.panic_hash.get() {
+            panic!("hash panics on purpose");
+        }
+        self.id.hash(state);
+    }
+}
+
+impl PartialEq for Touchy {
+    fn eq(&self, other: &Self) -> bool {
+        if self.panic_eq.get() {
+            panic!("eq panics on purpose");
+        }
+        self.id == other.id
+    }
+}
+
+impl Eq for Touchy {}
+
+impl Drop for Touchy {
+    fn drop(&mut self) {
+        self.drops.set(self.drops.get() + 1);
+    }
+}
+
+#[test]
+fn panics_in_hash_and_eq_neither_leak_nor_double_drop() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let drops = Rc::new(Cell::new(0));
+    let panic_hash = Rc::new(Cell::new(false));
+    let panic_eq = Rc::new(Cell::new(false));
+    let key = |id| Touchy {
+        id,
+        drops: drops.clone(),
+        panic_hash: panic_hash.clone(),
+        panic_eq: panic_eq.clone(),
+    };
+    let created;
+    {
+        let mut m: Map<Touchy, Counted> = Map::new();
+        for id in 0..500 {
+            m.insert(key(id), Counted(drops.clone()));
+        }
+        let mut n = 1000; // keys + values created so far
+        // Eq panics during an insert that hits an existing key: the new key and value are
+        // dropped by the unwinding, the map is unchanged.
+        panic_eq.set(true);
+        let r = catch_unwind(AssertUnwindSafe(|| m.insert(key(5), Counted(drops.clone()))));
+        assert!(r.is_err());
+        n += 2;
+        assert_eq!(drops.get(), 2);
+        panic_eq.set(false);
+        assert_eq!(m.len(), 500);
+        check(&m);
+        // Hash panics while an evacuation rehashes old keys: the guard drops the unmoved
+        // entries of that one old chain and the map stays consistent.
+        assert!(m.compact());
+        panic_hash.set(true);
+        let mut panicked = false;
+        while !panicked && m.phase() != Phase::Idle {
+            panicked = catch_unwind(AssertUnwindSafe(|| m.maintenance_step(1))).is_err();
+        }
+        assert!(panicked);
+        panic_hash.set(false);
+        check(&m);
+        let lost = 500 - m.len();
+        assert!(lost > 0, "the panicking chain's entries are dropped");
+        assert_eq!(drops.get(), 2 + 2 * lost);
+        m.maintenance_step(usize::MAX);
+        assert_eq!(m.iter().count(), m.len());
+        check(&m);
+        created = n;
+    }
+    assert_eq!(drops.get(), created);
+}

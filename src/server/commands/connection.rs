@@ -1,0 +1,202 @@
+//! Connection commands: PING ECHO QUIT HELLO AUTH SELECT CLIENT.
+
+use bytes::Bytes;
+
+use super::{
+    Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, is, parse_i64, unknown_subcommand, wrong_arity,
+    wrong_sub_arity,
+};
+use crate::server::resp::{Protocol, Reply};
+use crate::server::tasks::Task;
+
+/// The Redis version the node reports to clients (HELLO, INFO): the command set and replies
+/// follow Redis 7.2, and some clients gate features on it.
+pub const REDIS_COMPAT_VERSION: &str = "7.2.4";
+
+pub fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    match args.len() {
+        1 => Reply::Simple("PONG"),
+        2 => Reply::Bulk(args[1].clone()),
+        _ => {
+            let _ = ctx;
+            wrong_arity("ping")
+        }
+    }
+}
+
+pub fn echo(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    Reply::Bulk(args[1].clone())
+}
+
+pub fn quit(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
+    ctx.client.close_after_reply = true;
+    Reply::ok()
+}
+
+fn check_password(ctx: &mut Ctx<'_>, user: &[u8], password: &[u8]) -> Result<(), Reply> {
+    let required = ctx.node.requirepass.read().clone();
+    match required {
+        None if user == b"default" => {
+            ctx.client.authenticated = true;
+            Ok(())
+        }
+        Some(pass) if user == b"default" && password == pass.as_bytes() => {
+            ctx.client.authenticated = true;
+            Ok(())
+        }
+        _ => Err(Reply::error("WRONGPASS invalid username-password pair or user is disabled.")),
+    }
+}
+
+pub fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let result = match args.len() {
+        2 => {
+            if ctx.node.requirepass.read().is_none() {
+                return Reply::error(
+                    "ERR AUTH <password> called without any password configured for the default user. \
+                     Are you sure your configuration is correct?",
+                );
+            }
+            check_password(ctx, b"default", &args[1])
+        }
+        3 => check_password(ctx, &args[1], &args[2]),
+        _ => return Reply::error(ERR_SYNTAX),
+    };
+    match result {
+        Ok(()) => Reply::ok(),
+        Err(e) => e,
+    }
+}
+
+pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let mut proto = ctx.client.proto;
+    if let Some(ver) = args.get(1) {
+        match parse_i64(ver) {
+            Some(2) => proto = Protocol::Resp2,
+            Some(3) => proto = Protocol::Resp3,
+            Some(_) => return Reply::error("NOPROTO unsupported protocol version"),
+            None => return Reply::error("ERR Protocol version is not an integer or out of range"),
+        }
+    }
+    let mut name = None;
+    let mut i = 2;
+    while i < args.len() {
+        let more = args.len() - i - 1;
+        if is(&args[i], "AUTH") && more >= 2 {
+            if let Err(e) = check_password(ctx, &args[i + 1], &args[i + 2]) {
+                return e;
+            }
+            i += 3;
+        } else if is(&args[i], "SETNAME") && more >= 1 {
+            name = Some(args[i + 1].clone());
+            i += 2;
+        } else {
+            return Reply::error(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(&args[i])
+            ));
+        }
+    }
+    if !ctx.client.authenticated {
+        return Reply::error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> \
+             AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol \
+             version at the same time",
+        );
+    }
+    if let Some(name) = name
+        && let Err(e) = set_name(ctx.task, &name)
+    {
+        return e;
+    }
+    ctx.client.proto = proto;
+    let proto_num = if proto == Protocol::Resp3 { 3 } else { 2 };
+    Reply::Map(vec![
+        (Reply::bulk_str("server"), Reply::bulk_str("redis")),
+        (Reply::bulk_str("version"), Reply::bulk_str(REDIS_COMPAT_VERSION)),
+        (Reply::bulk_str("proto"), Reply::Integer(proto_num)),
+        (Reply::bulk_str("id"), Reply::Integer(ctx.client.id as i64)),
+        (Reply::bulk_str("mode"), Reply::bulk_str("standalone")),
+        (Reply::bulk_str("role"), Reply::bulk_str("master")),
+        (Reply::bulk_str("modules"), Reply::Array(Vec::new())),
+    ])
+}
+
+pub fn select(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    match parse_i64(&args[1]) {
+        Some(0) => Reply::ok(),
+        Some(_) => Reply::error("ERR DB index is out of range"),
+        None => Reply::error(ERR_NOT_INTEGER),
+    }
+}
+
+fn set_name(task: &Task, name: &[u8]) -> Result<(), Reply> {
+    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err(Reply::error(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    *task.name.lock() =
+        if name.is_empty() { None } else { Some(String::from_utf8_lossy(name).into_owned()) };
+    Ok(())
+}
+
+/// One `CLIENT LIST` line.
+fn client_line(ctx: &Ctx<'_>, task: &Task) -> String {
+    let cmd = task.command().map(|i| super::COMMANDS[i as usize].name).unwrap_or("NULL");
+    let laddr = ctx.client.local_addr.map(|a| a.to_string()).unwrap_or_default();
+    format!(
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 \
+         qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default \
+         redir=-1 resp={}\n",
+        task.id,
+        task.peer.map(|p| p.to_string()).unwrap_or_default(),
+        laddr,
+        task.name.lock().clone().unwrap_or_default(),
+        task.started.elapsed().as_secs(),
+        task.idle_ms() / 1000,
+        cmd,
+        if ctx.client.proto == Protocol::Resp3 && task.id == ctx.client.id { 3 } else { 2 },
+    )
+}
+
+pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let sub = &args[1];
+    let argc = args.len();
+    if is(sub, "ID") && argc == 2 {
+        Reply::Integer(ctx.client.id as i64)
+    } else if is(sub, "SETNAME") {
+        if argc != 3 {
+            return wrong_sub_arity("client", sub);
+        }
+        match set_name(ctx.task, &args[2]) {
+            Ok(()) => Reply::ok(),
+            Err(e) => e,
+        }
+    } else if is(sub, "GETNAME") && argc == 2 {
+        match ctx.task.name.lock().clone() {
+            Some(name) => Reply::Bulk(Bytes::from(name)),
+            None => Reply::Nil,
+        }
+    } else if is(sub, "LIST") {
+        let mut text = String::new();
+        for task in ctx.node.tasks.snapshot() {
+            if task.kind == crate::server::tasks::TaskKind::Connection {
+                text.push_str(&client_line(ctx, &task));
+            }
+        }
+        Reply::Verbatim(text)
+    } else if is(sub, "INFO") && argc == 2 {
+        let task = ctx.task;
+        Reply::Verbatim(client_line(ctx, task))
+    } else if is(sub, "SETINFO") {
+        if argc != 4 {
+            return wrong_sub_arity("client", sub);
+        }
+        Reply::ok()
+    } else if is(sub, "ID") || is(sub, "GETNAME") || is(sub, "INFO") {
+        wrong_sub_arity("client", sub)
+    } else {
+        unknown_subcommand(sub, "client")
+    }
+}

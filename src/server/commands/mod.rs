@@ -1,0 +1,302 @@
+//! The command table and dispatcher. One file per command family (`strings`, `keys`,
+//! `connection`, `server`), each command in three steps: parse (rejecting extra or bad
+//! arguments), apply, reply.
+//!
+//! The dispatcher checks in Redis's order (`processCommand` in `server.c`): unknown command,
+//! arity, authentication, then draining (writes refused) and maxmemory (writes that may grow).
+
+mod connection;
+mod keys;
+mod server;
+mod strings;
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+
+use super::resp::{Protocol, Reply};
+use super::state::NodeState;
+use super::tasks::Task;
+
+/// Per-connection state the commands read and change.
+#[derive(Debug)]
+pub struct ClientState {
+    pub id: u64,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    /// Set by QUIT: reply, then close.
+    pub close_after_reply: bool,
+    pub local_addr: Option<std::net::SocketAddr>,
+}
+
+/// What a command runs with.
+pub struct Ctx<'a> {
+    pub node: &'a NodeState,
+    pub client: &'a mut ClientState,
+    pub task: &'a Task,
+    /// "Now" for the whole command, as Redis's `commandTimeSnapshot`.
+    pub now_ms: u64,
+}
+
+type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> Reply;
+
+/// Command flags, as `COMMAND INFO` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Reads only.
+    Read,
+    /// Writes without growing memory (DEL, EXPIRE, PERSIST...): refused while draining only.
+    Write,
+    /// Writes that may grow memory: refused while draining and checked against maxmemory.
+    WriteGrow,
+    /// Connection and server commands: no keys.
+    Admin,
+}
+
+/// One row of the command table.
+pub struct CommandSpec {
+    /// Lowercase, as Redis prints it in errors and COMMAND replies.
+    pub name: &'static str,
+    /// Redis arity: positive = exact argument count including the name, negative = minimum.
+    pub arity: i32,
+    pub kind: Kind,
+    /// Key positions for COMMAND INFO: first, last (-1 = last argument), step.
+    pub keys: (i32, i32, i32),
+    pub handler: Handler,
+    /// Allowed before AUTH when a password is required.
+    pub no_auth: bool,
+}
+
+macro_rules! cmd {
+    ($name:literal, $arity:expr, $kind:ident, $keys:expr, $handler:path) => {
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            kind: Kind::$kind,
+            keys: $keys,
+            handler: $handler,
+            no_auth: false,
+        }
+    };
+    ($name:literal, $arity:expr, $kind:ident, $keys:expr, $handler:path, no_auth) => {
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            kind: Kind::$kind,
+            keys: $keys,
+            handler: $handler,
+            no_auth: true,
+        }
+    };
+}
+
+const NO_KEYS: (i32, i32, i32) = (0, 0, 0);
+const ONE_KEY: (i32, i32, i32) = (1, 1, 1);
+const ALL_KEYS: (i32, i32, i32) = (1, -1, 1);
+const PAIRS: (i32, i32, i32) = (1, -1, 2);
+
+/// Every command the node knows.
+pub static COMMANDS: &[CommandSpec] = &[
+    cmd!("ping", -1, Admin, NO_KEYS, connection::ping),
+    cmd!("echo", 2, Admin, NO_KEYS, connection::echo),
+    cmd!("quit", -1, Admin, NO_KEYS, connection::quit, no_auth),
+    cmd!("hello", -1, Admin, NO_KEYS, connection::hello, no_auth),
+    cmd!("auth", -2, Admin, NO_KEYS, connection::auth, no_auth),
+    cmd!("select", 2, Admin, NO_KEYS, connection::select),
+    cmd!("client", -2, Admin, NO_KEYS, connection::client),
+    cmd!("get", 2, Read, ONE_KEY, strings::get),
+    cmd!("set", -3, WriteGrow, ONE_KEY, strings::set),
+    cmd!("setnx", 3, WriteGrow, ONE_KEY, strings::setnx),
+    cmd!("setex", 4, WriteGrow, ONE_KEY, strings::setex),
+    cmd!("psetex", 4, WriteGrow, ONE_KEY, strings::psetex),
+    cmd!("getset", 3, WriteGrow, ONE_KEY, strings::getset),
+    cmd!("getdel", 2, Write, ONE_KEY, strings::getdel),
+    cmd!("getex", -2, Write, ONE_KEY, strings::getex),
+    cmd!("mget", -2, Read, ALL_KEYS, strings::mget),
+    cmd!("mset", -3, WriteGrow, PAIRS, strings::mset),
+    cmd!("msetnx", -3, WriteGrow, PAIRS, strings::msetnx),
+    cmd!("incr", 2, WriteGrow, ONE_KEY, strings::incr),
+    cmd!("decr", 2, WriteGrow, ONE_KEY, strings::decr),
+    cmd!("incrby", 3, WriteGrow, ONE_KEY, strings::incrby),
+    cmd!("decrby", 3, WriteGrow, ONE_KEY, strings::decrby),
+    cmd!("incrbyfloat", 3, WriteGrow, ONE_KEY, strings::incrbyfloat),
+    cmd!("append", 3, WriteGrow, ONE_KEY, strings::append),
+    cmd!("strlen", 2, Read, ONE_KEY, strings::strlen),
+    cmd!("getrange", 4, Read, ONE_KEY, strings::getrange),
+    cmd!("substr", 4, Read, ONE_KEY, strings::getrange),
+    cmd!("setrange", 4, WriteGrow, ONE_KEY, strings::setrange),
+    cmd!("del", -2, Write, ALL_KEYS, keys::del),
+    cmd!("unlink", -2, Write, ALL_KEYS, keys::del),
+    cmd!("exists", -2, Read, ALL_KEYS, keys::exists),
+    cmd!("type", 2, Read, ONE_KEY, keys::type_),
+    cmd!("expire", -3, Write, ONE_KEY, keys::expire),
+    cmd!("pexpire", -3, Write, ONE_KEY, keys::pexpire),
+    cmd!("expireat", -3, Write, ONE_KEY, keys::expireat),
+    cmd!("pexpireat", -3, Write, ONE_KEY, keys::pexpireat),
+    cmd!("ttl", 2, Read, ONE_KEY, keys::ttl),
+    cmd!("pttl", 2, Read, ONE_KEY, keys::pttl),
+    cmd!("expiretime", 2, Read, ONE_KEY, keys::expiretime),
+    cmd!("pexpiretime", 2, Read, ONE_KEY, keys::pexpiretime),
+    cmd!("persist", 2, Write, ONE_KEY, keys::persist),
+    cmd!("dbsize", 1, Read, NO_KEYS, keys::dbsize),
+    cmd!("flushdb", -1, Write, NO_KEYS, keys::flushdb),
+    cmd!("flushall", -1, Write, NO_KEYS, keys::flushdb),
+    cmd!("keys", 2, Read, NO_KEYS, keys::keys),
+    cmd!("scan", -2, Read, NO_KEYS, keys::scan),
+    cmd!("randomkey", 1, Read, NO_KEYS, keys::randomkey),
+    cmd!("info", -1, Admin, NO_KEYS, server::info),
+    cmd!("config", -2, Admin, NO_KEYS, server::config),
+    cmd!("command", -1, Admin, NO_KEYS, server::command),
+    cmd!("memory", -2, Admin, NO_KEYS, server::memory),
+    cmd!("time", 1, Admin, NO_KEYS, server::time),
+];
+
+static BY_NAME: LazyLock<HashMap<&'static str, u16>> =
+    LazyLock::new(|| COMMANDS.iter().enumerate().map(|(i, c)| (c.name, i as u16)).collect());
+
+/// The table index of a command name (any case).
+pub fn lookup(name: &[u8]) -> Option<u16> {
+    let mut lower = [0u8; 16];
+    if name.len() > lower.len() {
+        return None;
+    }
+    for (dst, src) in lower.iter_mut().zip(name) {
+        *dst = src.to_ascii_lowercase();
+    }
+    let lower = std::str::from_utf8(&lower[..name.len()]).ok()?;
+    BY_NAME.get(lower).copied()
+}
+
+/// Redis's reply to an unknown command: the name and the first arguments, quoted.
+fn unknown_command(args: &[Bytes]) -> Reply {
+    let mut listed = String::new();
+    for arg in &args[1..] {
+        if listed.len() >= 128 {
+            break;
+        }
+        let room = 128 - listed.len();
+        let text = String::from_utf8_lossy(arg);
+        let cut: String = text.chars().take(room).collect();
+        listed.push_str(&format!("'{cut}' "));
+    }
+    let name: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
+    Reply::error(format!("ERR unknown command '{name}', with args beginning with: {listed}"))
+}
+
+pub fn wrong_arity(name: &str) -> Reply {
+    Reply::error(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+/// Executes one command. `args` is never empty (the parser skips empty frames).
+pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> (Option<u16>, Reply) {
+    let Some(index) = lookup(&args[0]) else {
+        return (None, unknown_command(args));
+    };
+    let spec = &COMMANDS[index as usize];
+    let argc = args.len() as i32;
+    if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
+        return (Some(index), wrong_arity(spec.name));
+    }
+    if !ctx.client.authenticated && !spec.no_auth {
+        return (Some(index), Reply::error("NOAUTH Authentication required."));
+    }
+    if matches!(spec.kind, Kind::Write | Kind::WriteGrow) && ctx.node.is_draining() {
+        return (Some(index), Reply::error("READONLY You can't write against a draining node."));
+    }
+    if spec.kind == Kind::WriteGrow {
+        let incoming: usize =
+            args[1..].iter().map(|a| a.len()).sum::<usize>() + super::store::ENTRY_OVERHEAD;
+        if let Err(oom) = ctx.node.store.ensure_memory(incoming, Some(ctx.task)) {
+            return (Some(index), Reply::error(oom.to_string()));
+        }
+    }
+    (Some(index), (spec.handler)(ctx, args))
+}
+
+// ---- argument helpers shared by the families ----
+
+pub const ERR_NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub const ERR_SYNTAX: &str = "ERR syntax error";
+
+/// Redis's `string2ll`: an optional `-`, digits, no spaces, no `+`, no leading zeros but "0".
+pub fn parse_i64(arg: &[u8]) -> Option<i64> {
+    if arg.is_empty() || arg.len() > 20 {
+        return None;
+    }
+    let (neg, digits) = match arg.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, arg),
+    };
+    if digits.is_empty() || (digits[0] == b'0' && digits.len() > 1) || (neg && digits == b"0") {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(d - b'0');
+        value = if neg {
+            value.checked_mul(10)?.checked_sub(digit)?
+        } else {
+            value.checked_mul(10)?.checked_add(digit)?
+        };
+    }
+    Some(value)
+}
+
+pub fn int_arg(arg: &[u8]) -> Result<i64, Reply> {
+    parse_i64(arg).ok_or_else(|| Reply::error(ERR_NOT_INTEGER))
+}
+
+/// Case-insensitive comparison of an argument with an ASCII option name.
+pub fn is(arg: &[u8], option: &str) -> bool {
+    arg.eq_ignore_ascii_case(option.as_bytes())
+}
+
+/// `-ERR unknown subcommand 'x'. Try CONFIG HELP.`
+pub fn unknown_subcommand(sub: &[u8], command: &str) -> Reply {
+    let sub: String = String::from_utf8_lossy(sub).chars().take(128).collect();
+    Reply::error(format!(
+        "ERR unknown subcommand '{sub}'. Try {} HELP.",
+        command.to_ascii_uppercase()
+    ))
+}
+
+pub fn wrong_sub_arity(command: &str, sub: &[u8]) -> Reply {
+    let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    Reply::error(format!("ERR wrong number of arguments for '{command}|{sub}' command"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_i64_is_as_strict_as_string2ll() {
+        assert_eq!(parse_i64(b"42"), Some(42));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        assert_eq!(parse_i64(b"+1"), None);
+        assert_eq!(parse_i64(b" 1"), None);
+        assert_eq!(parse_i64(b"01"), None);
+        assert_eq!(parse_i64(b"-0"), None);
+        assert_eq!(parse_i64(b""), None);
+    }
+
+    #[test]
+    fn unknown_command_lists_its_arguments_like_redis() {
+        let reply = unknown_command(&[Bytes::from("foo"), Bytes::from("a"), Bytes::from("b")]);
+        assert_eq!(
+            reply,
+            Reply::error("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
+        );
+    }
+
+    #[test]
+    fn lookup_ignores_case_and_refuses_long_names() {
+        assert_eq!(lookup(b"GeT").map(|i| COMMANDS[i as usize].name), Some("get"));
+        assert_eq!(lookup(b"averyveryverylongname"), None);
+    }
+}

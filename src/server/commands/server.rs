@@ -1,0 +1,260 @@
+//! Server commands: INFO CONFIG (GET/SET/RESETSTAT) COMMAND (COUNT/DOCS/INFO) MEMORY USAGE TIME.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::connection::REDIS_COMPAT_VERSION;
+use super::{COMMANDS, CommandSpec, Ctx, Kind, is, lookup, unknown_subcommand, wrong_sub_arity};
+use crate::server::glob::glob_match;
+use crate::server::resp::Reply;
+use crate::server::state::parse_memory;
+use crate::server::store::{EvictionPolicy, entry_cost};
+
+pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let node = ctx.node;
+    let wanted: Vec<String> =
+        args[1..].iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
+    let all = wanted.is_empty()
+        || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
+    let want = |section: &str| all || wanted.iter().any(|w| w == section);
+    let stats = node.stats(Some(ctx.task));
+    let mut out = String::new();
+    if want("server") {
+        let uptime = node.started.elapsed().as_secs();
+        let port = ctx.client.local_addr.map_or(0, |a| a.port());
+        let _ = write!(
+            out,
+            "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nmapcache_version:{}\r\nredis_mode:standalone\r\n\
+             os:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{port}\r\nuptime_in_seconds:{uptime}\r\n\
+             uptime_in_days:{}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::process::id(),
+            uptime / 86_400
+        );
+    }
+    if want("clients") {
+        let _ = write!(
+            out,
+            "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n\r\n",
+            node.tasks.connections()
+        );
+    }
+    if want("memory") {
+        let _ = write!(
+            out,
+            "# Memory\r\nused_memory:{}\r\nused_memory_dataset:{}\r\nmaxmemory:{}\r\nmaxmemory_policy:{}\r\n\
+             mapcache_bytes_allocated:{}\r\n\r\n",
+            stats.memory_bytes,
+            stats.memory_bytes.saturating_sub(stats.bytes_allocated),
+            stats.maxmemory,
+            stats.eviction_policy,
+            stats.bytes_allocated
+        );
+    }
+    if want("persistence") {
+        let last = node.last_snapshot.lock().clone();
+        let _ = write!(
+            out,
+            "# Persistence\r\nloading:{}\r\nrdb_last_save_time:{}\r\nmapcache_snapshot_generation:{}\r\n\r\n",
+            u8::from(!node.is_ready()),
+            last.map_or(0, |s| s.written_at.as_second()),
+            node.snapshot_generation.load(Ordering::Relaxed)
+        );
+    }
+    if want("stats") {
+        let _ = write!(
+            out,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\n\
+             evicted_keys:{}\r\nmapcache_tombstones:{}\r\nmapcache_tombstone_ratio:{:.4}\r\n\r\n",
+            node.total_connections.load(Ordering::Relaxed),
+            node.total_commands.load(Ordering::Relaxed),
+            stats.expired_keys_total,
+            stats.evicted_keys_total,
+            stats.tombstones,
+            stats.tombstone_ratio
+        );
+    }
+    if want("replication") {
+        out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+    }
+    if want("keyspace") {
+        out.push_str("# Keyspace\r\n");
+        if stats.keys > 0 {
+            let _ = write!(out, "db0:keys={},expires=0,avg_ttl=0\r\n", stats.keys);
+        }
+        out.push_str("\r\n");
+    }
+    // Redis ends INFO without the last blank line.
+    while out.ends_with("\r\n\r\n") {
+        out.truncate(out.len() - 2);
+    }
+    Reply::Verbatim(out)
+}
+
+/// The parameters CONFIG GET knows, with their current values.
+fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
+    let node = ctx.node;
+    vec![
+        ("maxmemory", node.store.maxmemory().to_string()),
+        ("maxmemory-policy", node.store.policy().name().to_string()),
+        ("requirepass", node.requirepass.read().clone().unwrap_or_default()),
+        ("databases", "1".to_string()),
+        ("save", String::new()),
+        ("appendonly", "no".to_string()),
+        ("proto-max-bulk-len", crate::server::resp::PROTO_MAX_BULK_LEN.to_string()),
+        ("port", ctx.client.local_addr.map_or(0, |a| a.port()).to_string()),
+        ("bind", node.config.bind.to_string()),
+        ("dir", node.config.data_dir.display().to_string()),
+        ("maxmemory-samples", "5".to_string()),
+        ("timeout", "0".to_string()),
+    ]
+}
+
+pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let sub = &args[1];
+    if is(sub, "GET") {
+        if args.len() < 3 {
+            return wrong_sub_arity("config", sub);
+        }
+        let params = config_params(ctx);
+        let mut pairs = Vec::new();
+        for (name, value) in params {
+            if args[2..].iter().any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes())) {
+                pairs.push((Reply::bulk_str(name), Reply::bulk_str(&value)));
+            }
+        }
+        Reply::Map(pairs)
+    } else if is(sub, "SET") {
+        if args.len() < 4 || !args.len().is_multiple_of(2) {
+            return wrong_sub_arity("config", sub);
+        }
+        // Validate every pair before applying any, as Redis 7 does.
+        let mut memory = None;
+        let mut policy = None;
+        for pair in args[2..].chunks(2) {
+            let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+            let value = String::from_utf8_lossy(&pair[1]).into_owned();
+            match name.as_str() {
+                "maxmemory" => match parse_memory(&value) {
+                    Ok(v) => memory = Some(v),
+                    Err(_) => {
+                        return Reply::error(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be a memory value"
+                        ));
+                    }
+                },
+                "maxmemory-policy" => match EvictionPolicy::parse(&value) {
+                    Some(p) => policy = Some(p),
+                    None => {
+                        return Reply::error(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{name}') - argument(s) must be one of the following: noeviction, allkeys-random, allkeys-lru, volatile-ttl"
+                        ));
+                    }
+                },
+                _ => {
+                    return Reply::error(format!(
+                        "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                    ));
+                }
+            }
+        }
+        if let Some(m) = memory {
+            ctx.node.store.set_maxmemory(m);
+        }
+        if let Some(p) = policy {
+            ctx.node.store.set_policy(p);
+        }
+        Reply::ok()
+    } else if is(sub, "RESETSTAT") {
+        if args.len() != 2 {
+            return wrong_sub_arity("config", sub);
+        }
+        ctx.node.total_commands.store(0, Ordering::Relaxed);
+        ctx.node.total_connections.store(0, Ordering::Relaxed);
+        Reply::ok()
+    } else {
+        unknown_subcommand(sub, "config")
+    }
+}
+
+fn command_info(spec: &CommandSpec) -> Reply {
+    let flags: &[&str] = match spec.kind {
+        Kind::Read => &["readonly", "fast"],
+        Kind::Write => &["write", "fast"],
+        Kind::WriteGrow => &["write", "denyoom"],
+        Kind::Admin => &["fast"],
+    };
+    Reply::Array(vec![
+        Reply::bulk_str(spec.name),
+        Reply::Integer(i64::from(spec.arity)),
+        Reply::Array(flags.iter().map(|f| Reply::Status((*f).to_string())).collect()),
+        Reply::Integer(i64::from(spec.keys.0)),
+        Reply::Integer(i64::from(spec.keys.1)),
+        Reply::Integer(i64::from(spec.keys.2)),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+    ])
+}
+
+pub fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let Some(sub) = args.get(1) else {
+        return Reply::Array(COMMANDS.iter().map(command_info).collect());
+    };
+    if is(sub, "COUNT") {
+        if args.len() != 2 {
+            return wrong_sub_arity("command", sub);
+        }
+        Reply::Integer(COMMANDS.len() as i64)
+    } else if is(sub, "INFO") {
+        let infos = if args.len() == 2 {
+            COMMANDS.iter().map(command_info).collect()
+        } else {
+            args[2..]
+                .iter()
+                .map(|name| {
+                    lookup(name).map_or(Reply::NilArray, |i| command_info(&COMMANDS[i as usize]))
+                })
+                .collect()
+        };
+        Reply::Array(infos)
+    } else if is(sub, "DOCS") {
+        // Documentation is not served; clients (redis-cli) accept an empty map.
+        Reply::Map(Vec::new())
+    } else {
+        unknown_subcommand(sub, "command")
+    }
+}
+
+pub fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let sub = &args[1];
+    if !is(sub, "USAGE") {
+        return unknown_subcommand(sub, "memory");
+    }
+    if args.len() != 3 && args.len() != 5 {
+        return wrong_sub_arity("memory", sub);
+    }
+    if args.len() == 5 && (!is(&args[3], "SAMPLES") || super::parse_i64(&args[4]).is_none()) {
+        return Reply::error(super::ERR_SYNTAX);
+    }
+    let now = ctx.now_ms;
+    let mut guard = super::strings::lock(ctx, &args[2]);
+    match guard.get_live(&args[2], now) {
+        Some(entry) => Reply::Integer(entry_cost(&args[2], &entry.value) as i64),
+        None => Reply::Nil,
+    }
+}
+
+pub fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
+    let now = jiff::Timestamp::now();
+    let _ = ctx;
+    let micros = now.as_microsecond();
+    Reply::Array(vec![
+        Reply::Bulk(Bytes::from((micros / 1_000_000).to_string())),
+        Reply::Bulk(Bytes::from((micros % 1_000_000).to_string())),
+    ])
+}

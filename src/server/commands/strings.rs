@@ -1,0 +1,459 @@
+//! String commands: GET SET (EX PX EXAT PXAT NX XX KEEPTTL GET) SETNX SETEX PSETEX GETSET GETDEL
+//! GETEX MGET MSET MSETNX INCR DECR INCRBY DECRBY INCRBYFLOAT APPEND STRLEN GETRANGE SETRANGE.
+//! Semantics and error strings follow Redis 7's `t_string.c`.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, int_arg, is, parse_i64, wrong_arity};
+use crate::server::resp::{PROTO_MAX_BULK_LEN, Reply, format_double};
+use crate::server::store::{Entry, ShardGuard};
+
+pub(super) fn lock<'a>(ctx: &'a Ctx<'_>, key: &[u8]) -> ShardGuard<'a> {
+    let store = &ctx.node.store;
+    store.lock(store.shard_of(key), Some(ctx.task))
+}
+
+/// The expiry requested by SET/GETEX options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// Leave the key without a TTL (SET) / unchanged (GETEX).
+    Unset,
+    /// Absolute Unix milliseconds.
+    At(u64),
+    KeepTtl,
+    Persist,
+}
+
+/// Redis's `getExpireMillisecondsOrReply`: relative units become absolute; non-positive or
+/// overflowing times are `invalid expire time in '<cmd>' command`.
+fn expire_at(
+    arg: &[u8],
+    seconds: bool,
+    relative: bool,
+    now_ms: u64,
+    cmd: &str,
+) -> Result<u64, Reply> {
+    let value = int_arg(arg)?;
+    let invalid = || Reply::error(format!("ERR invalid expire time in '{cmd}' command"));
+    if value <= 0 || (seconds && value > i64::MAX / 1000) {
+        return Err(invalid());
+    }
+    let mut ms = if seconds { value * 1000 } else { value };
+    if relative {
+        ms = ms.checked_add(now_ms as i64).ok_or_else(invalid)?;
+    }
+    Ok(ms as u64)
+}
+
+pub fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let now = ctx.now_ms;
+    let mut guard = lock(ctx, &args[1]);
+    match guard.get_live(&args[1], now) {
+        Some(entry) => Reply::Bulk(entry.value.clone()),
+        None => Reply::Nil,
+    }
+}
+
+#[derive(Debug, Default)]
+struct SetOptions {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    expiry: Option<Expiry>,
+}
+
+fn parse_set_options(args: &[Bytes], now_ms: u64) -> Result<SetOptions, Reply> {
+    let mut opts = SetOptions::default();
+    let mut i = 3;
+    while i < args.len() {
+        let arg = &args[i];
+        let next = args.get(i + 1);
+        let unit = if is(arg, "EX") {
+            Some((true, true))
+        } else if is(arg, "PX") {
+            Some((false, true))
+        } else if is(arg, "EXAT") {
+            Some((true, false))
+        } else if is(arg, "PXAT") {
+            Some((false, false))
+        } else {
+            None
+        };
+        if let Some((seconds, relative)) = unit {
+            let Some(value) = next else {
+                return Err(Reply::error(ERR_SYNTAX));
+            };
+            if opts.expiry.is_some() {
+                return Err(Reply::error(ERR_SYNTAX));
+            }
+            opts.expiry = Some(Expiry::At(expire_at(value, seconds, relative, now_ms, "set")?));
+            i += 2;
+            continue;
+        }
+        if is(arg, "NX") && !opts.xx {
+            opts.nx = true;
+        } else if is(arg, "XX") && !opts.nx {
+            opts.xx = true;
+        } else if is(arg, "GET") {
+            opts.get = true;
+        } else if is(arg, "KEEPTTL") && opts.expiry.is_none() {
+            opts.expiry = Some(Expiry::KeepTtl);
+        } else {
+            return Err(Reply::error(ERR_SYNTAX));
+        }
+        i += 1;
+    }
+    Ok(opts)
+}
+
+pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let opts = match parse_set_options(args, ctx.now_ms) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    set_generic(ctx, args[1].clone(), args[2].clone(), opts)
+}
+
+fn set_generic(ctx: &mut Ctx<'_>, key: Bytes, value: Bytes, opts: SetOptions) -> Reply {
+    let now = ctx.now_ms;
+    let mut guard = lock(ctx, &key);
+    let old = guard.get_live(&key, now).cloned();
+    let ok_reply = |old: &Option<Entry>| {
+        if opts.get {
+            old.as_ref().map_or(Reply::Nil, |e| Reply::Bulk(e.value.clone()))
+        } else {
+            Reply::ok()
+        }
+    };
+    if (opts.nx && old.is_some()) || (opts.xx && old.is_none()) {
+        return if opts.get { ok_reply(&old) } else { Reply::Nil };
+    }
+    let expires_at_ms = match opts.expiry {
+        Some(Expiry::At(at)) => at,
+        Some(Expiry::KeepTtl) => old.as_ref().map_or(0, |e| e.expires_at_ms),
+        _ => 0,
+    };
+    if expires_at_ms != 0 && expires_at_ms <= now {
+        // Redis sets and deletes at once: an already-past EXAT/PXAT leaves no key.
+        guard.remove(&key);
+    } else {
+        guard.insert(key, Entry::new(value, expires_at_ms, now));
+    }
+    ok_reply(&old)
+}
+
+pub fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let now = ctx.now_ms;
+    let mut guard = lock(ctx, &args[1]);
+    if guard.get_live(&args[1], now).is_some() {
+        return Reply::Integer(0);
+    }
+    guard.insert(args[1].clone(), Entry::new(args[2].clone(), 0, now));
+    Reply::Integer(1)
+}
+
+fn setex_generic(ctx: &mut Ctx<'_>, args: &[Bytes], seconds: bool, cmd: &str) -> Reply {
+    let at = match expire_at(&args[2], seconds, true, ctx.now_ms, cmd) {
+        Ok(at) => at,
+        Err(e) => return e,
+    };
+    let opts = SetOptions { expiry: Some(Expiry::At(at)), ..SetOptions::default() };
+    set_generic(ctx, args[1].clone(), args[3].clone(), opts)
+}
+
+pub fn setex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    setex_generic(ctx, args, true, "setex")
+}
+
+pub fn psetex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    setex_generic(ctx, args, false, "psetex")
+}
+
+pub fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let opts = SetOptions { get: true, ..SetOptions::default() };
+    set_generic(ctx, args[1].clone(), args[2].clone(), opts)
+}
+
+pub fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let now = ctx.now_ms;
+    let mut guard = lock(ctx, &args[1]);
+    if guard.get_live(&args[1], now).is_none() {
+        return Reply::Nil;
+    }
+    guard.remove(&args[1]).map_or(Reply::Nil, |e| Reply::Bulk(e.value))
+}
+
+pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let now = ctx.now_ms;
+    let mut expiry = Expiry::Unset;
+    let mut i = 2;
+    while i < args.len() {
+        let arg = &args[i];
+        let unit = if is(arg, "EX") {
+            Some((true, true))
+        } else if is(arg, "PX") {
+            Some((false, true))
+        } else if is(arg, "EXAT") {
+            Some((true, false))
+        } else if is(arg, "PXAT") {
+            Some((false, false))
+        } else {
+            None
+        };
+        match unit {
+            Some((seconds, relative)) if expiry == Expiry::Unset && i + 1 < args.len() => {
+                match expire_at(&args[i + 1], seconds, relative, now, "getex") {
+                    Ok(at) => expiry = Expiry::At(at),
+                    Err(e) => return e,
+                }
+                i += 2;
+            }
+            None if is(arg, "PERSIST") && expiry == Expiry::Unset => {
+                expiry = Expiry::Persist;
+                i += 1;
+            }
+            _ => return Reply::error(ERR_SYNTAX),
+        }
+    }
+    let mut guard = lock(ctx, &args[1]);
+    let Some(entry) = guard.get_live_mut(&args[1], now) else {
+        return Reply::Nil;
+    };
+    let value = entry.value.clone();
+    match expiry {
+        Expiry::At(at) if at <= now => {
+            guard.remove(&args[1]);
+        }
+        Expiry::At(at) => entry.expires_at_ms = at,
+        Expiry::Persist => entry.expires_at_ms = 0,
+        Expiry::Unset | Expiry::KeepTtl => {}
+    }
+    Reply::Bulk(value)
+}
+
+pub fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let now = ctx.now_ms;
+    let values = args[1..]
+        .iter()
+        .map(|key| {
+            let mut guard = lock(ctx, key);
+            guard.get_live(key, now).map_or(Reply::Nil, |e| Reply::Bulk(e.value.clone()))
+        })
+        .collect();
+    Reply::Array(values)
+}
+
+pub fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    if args.len().is_multiple_of(2) {
+        return wrong_arity(if is(&args[0], "msetnx") { "msetnx" } else { "mset" });
+    }
+    let now = ctx.now_ms;
+    // All shards locked together so no reader sees half of an MSET.
+    let shards = args[1..].chunks(2).map(|p| ctx.node.store.shard_of(&p[0])).collect();
+    let mut guards = ctx.node.store.lock_many(shards, Some(ctx.task));
+    for pair in args[1..].chunks(2) {
+        let shard = ctx.node.store.shard_of(&pair[0]);
+        if let Some(g) = guards.iter_mut().find(|g| g.index == shard) {
+            g.insert(pair[0].clone(), Entry::new(pair[1].clone(), 0, now));
+        }
+    }
+    Reply::ok()
+}
+
+pub fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    if args.len().is_multiple_of(2) {
+        return wrong_arity("msetnx");
+    }
+    let now = ctx.now_ms;
+    let store = &ctx.node.store;
+    let shards = args[1..].chunks(2).map(|p| store.shard_of(&p[0])).collect();
+    let mut guards = store.lock_many(shards, Some(ctx.task));
+    let guard_of =
+        |shard: usize, guards: &[ShardGuard<'_>]| guards.iter().position(|g| g.index == shard);
+    for pair in args[1..].chunks(2) {
+        if let Some(i) = guard_of(store.shard_of(&pair[0]), &guards)
+            && guards[i].get_live(&pair[0], now).is_some()
+        {
+            return Reply::Integer(0);
+        }
+    }
+    for pair in args[1..].chunks(2) {
+        if let Some(i) = guard_of(store.shard_of(&pair[0]), &guards) {
+            guards[i].insert(pair[0].clone(), Entry::new(pair[1].clone(), 0, now));
+        }
+    }
+    Reply::Integer(1)
+}
+
+fn incr_generic(ctx: &mut Ctx<'_>, key: &Bytes, by: i64) -> Reply {
+    let now = ctx.now_ms;
+    let mut guard = lock(ctx, key);
+    let current = match guard.get_live(key, now) {
+        None => 0,
+        Some(entry) => match parse_i64(&entry.value) {
+            Some(v) => v,
+            None => return Reply::error(ERR_NOT_INTEGER),
+        },
+    };
+    let Some(next) = current.checked_add(by) else {
+        return Reply::error("ERR increment or decrement would overflow");
+    };
+    let value = Bytes::from(next.to_string());
+    if !guard.set_value(key, value.clone()) {
+        guard.insert(key.clone(), Entry::new(value, 0, now));
+    }
+    Reply::Integer(next)
+}
+
+pub fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    incr_generic(ctx, &args[1], 1)
+}
+
+pub fn decr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    incr_generic(ctx, &args[1], -1)
+}
+
+pub fn incrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    match int_arg(&args[2]) {
+        Ok(by) => incr_generic(ctx, &args[1], by),
+        Err(e) => e,
+    }
+}
+
+pub fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    match int_arg(&args[2]) {
+        Ok(i64::MIN) => Reply::error("ERR decrement would overflow"),
+        Ok(by) => incr_generic(ctx, &args[1], -by),
+        Err(e) => e,
+    }
+}
+
+/// A float as Redis's `string2ld` accepts it: no spaces, not empty, finite or `inf`.
+fn parse_float(arg: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(arg).ok()?;
+    if text.is_empty()
+        || text.len() > 5000
+        || text.starts_with(char::is_whitespace)
+        || text.ends_with(char::is_whitespace)
+    {
+        return None;
+    }
+    let v: f64 = text.parse().ok()?;
+    if v.is_nan() { None } else { Some(v) }
+}
+
+pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let now = ctx.now_ms;
+    let Some(by) = parse_float(&args[2]) else {
+        return Reply::error("ERR value is not a valid float");
+    };
+    let mut guard = lock(ctx, &args[1]);
+    let current = match guard.get_live(&args[1], now) {
+        None => 0.0,
+        Some(entry) => match parse_float(&entry.value) {
+            Some(v) => v,
+            None => return Reply::error("ERR value is not a valid float"),
+        },
+    };
+    let next = current + by;
+    if !next.is_finite() {
+        return Reply::error("ERR increment would produce NaN or Infinity");
+    }
+    let value = Bytes::from(format_double(next));
+    if !guard.set_value(&args[1], value.clone()) {
+        guard.insert(args[1].clone(), Entry::new(value.clone(), 0, now));
+    }
+    Reply::Bulk(value)
+}
+
+pub fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let now = ctx.now_ms;
+    let mut guard = lock(ctx, &args[1]);
+    match guard.get_live(&args[1], now) {
+        None => {
+            guard.insert(args[1].clone(), Entry::new(args[2].clone(), 0, now));
+            Reply::Integer(args[2].len() as i64)
+        }
+        Some(entry) => {
+            let total = entry.value.len() + args[2].len();
+            if total > PROTO_MAX_BULK_LEN {
+                return Reply::error(
+                    "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
+                );
+            }
+            let mut joined = BytesMut::with_capacity(total);
+            joined.extend_from_slice(&entry.value);
+            joined.extend_from_slice(&args[2]);
+            guard.set_value(&args[1], joined.freeze());
+            Reply::Integer(total as i64)
+        }
+    }
+}
+
+pub fn strlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let now = ctx.now_ms;
+    let mut guard = lock(ctx, &args[1]);
+    Reply::Integer(guard.get_live(&args[1], now).map_or(0, |e| e.value.len() as i64))
+}
+
+pub fn getrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let (mut start, mut end) = match (int_arg(&args[2]), int_arg(&args[3])) {
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let now = ctx.now_ms;
+    let mut guard = lock(ctx, &args[1]);
+    let Some(entry) = guard.get_live(&args[1], now) else {
+        return Reply::bulk(Bytes::new());
+    };
+    let len = entry.value.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return Reply::bulk(Bytes::new());
+    }
+    if start < 0 {
+        start += len;
+    }
+    if end < 0 {
+        end += len;
+    }
+    start = start.max(0);
+    end = end.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 {
+        return Reply::bulk(Bytes::new());
+    }
+    Reply::Bulk(entry.value.slice(start as usize..=end as usize))
+}
+
+pub fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let offset = match int_arg(&args[2]) {
+        Ok(o) if o < 0 => return Reply::error("ERR offset is out of range"),
+        Ok(o) => o as usize,
+        Err(e) => return e,
+    };
+    let patch = &args[3];
+    let now = ctx.now_ms;
+    let mut guard = lock(ctx, &args[1]);
+    let existing = guard.get_live(&args[1], now).map(|e| e.value.clone());
+    if patch.is_empty() {
+        return Reply::Integer(existing.map_or(0, |v| v.len() as i64));
+    }
+    if offset.saturating_add(patch.len()) > PROTO_MAX_BULK_LEN {
+        return Reply::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    }
+    let old = existing.clone().unwrap_or_default();
+    let mut value = BytesMut::from(&old[..]);
+    if value.len() < offset + patch.len() {
+        value.resize(offset + patch.len(), 0);
+    }
+    value[offset..offset + patch.len()].copy_from_slice(patch);
+    let len = value.len() as i64;
+    if existing.is_some() {
+        guard.set_value(&args[1], value.freeze());
+    } else {
+        guard.insert(args[1].clone(), Entry::new(value.freeze(), 0, now));
+    }
+    Reply::Integer(len)
+}

@@ -1,0 +1,93 @@
+//! One client connection: read, parse every complete frame in the buffer, execute each, write
+//! all replies at once (pipelining), repeat. A protocol error is answered as Redis does and the
+//! connection closes; nothing else is affected.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::commands::{self, ClientState, Ctx};
+use super::resp::{self, Parsed, Protocol, Reply};
+use super::state::NodeState;
+use super::tasks::{TaskKind, TaskState};
+
+/// Serves one connection until the client closes it, sends QUIT, or breaks the protocol.
+pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr) {
+    let guard = node.tasks.register(TaskKind::Connection, Some(peer));
+    let task = guard.task.clone();
+    node.total_connections.fetch_add(1, Ordering::Relaxed);
+    // Small replies go out at once; Nagle would hold them back under pipelining.
+    let _ = stream.set_nodelay(true);
+    let mut client = ClientState {
+        id: task.id,
+        proto: Protocol::Resp2,
+        authenticated: node.requirepass.read().is_none(),
+        close_after_reply: false,
+        local_addr: stream.local_addr().ok(),
+    };
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    loop {
+        match stream.read_buf(&mut input).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let mut close = false;
+        loop {
+            match resp::parse_command(&mut input, client.authenticated) {
+                Ok(Parsed::Incomplete) => break,
+                Ok(Parsed::Empty) => continue,
+                Ok(Parsed::Command(args)) => {
+                    task.set_state(TaskState::Executing);
+                    node.tasks.touch_client_activity();
+                    let started = Instant::now();
+                    let now_ms = node.store.now_ms();
+                    let mut ctx = Ctx { node: &node, client: &mut client, task: &task, now_ms };
+                    let (index, reply) = commands::execute(&mut ctx, &args);
+                    task.set_command(index);
+                    match index {
+                        Some(i) => node.metrics.commands[i as usize].inc(),
+                        None => node.metrics.unknown_commands.inc(),
+                    };
+                    node.metrics.command_duration.observe(started.elapsed().as_secs_f64());
+                    node.total_commands.fetch_add(1, Ordering::Relaxed);
+                    reply.encode(client.proto, &mut output);
+                    if client.close_after_reply {
+                        close = true;
+                        break;
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(%peer, error = %err, "protocol error, closing connection");
+                    Reply::error(format!("ERR Protocol error: {err}"))
+                        .encode(client.proto, &mut output);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if !output.is_empty() {
+            task.set_state(TaskState::Writing);
+            if stream.write_all(&output).await.is_err() {
+                break;
+            }
+            output.clear();
+        }
+        if close {
+            let _ = stream.shutdown().await;
+            break;
+        }
+        task.set_command(None);
+        task.set_state(if input.is_empty() { TaskState::Idle } else { TaskState::Reading });
+        // Give back memory after a large request.
+        if input.is_empty() && input.capacity() > 1 << 20 {
+            input = BytesMut::with_capacity(16 * 1024);
+        }
+    }
+    drop(guard);
+}

@@ -1,0 +1,183 @@
+//! Prometheus metrics of the node (`GET /metrics`). Counters are updated on the hot path
+//! (one pre-created counter per command, no label lookup); gauges are set at scrape time from
+//! the store, the task registry and the lock counters.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use super::commands::COMMANDS;
+use super::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CmdLabel {
+    pub cmd: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+/// Every metric the node exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `mapcache_commands_total{cmd}`, indexed like the command table.
+    pub commands: Vec<Counter>,
+    /// Commands not in the table count under `cmd="unknown"`.
+    pub unknown_commands: Counter,
+    pub command_duration: Histogram,
+    pub maintenance_runs: Family<KindLabel, Counter>,
+    pub snapshot_failures: Family<ReasonLabel, Counter>,
+    keys: Gauge,
+    tombstones: Gauge,
+    tombstone_ratio: Gauge<f64, AtomicU64>,
+    overflow_buckets: Gauge,
+    memory_bytes: Gauge,
+    connections: Gauge,
+    inflight: Gauge,
+    lock_waiters: Gauge,
+}
+
+impl Metrics {
+    pub fn new(store: &Store) -> Self {
+        let mut registry = Registry::default();
+        let family = Family::<CmdLabel, Counter>::default();
+        let commands = COMMANDS
+            .iter()
+            .map(|c| family.get_or_create_owned(&CmdLabel { cmd: c.name.to_string() }))
+            .collect();
+        let unknown_commands = family.get_or_create_owned(&CmdLabel { cmd: "unknown".into() });
+        registry.register("mapcache_commands", "Commands executed, by command", family);
+        let command_duration = Histogram::new(exponential_buckets(1e-6, 4.0, 12));
+        registry.register(
+            "mapcache_command_duration_seconds",
+            "Command execution time (parse to reply, excluding network)",
+            command_duration.clone(),
+        );
+        let maintenance_runs = Family::<KindLabel, Counter>::default();
+        for kind in ["compact", "rebuild"] {
+            let _ = maintenance_runs.get_or_create_owned(&KindLabel { kind: kind.into() });
+        }
+        registry.register(
+            "mapcache_maintenance_runs",
+            "Maintenance runs started, by kind",
+            maintenance_runs.clone(),
+        );
+        let snapshot_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "mapcache_snapshot_failures",
+            "Snapshots that failed to write, verify or restore, by reason",
+            snapshot_failures.clone(),
+        );
+        registry.register(
+            "mapcache_expired_keys",
+            "Keys removed because their TTL passed",
+            store.expired_total.clone(),
+        );
+        registry.register(
+            "mapcache_evicted_keys",
+            "Keys removed by the eviction policy",
+            store.evicted_total.clone(),
+        );
+        let metrics = Self {
+            commands,
+            unknown_commands,
+            command_duration,
+            maintenance_runs,
+            snapshot_failures,
+            keys: Gauge::default(),
+            tombstones: Gauge::default(),
+            tombstone_ratio: Gauge::default(),
+            overflow_buckets: Gauge::default(),
+            memory_bytes: Gauge::default(),
+            connections: Gauge::default(),
+            inflight: Gauge::default(),
+            lock_waiters: Gauge::default(),
+            registry,
+        };
+        let mut metrics = metrics;
+        let gauges: [(&str, &str, Gauge); 7] = [
+            ("mapcache_keys", "Live keys", metrics.keys.clone()),
+            (
+                "mapcache_tombstones",
+                "Engine tombstones (emptyOne slots)",
+                metrics.tombstones.clone(),
+            ),
+            (
+                "mapcache_overflow_buckets",
+                "Engine overflow buckets",
+                metrics.overflow_buckets.clone(),
+            ),
+            (
+                "mapcache_memory_bytes",
+                "Accounted memory (see docs/operations.md)",
+                metrics.memory_bytes.clone(),
+            ),
+            ("mapcache_connections", "Open client connections", metrics.connections.clone()),
+            (
+                "mapcache_inflight_requests",
+                "Connections executing a command",
+                metrics.inflight.clone(),
+            ),
+            (
+                "mapcache_lock_waiters",
+                "Tasks waiting for a shard lock now",
+                metrics.lock_waiters.clone(),
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            metrics.registry.register(name, help, gauge);
+        }
+        let ratio = metrics.tombstone_ratio.clone();
+        metrics.registry.register(
+            "mapcache_tombstone_ratio",
+            "tombstones / (keys + tombstones)",
+            ratio,
+        );
+        metrics
+    }
+
+    pub fn record_snapshot_failure(&self, reason: &str) {
+        self.snapshot_failures.get_or_create(&ReasonLabel { reason: reason.into() }).inc();
+    }
+
+    /// Sets the gauges and renders the text exposition.
+    pub fn render(&self, snapshot: &GaugeValues) -> String {
+        self.keys.set(snapshot.keys as i64);
+        self.tombstones.set(snapshot.tombstones as i64);
+        self.tombstone_ratio.set(snapshot.tombstone_ratio);
+        self.overflow_buckets.set(snapshot.overflow_buckets as i64);
+        self.memory_bytes.set(snapshot.memory_bytes as i64);
+        self.connections.set(snapshot.connections as i64);
+        self.inflight.set(snapshot.inflight as i64);
+        self.lock_waiters.set(snapshot.lock_waiters as i64);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The gauge values read at scrape time.
+#[derive(Debug, Default)]
+pub struct GaugeValues {
+    pub keys: usize,
+    pub tombstones: usize,
+    pub tombstone_ratio: f64,
+    pub overflow_buckets: usize,
+    pub memory_bytes: usize,
+    pub connections: usize,
+    pub inflight: usize,
+    pub lock_waiters: usize,
+}

@@ -1,0 +1,377 @@
+//! Starting and stopping a node: restore, listeners, background maintenance, snapshots, drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::admin;
+use super::conn;
+use super::snapshot::{self, SnapshotError, SnapshotInfo};
+use super::state::{Config, MaintenanceFigures, MaintenanceKind, NodeState};
+use super::tasks::{TaskKind, TaskState};
+use crate::engine::Phase;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("--shards must be a power of two between 1 and 1024, got {0}")]
+    Shards(usize),
+    #[error(
+        "the admin API has no token, so it must bind to a loopback address, not {0}; \
+         set --admin-token-file or MAPCACHE_ADMIN_TOKEN"
+    )]
+    OpenAdminOnNonLoopback(std::net::IpAddr),
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot restore from {dir}: {source}")]
+    Restore {
+        dir: String,
+        #[source]
+        source: SnapshotError,
+    },
+}
+
+/// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
+#[derive(Debug)]
+pub struct NodeHandle {
+    pub node: Arc<NodeState>,
+    resp_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The node as a library: tests start it in-process on port 0.
+pub struct Node;
+
+impl Node {
+    /// Binds both listeners, restores the newest valid snapshot, then accepts clients.
+    /// `/readyz` answers 503 `restoring` until the restore finished.
+    pub async fn start(config: Config) -> Result<NodeHandle, StartError> {
+        if !config.shards.is_power_of_two() || config.shards > 1024 {
+            return Err(StartError::Shards(config.shards));
+        }
+        if config.admin_token.is_none() && !config.admin_bind.is_loopback() {
+            return Err(StartError::OpenAdminOnNonLoopback(config.admin_bind));
+        }
+        let resp_addr = SocketAddr::new(config.bind, config.port);
+        let admin_addr = SocketAddr::new(config.admin_bind, config.admin_port);
+        let resp = TcpListener::bind(resp_addr).await.map_err(|source| StartError::Bind {
+            what: "RESP",
+            addr: resp_addr,
+            source,
+        })?;
+        let admin = TcpListener::bind(admin_addr).await.map_err(|source| StartError::Bind {
+            what: "admin",
+            addr: admin_addr,
+            source,
+        })?;
+        let resp_addr = resp.local_addr().map_err(|source| StartError::Bind {
+            what: "RESP",
+            addr: resp_addr,
+            source,
+        })?;
+        let admin_addr = admin.local_addr().map_err(|source| StartError::Bind {
+            what: "admin",
+            addr: admin_addr,
+            source,
+        })?;
+        let node = Arc::new(NodeState::new(config));
+        let mut tasks = vec![tokio::spawn(admin::serve(node.clone(), admin))];
+
+        let restore_node = node.clone();
+        let restored = tokio::task::spawn_blocking(move || restore(&restore_node)).await;
+        match restored {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                for t in &tasks {
+                    t.abort();
+                }
+                return Err(StartError::Restore {
+                    dir: node.config.data_dir.display().to_string(),
+                    source,
+                });
+            }
+            Err(join) => {
+                for t in &tasks {
+                    t.abort();
+                }
+                let source = SnapshotError::Io {
+                    path: node.config.data_dir.clone(),
+                    source: std::io::Error::other(join),
+                };
+                return Err(StartError::Restore {
+                    dir: node.config.data_dir.display().to_string(),
+                    source,
+                });
+            }
+        }
+        node.set_ready();
+        tasks.push(tokio::spawn(accept_loop(node.clone(), resp)));
+        tasks.push(tokio::spawn(maintenance_loop(node.clone())));
+        Ok(NodeHandle { node, resp_addr, admin_addr, tasks })
+    }
+}
+
+impl NodeHandle {
+    pub fn resp_addr(&self) -> SocketAddr {
+        self.resp_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Drain (stop accepting, refuse writes, wait for in-flight commands), write a verified
+    /// snapshot, and stop every task of the node.
+    pub async fn shutdown(self) -> Result<SnapshotInfo, SnapshotError> {
+        let result = drain(&self.node).await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        result
+    }
+
+    /// Stops every task at once, without drain or snapshot (a crash, for tests).
+    pub fn abort(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Restores the newest valid snapshot into the empty store. Corrupt or torn files are logged,
+/// counted in `mapcache_snapshot_failures_total{reason}` and skipped.
+fn restore(node: &NodeState) -> Result<(), SnapshotError> {
+    let dir = &node.config.data_dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| SnapshotError::Io { path: dir.clone(), source })?;
+    let removed = snapshot::remove_temp_files(dir)?;
+    if removed > 0 {
+        tracing::warn!(removed, "removed temp files of interrupted snapshot writes");
+    }
+    let candidates = snapshot::list(dir)?;
+    if let Some((newest, _)) = candidates.first() {
+        // New snapshots must sort after every file present, valid or not.
+        node.snapshot_generation.store(*newest, Ordering::SeqCst);
+    }
+    for (generation, path) in candidates {
+        let started = Instant::now();
+        match snapshot::read(&path) {
+            Ok(decoded) => {
+                let loaded = snapshot::load_into(&node.store, decoded);
+                tracing::info!(path = %path.display(), generation, keys = loaded,
+                    ms = started.elapsed().as_millis() as u64, "restored snapshot");
+                return Ok(());
+            }
+            Err(err) => {
+                node.metrics.record_snapshot_failure(err.reason());
+                tracing::error!(path = %path.display(), generation, error = %err,
+                    "snapshot is unusable; skipped (trying an older one)");
+            }
+        }
+    }
+    tracing::info!(dir = %dir.display(), "no valid snapshot; starting empty");
+    Ok(())
+}
+
+async fn accept_loop(node: Arc<NodeState>, listener: TcpListener) {
+    let mut stop = node.stop_accepting.subscribe();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(conn::serve(node.clone(), stream, peer));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => {
+                tracing::info!("draining: no longer accepting connections");
+                return;
+            }
+        }
+    }
+}
+
+/// Waits until no connection is executing a command, up to `limit`. True when idle.
+async fn wait_for_inflight(node: &NodeState, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if node.tasks.inflight() == 0 {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Writes and verifies a snapshot now. While draining, waits for in-flight commands first so
+/// the snapshot is taken after writes stopped.
+pub async fn take_snapshot(node: &Arc<NodeState>) -> Result<SnapshotInfo, SnapshotError> {
+    let _serialised = node.snapshot_lock.lock().await;
+    let draining = node.is_draining();
+    let quiesced = draining && wait_for_inflight(node, node.config.drain_inflight_timeout).await;
+    let generation = node.snapshot_generation.load(Ordering::SeqCst) + 1;
+    let worker = node.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let guard = worker.tasks.register(TaskKind::Snapshot, None);
+        guard.task.set_state(TaskState::Executing);
+        snapshot::write_verified(&worker.store, &worker.config.data_dir, generation, quiesced)
+    })
+    .await
+    .unwrap_or_else(|join| {
+        Err(SnapshotError::Io {
+            path: node.config.data_dir.clone(),
+            source: std::io::Error::other(join),
+        })
+    });
+    match &result {
+        Ok(info) => {
+            node.snapshot_generation.store(generation, Ordering::SeqCst);
+            *node.last_snapshot.lock() = Some(info.clone());
+            tracing::info!(path = %info.path, keys = info.keys, bytes = info.bytes,
+                ms = info.duration_ms, "snapshot written and verified");
+        }
+        Err(err) => {
+            node.metrics.record_snapshot_failure(err.reason());
+            tracing::error!(error = %err, "snapshot failed");
+        }
+    }
+    result
+}
+
+/// `POST /v1/drain` and SIGTERM: stop accepting, refuse writes, wait for in-flight commands,
+/// then write a verified snapshot.
+pub async fn drain(node: &Arc<NodeState>) -> Result<SnapshotInfo, SnapshotError> {
+    if node.start_draining() {
+        tracing::info!("drain started: readyz 503, writes refused");
+    }
+    if !wait_for_inflight(node, node.config.drain_inflight_timeout).await {
+        tracing::warn!(
+            inflight = node.tasks.inflight(),
+            "drain: in-flight commands did not finish in time"
+        );
+    }
+    take_snapshot(node).await
+}
+
+/// Starts a compact or rebuild on every shard; the maintenance loop finishes it.
+pub fn start_maintenance(
+    node: &NodeState,
+    kind: MaintenanceKind,
+) -> Result<usize, MaintenanceKind> {
+    let stats = node.stats(None);
+    let mut m = node.maintenance.lock();
+    if m.running {
+        return Err(m.kind.unwrap_or(kind));
+    }
+    let shards = node.store.shard_count();
+    m.kind = Some(kind);
+    m.running = true;
+    m.started_at = Some(jiff::Timestamp::now());
+    m.finished_at = None;
+    m.pending = vec![true; shards];
+    m.started = vec![false; shards];
+    m.before = Some(MaintenanceFigures {
+        keys: stats.keys,
+        tombstones: stats.tombstones,
+        bytes_allocated: stats.bytes_allocated,
+    });
+    m.after = None;
+    match kind {
+        MaintenanceKind::Compact => m.runs_compact += 1,
+        MaintenanceKind::Rebuild => m.runs_rebuild += 1,
+    }
+    node.metrics
+        .maintenance_runs
+        .get_or_create(&super::metrics::KindLabel { kind: kind.name().into() })
+        .inc();
+    tracing::info!(kind = kind.name(), shards, "maintenance started");
+    Ok(shards)
+}
+
+/// Every tick: start pending compactions/rebuilds on idle shards, advance every evacuation by
+/// `maintenance_budget` buckets (so read-mostly shards finish), and run active expiry every 100 ms.
+async fn maintenance_loop(node: Arc<NodeState>) {
+    let guard = node.tasks.register(TaskKind::Maintenance, None);
+    let task = guard.task.clone();
+    let mut tick = tokio::time::interval(node.config.maintenance_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_expire = Instant::now();
+    loop {
+        tick.tick().await;
+        task.set_state(TaskState::Executing);
+        maintenance_tick(&node, &task);
+        if last_expire.elapsed() >= Duration::from_millis(100) {
+            last_expire = Instant::now();
+            for shard in 0..node.store.shard_count() {
+                node.store.active_expire_shard(shard, Duration::from_millis(1), Some(&task));
+            }
+        }
+        task.set_state(TaskState::Idle);
+    }
+}
+
+fn maintenance_tick(node: &NodeState, task: &super::tasks::Task) {
+    let (kind, mut pending) = {
+        let m = node.maintenance.lock();
+        (m.kind, if m.running { m.pending.clone() } else { vec![false; node.store.shard_count()] })
+    };
+    let mut all_idle = true;
+    for (shard, pending) in pending.iter_mut().enumerate() {
+        let mut guard = node.store.lock(shard, Some(task));
+        let map = guard.map_mut();
+        if *pending && map.phase() == Phase::Idle {
+            let started = match kind {
+                Some(MaintenanceKind::Rebuild) => map.rebuild(),
+                _ => map.compact(),
+            };
+            *pending = !started;
+        }
+        if map.phase() != Phase::Idle {
+            map.maintenance_step(node.config.maintenance_budget);
+        }
+        all_idle &= map.phase() == Phase::Idle;
+    }
+    let mut m = node.maintenance.lock();
+    if !m.running {
+        return;
+    }
+    for (shard, was_pending) in pending.iter().enumerate() {
+        if !was_pending && m.pending[shard] {
+            m.pending[shard] = false;
+            m.started[shard] = true;
+        }
+    }
+    if all_idle && m.pending.iter().all(|p| !p) {
+        drop(m);
+        let stats = node.stats(Some(task));
+        let mut m = node.maintenance.lock();
+        m.running = false;
+        m.finished_at = Some(jiff::Timestamp::now());
+        m.after = Some(MaintenanceFigures {
+            keys: stats.keys,
+            tombstones: stats.tombstones,
+            bytes_allocated: stats.bytes_allocated,
+        });
+        tracing::info!(
+            kind = m.kind.map_or("none", |k| k.name()),
+            tombstones = stats.tombstones,
+            bytes_allocated = stats.bytes_allocated,
+            "maintenance finished"
+        );
+    }
+}

@@ -1,0 +1,473 @@
+//! RESP framing: the request parser (RESP2 multibulk and inline commands) and the reply encoder
+//! (RESP2, or RESP3 after `HELLO 3`).
+//!
+//! "Incomplete frame" is a value, not an error: [`parse_command`] first checks that a whole
+//! frame is in the buffer, and only then does the caller advance it. Limits and error strings
+//! follow Redis 7's `networking.c` (`processMultibulkBuffer`, `processInlineBuffer`).
+
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+
+/// Largest bulk string a client may send (Redis's `proto-max-bulk-len`, 512 MB). Refused before
+/// any allocation.
+pub const PROTO_MAX_BULK_LEN: usize = 512 * 1024 * 1024;
+/// Largest length line or inline command without a newline (Redis's `PROTO_INLINE_MAX_SIZE`).
+pub const PROTO_INLINE_MAX_SIZE: usize = 64 * 1024;
+/// Largest multibulk count accepted (Redis rejects counts above `INT_MAX`; we bound it lower so a
+/// hostile count cannot reserve a huge argument vector).
+pub const PROTO_MAX_MULTIBULK_LEN: usize = 1024 * 1024;
+/// Before AUTH, Redis accepts at most 10 arguments and 16 KB bulks from an unauthenticated client.
+pub const UNAUTH_MAX_MULTIBULK_LEN: usize = 10;
+pub const UNAUTH_MAX_BULK_LEN: usize = 16 * 1024;
+
+/// A malformed request: the connection replies `-ERR Protocol error: <msg>` and closes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("invalid multibulk length")]
+    InvalidMultibulkLength,
+    #[error("invalid bulk length")]
+    InvalidBulkLength,
+    #[error("expected '$', got '{0}'")]
+    ExpectedBulk(char),
+    #[error("too big mbulk count string")]
+    TooBigMultibulkCount,
+    #[error("too big bulk count string")]
+    TooBigBulkCount,
+    #[error("too big inline request")]
+    TooBigInline,
+    #[error("unbalanced quotes in request")]
+    UnbalancedQuotes,
+    #[error("expected CRLF after bulk string")]
+    MissingCrlf,
+}
+
+/// What the parser found at the front of the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// A whole command, already removed from the buffer.
+    Command(Vec<Bytes>),
+    /// A whole frame that carries no command (`*0`, `*-1`, an empty inline line): skipped.
+    Empty,
+    /// Not enough bytes yet; the buffer is untouched.
+    Incomplete,
+}
+
+/// Where the arguments of one complete frame lie, and how long the frame is.
+struct FrameLayout {
+    len: usize,
+    args: Vec<Range<usize>>,
+}
+
+/// Parses one request from the front of `buf`. On `Command`/`Empty` the frame is removed from
+/// the buffer; on `Incomplete` nothing is consumed. `authenticated` selects Redis's tighter limits
+/// for clients that have not passed AUTH yet.
+pub fn parse_command(buf: &mut BytesMut, authenticated: bool) -> Result<Parsed, ProtocolError> {
+    let layout = match buf.first() {
+        None => return Ok(Parsed::Incomplete),
+        Some(b'*') => multibulk_layout(buf, authenticated)?,
+        Some(_) => inline_layout(buf)?,
+    };
+    let Some(layout) = layout else {
+        return Ok(Parsed::Incomplete);
+    };
+    let frame = buf.split_to(layout.len).freeze();
+    if layout.args.is_empty() {
+        return Ok(Parsed::Empty);
+    }
+    Ok(Parsed::Command(layout.args.into_iter().map(|r| frame.slice(r)).collect()))
+}
+
+/// Finds `\r\n` from `start`; `None` when absent. A line longer than the inline limit is refused
+/// with `too_big`, as Redis does.
+fn find_line(
+    buf: &[u8],
+    start: usize,
+    too_big: ProtocolError,
+) -> Result<Option<usize>, ProtocolError> {
+    match memchr::memchr(b'\r', &buf[start..]) {
+        Some(i) => {
+            if i > PROTO_INLINE_MAX_SIZE {
+                return Err(too_big);
+            }
+            Ok(Some(start + i))
+        }
+        None if buf.len() - start > PROTO_INLINE_MAX_SIZE => Err(too_big),
+        None => Ok(None),
+    }
+}
+
+/// Redis's `string2ll` for length lines: optional `-`, digits, no leading `+`, no spaces.
+fn parse_len(line: &[u8]) -> Option<i64> {
+    let (neg, digits) = match line.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, line),
+    };
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for d in digits {
+        value = value.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
+    }
+    Some(if neg { -value } else { value })
+}
+
+fn multibulk_layout(buf: &[u8], authenticated: bool) -> Result<Option<FrameLayout>, ProtocolError> {
+    let Some(cr) = find_line(buf, 1, ProtocolError::TooBigMultibulkCount)? else {
+        return Ok(None);
+    };
+    if buf.len() < cr + 2 {
+        return Ok(None);
+    }
+    if buf[cr + 1] != b'\n' {
+        return Err(ProtocolError::InvalidMultibulkLength);
+    }
+    let max_count = if authenticated { PROTO_MAX_MULTIBULK_LEN } else { UNAUTH_MAX_MULTIBULK_LEN };
+    let count = parse_len(&buf[1..cr]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+    if count > max_count as i64 {
+        return Err(ProtocolError::InvalidMultibulkLength);
+    }
+    let mut pos = cr + 2;
+    if count <= 0 {
+        return Ok(Some(FrameLayout { len: pos, args: Vec::new() }));
+    }
+    let max_bulk = if authenticated { PROTO_MAX_BULK_LEN } else { UNAUTH_MAX_BULK_LEN };
+    // Reserve by what the buffer could hold, never by the client's claim.
+    let mut args = Vec::with_capacity((count as usize).min(buf.len() / 4 + 1));
+    for _ in 0..count {
+        let Some(&tag) = buf.get(pos) else {
+            return Ok(None);
+        };
+        if tag != b'$' {
+            return Err(ProtocolError::ExpectedBulk(char::from(tag)));
+        }
+        let Some(cr) = find_line(buf, pos + 1, ProtocolError::TooBigBulkCount)? else {
+            return Ok(None);
+        };
+        if buf.len() < cr + 2 {
+            return Ok(None);
+        }
+        if buf[cr + 1] != b'\n' {
+            return Err(ProtocolError::InvalidBulkLength);
+        }
+        let len = parse_len(&buf[pos + 1..cr]).ok_or(ProtocolError::InvalidBulkLength)?;
+        if len < 0 || len as u64 > max_bulk as u64 {
+            return Err(ProtocolError::InvalidBulkLength);
+        }
+        let start = cr + 2;
+        let end = start + len as usize;
+        if buf.len() < end + 2 {
+            return Ok(None);
+        }
+        if &buf[end..end + 2] != b"\r\n" {
+            return Err(ProtocolError::MissingCrlf);
+        }
+        args.push(start..end);
+        pos = end + 2;
+    }
+    Ok(Some(FrameLayout { len: pos, args }))
+}
+
+/// An inline command (`PING\r\n`, as telnet sends): split like Redis's `sdssplitargs`, with
+/// double quotes (and `\n`, `\xHH` escapes) and single quotes.
+fn inline_layout(buf: &[u8]) -> Result<Option<FrameLayout>, ProtocolError> {
+    let Some(nl) = memchr::memchr(b'\n', buf) else {
+        if buf.len() > PROTO_INLINE_MAX_SIZE {
+            return Err(ProtocolError::TooBigInline);
+        }
+        return Ok(None);
+    };
+    if nl > PROTO_INLINE_MAX_SIZE {
+        return Err(ProtocolError::TooBigInline);
+    }
+    let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+    // Quoted arguments may differ from the raw bytes; such a frame is re-encoded below.
+    let args = split_inline_args(&buf[..line_end])?;
+    Ok(Some(FrameLayout { len: nl + 1, args }))
+}
+
+/// Argument ranges of an inline line. Quoted arguments containing escapes cannot be a plain
+/// range of the frame, so inline commands with escapes are refused the same way Redis refuses a
+/// malformed quote; plain quoted text (`"hello world"`) is supported.
+fn split_inline_args(line: &[u8]) -> Result<Vec<Range<usize>>, ProtocolError> {
+    let mut args = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= line.len() {
+            break;
+        }
+        match line[i] {
+            quote @ (b'"' | b'\'') => {
+                let start = i + 1;
+                let Some(close) = line[start..].iter().position(|&c| c == quote) else {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                };
+                let end = start + close;
+                if quote == b'"' && line[start..end].contains(&b'\\') {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                }
+                // Redis requires a space (or the end) after the closing quote.
+                if end + 1 < line.len() && !line[end + 1].is_ascii_whitespace() {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                }
+                args.push(start..end);
+                i = end + 1;
+            }
+            _ => {
+                let start = i;
+                while i < line.len() && !line[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                args.push(start..i);
+            }
+        }
+    }
+    Ok(args)
+}
+
+/// Which reply dialect the connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Resp2,
+    Resp3,
+}
+
+/// One reply, encoded per the connection's protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `+OK`
+    Simple(&'static str),
+    /// `+...` built at run time (TYPE, INFO-like status lines).
+    Status(String),
+    /// `-ERR ...` (the full message including its prefix word).
+    Error(String),
+    Integer(i64),
+    Bulk(Bytes),
+    /// RESP2 `$-1`, RESP3 `_`.
+    Nil,
+    /// RESP2 `*-1`, RESP3 `_`.
+    NilArray,
+    Array(Vec<Reply>),
+    /// RESP3 map; RESP2 flattens it to an array of key, value, ...
+    Map(Vec<(Reply, Reply)>),
+    /// RESP3 double; RESP2 bulk string.
+    Double(f64),
+    /// RESP3 verbatim text (`=`); RESP2 bulk string.
+    Verbatim(String),
+}
+
+impl Reply {
+    pub fn ok() -> Self {
+        Reply::Simple("OK")
+    }
+
+    pub fn error(msg: impl Into<String>) -> Self {
+        Reply::Error(msg.into())
+    }
+
+    pub fn bulk(data: impl Into<Bytes>) -> Self {
+        Reply::Bulk(data.into())
+    }
+
+    pub fn bulk_str(s: &str) -> Self {
+        Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+
+    /// Appends the wire form of this reply to `out`.
+    pub fn encode(&self, proto: Protocol, out: &mut BytesMut) {
+        match self {
+            Reply::Simple(s) => line(out, b'+', s.as_bytes()),
+            Reply::Status(s) => line(out, b'+', s.as_bytes()),
+            Reply::Error(s) => {
+                // A newline would end the error line early: Redis replaces them with spaces.
+                let clean: Vec<u8> =
+                    s.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }).collect();
+                line(out, b'-', &clean);
+            }
+            Reply::Integer(n) => line(out, b':', itoa(*n).as_bytes()),
+            Reply::Bulk(b) => bulk(out, b),
+            Reply::Nil => match proto {
+                Protocol::Resp2 => out.extend_from_slice(b"$-1\r\n"),
+                Protocol::Resp3 => out.extend_from_slice(b"_\r\n"),
+            },
+            Reply::NilArray => match proto {
+                Protocol::Resp2 => out.extend_from_slice(b"*-1\r\n"),
+                Protocol::Resp3 => out.extend_from_slice(b"_\r\n"),
+            },
+            Reply::Array(items) => {
+                line(out, b'*', itoa(items.len() as i64).as_bytes());
+                for item in items {
+                    item.encode(proto, out);
+                }
+            }
+            Reply::Map(pairs) => {
+                match proto {
+                    Protocol::Resp2 => line(out, b'*', itoa(pairs.len() as i64 * 2).as_bytes()),
+                    Protocol::Resp3 => line(out, b'%', itoa(pairs.len() as i64).as_bytes()),
+                }
+                for (k, v) in pairs {
+                    k.encode(proto, out);
+                    v.encode(proto, out);
+                }
+            }
+            Reply::Double(d) => {
+                let text = format_double(*d);
+                match proto {
+                    Protocol::Resp2 => bulk(out, text.as_bytes()),
+                    Protocol::Resp3 => line(out, b',', text.as_bytes()),
+                }
+            }
+            Reply::Verbatim(text) => match proto {
+                Protocol::Resp2 => bulk(out, text.as_bytes()),
+                Protocol::Resp3 => {
+                    line(out, b'=', itoa(text.len() as i64 + 4).as_bytes());
+                    out.extend_from_slice(b"txt:");
+                    out.extend_from_slice(text.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+            },
+        }
+    }
+}
+
+fn line(out: &mut BytesMut, tag: u8, body: &[u8]) {
+    out.reserve(body.len() + 3);
+    out.extend_from_slice(&[tag]);
+    out.extend_from_slice(body);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn bulk(out: &mut BytesMut, data: &[u8]) {
+    line(out, b'$', itoa(data.len() as i64).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn itoa(n: i64) -> String {
+    n.to_string()
+}
+
+/// Formats a double as Redis's `INCRBYFLOAT` does (`%.17Lg`, trailing zeros trimmed): the
+/// shortest text that round-trips, never an exponent for ordinary magnitudes.
+pub fn format_double(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if d == d.trunc() && d.abs() < 1e17 {
+        return format!("{}", d as i64);
+    }
+    format!("{d}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(input: &[u8]) -> (Result<Parsed, ProtocolError>, usize) {
+        let mut buf = BytesMut::from(input);
+        let r = parse_command(&mut buf, true);
+        (r, buf.len())
+    }
+
+    #[test]
+    fn multibulk_command_is_split_into_arguments_and_consumed() {
+        let (r, left) = parse(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n");
+        assert_eq!(r, Ok(Parsed::Command(vec![Bytes::from("GET"), Bytes::from("k")])));
+        assert_eq!(left, 4);
+    }
+
+    #[test]
+    fn every_prefix_of_a_frame_is_incomplete_and_consumes_nothing() {
+        let frame = b"*2\r\n$3\r\nSET\r\n$5\r\nhello\r\n";
+        for cut in 0..frame.len() {
+            let (r, left) = parse(&frame[..cut]);
+            assert_eq!(r, Ok(Parsed::Incomplete), "cut at {cut}");
+            assert_eq!(left, cut);
+        }
+    }
+
+    #[test]
+    fn negative_bulk_length_is_a_protocol_error() {
+        assert_eq!(parse(b"*1\r\n$-5\r\n").0, Err(ProtocolError::InvalidBulkLength));
+    }
+
+    #[test]
+    fn bulk_over_proto_max_bulk_len_is_refused_before_allocation() {
+        assert_eq!(parse(b"*1\r\n$536870913\r\n").0, Err(ProtocolError::InvalidBulkLength));
+    }
+
+    #[test]
+    fn unauthenticated_clients_get_redis_tighter_limits() {
+        let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+        assert_eq!(parse_command(&mut buf, false), Err(ProtocolError::InvalidMultibulkLength));
+    }
+
+    #[test]
+    fn nested_array_as_command_is_refused() {
+        assert_eq!(parse(b"*1\r\n*1\r\n$1\r\na\r\n").0, Err(ProtocolError::ExpectedBulk('*')));
+    }
+
+    #[test]
+    fn garbage_multibulk_count_is_refused() {
+        assert_eq!(parse(b"*x\r\n").0, Err(ProtocolError::InvalidMultibulkLength));
+        assert_eq!(parse(b"*+1\r\n").0, Err(ProtocolError::InvalidMultibulkLength));
+    }
+
+    #[test]
+    fn missing_crlf_after_bulk_is_refused() {
+        assert_eq!(parse(b"*1\r\n$1\r\naXY").0, Err(ProtocolError::MissingCrlf));
+    }
+
+    #[test]
+    fn empty_multibulk_is_skipped() {
+        let (r, left) = parse(b"*0\r\n");
+        assert_eq!(r, Ok(Parsed::Empty));
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn inline_commands_split_on_whitespace_and_quotes() {
+        let (r, _) = parse(b"SET k \"hello world\"\r\n");
+        assert_eq!(
+            r,
+            Ok(Parsed::Command(vec![
+                Bytes::from("SET"),
+                Bytes::from("k"),
+                Bytes::from("hello world")
+            ]))
+        );
+        assert_eq!(parse(b"SET k \"open\r\n").0, Err(ProtocolError::UnbalancedQuotes));
+    }
+
+    #[test]
+    fn overlong_inline_request_is_refused() {
+        let big = vec![b'a'; PROTO_INLINE_MAX_SIZE + 1];
+        assert_eq!(parse(&big).0, Err(ProtocolError::TooBigInline));
+    }
+
+    #[test]
+    fn resp2_and_resp3_encode_nil_and_maps_differently() {
+        let mut out = BytesMut::new();
+        Reply::Nil.encode(Protocol::Resp2, &mut out);
+        Reply::Nil.encode(Protocol::Resp3, &mut out);
+        let map = Reply::Map(vec![(Reply::bulk_str("a"), Reply::Integer(1))]);
+        map.encode(Protocol::Resp2, &mut out);
+        map.encode(Protocol::Resp3, &mut out);
+        assert_eq!(&out[..], b"$-1\r\n_\r\n*2\r\n$1\r\na\r\n:1\r\n%1\r\n$1\r\na\r\n:1\r\n");
+    }
+
+    #[test]
+    fn doubles_format_like_incrbyfloat() {
+        assert_eq!(format_double(10.5), "10.5");
+        assert_eq!(format_double(3.0), "3");
+        assert_eq!(format_double(5.0e3), "5000");
+    }
+}

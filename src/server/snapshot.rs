@@ -1,0 +1,492 @@
+//! Snapshots: a versioned binary file of key/value/TTL records with a CRC32C per block and one
+//! for the whole file. Written to a temp file, fsynced, atomically renamed, the directory fsynced,
+//! then verified by reading it back. At start the newest valid snapshot is restored; a torn or
+//! corrupt file is reported and skipped, never half-loaded (records are decoded and checked in
+//! full before the first one is inserted).
+//!
+//! Layout (all integers little-endian):
+//! ```text
+//! header  "MAPCACHE" | version u32 (=1) | shards u32 | created_at_ms u64 | reserved u32 | crc32c(header[0..28]) u32
+//! block*  'B' | records u32 | payload_len u32 | crc32c(payload) u32 | payload
+//!         record = key_len u32 | key | value_len u32 | value | expires_at_ms u64 (0 = no TTL)
+//! footer  'E' | total_keys u64 | blocks u32 | crc32c(every byte before this field) u32
+//! ```
+//! TTLs are absolute Unix milliseconds, so a restored key expires when it would have.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::store::{Entry, Store};
+
+pub const MAGIC: &[u8; 8] = b"MAPCACHE";
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 32;
+const BLOCK_HEADER_LEN: usize = 13;
+const FOOTER_LEN: usize = 17;
+/// Records are cut into blocks of at most this many payload bytes (one record may exceed it).
+const BLOCK_TARGET_BYTES: usize = 1 << 20;
+/// Snapshots kept on disk after a successful write (the newest ones).
+const KEEP_SNAPSHOTS: usize = 2;
+
+/// Why a snapshot could not be written, verified or restored. The variant name is the
+/// `reason` label of `mapcache_snapshot_failures_total`.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("truncated at byte {at} (file is {len} bytes)")]
+    Truncated { at: usize, len: usize },
+    #[error("not a mapcache snapshot (bad magic)")]
+    BadMagic,
+    #[error("unsupported snapshot format version {0} (this build reads {FORMAT_VERSION})")]
+    UnsupportedVersion(u32),
+    #[error("header checksum mismatch")]
+    HeaderChecksum,
+    #[error("block {block} checksum mismatch")]
+    BlockChecksum { block: usize },
+    #[error("file checksum mismatch")]
+    FileChecksum,
+    #[error("malformed: {0}")]
+    Malformed(&'static str),
+    #[error("key count mismatch: footer says {footer}, blocks hold {found}")]
+    KeyCount { footer: u64, found: u64 },
+}
+
+impl SnapshotError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SnapshotError::Io { .. } => "io",
+            SnapshotError::Truncated { .. } => "truncated",
+            SnapshotError::BadMagic
+            | SnapshotError::UnsupportedVersion(_)
+            | SnapshotError::Malformed(_) => "format",
+            SnapshotError::HeaderChecksum
+            | SnapshotError::BlockChecksum { .. }
+            | SnapshotError::FileChecksum => "checksum",
+            SnapshotError::KeyCount { .. } => "key_count",
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io { path: path.to_path_buf(), source }
+}
+
+/// What `POST /v1/snapshot` reports (see docs/admin-api.md).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SnapshotInfo {
+    pub path: String,
+    pub generation: u64,
+    pub keys: u64,
+    pub bytes: u64,
+    pub crc32c: String,
+    pub written_at: jiff::Timestamp,
+    pub verified: bool,
+    pub after_writes_stopped: bool,
+    pub duration_ms: u64,
+}
+
+/// One decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Bytes,
+    pub value: Bytes,
+    pub expires_at_ms: u64,
+}
+
+/// A fully decoded and checked snapshot.
+#[derive(Debug)]
+pub struct Decoded {
+    pub records: Vec<Record>,
+    pub file_crc: u32,
+    pub created_at_ms: u64,
+}
+
+pub fn file_name(generation: u64) -> String {
+    format!("mapcache-{generation:06}.snap")
+}
+
+/// The generation of a snapshot file name, `None` for anything else (temp files included).
+pub fn generation_of(name: &str) -> Option<u64> {
+    name.strip_prefix("mapcache-")?.strip_suffix(".snap")?.parse().ok()
+}
+
+/// Snapshot files in `dir`, newest first.
+pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+    let mut found = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        if let Some(generation) = entry.file_name().to_str().and_then(generation_of) {
+            found.push((generation, entry.path()));
+        }
+    }
+    found.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+    Ok(found)
+}
+
+/// Writes everything to the writer and keeps a running CRC32C of it.
+struct CrcWriter<W> {
+    inner: W,
+    crc: u32,
+    written: u64,
+}
+
+impl<W: Write> CrcWriter<W> {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.written += bytes.len() as u64;
+        self.inner.write_all(bytes)
+    }
+}
+
+/// Copies the store's entries shard by shard (each lock held only while copying handles) and
+/// writes generation `generation` into `dir`. Returns (path, keys, bytes, crc).
+pub fn write(
+    store: &Store,
+    dir: &Path,
+    generation: u64,
+) -> Result<(PathBuf, u64, u64, u32), SnapshotError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let final_path = dir.join(file_name(generation));
+    let tmp_path = dir.join(format!("{}.tmp", file_name(generation)));
+    let file = File::create(&tmp_path).map_err(io_err(&tmp_path))?;
+    let mut out =
+        CrcWriter { inner: io::BufWriter::with_capacity(1 << 20, file), crc: 0, written: 0 };
+    let now = store.now_ms();
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header.extend_from_slice(&(store.shard_count() as u32).to_le_bytes());
+    header.extend_from_slice(&now.to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    header.extend_from_slice(&crc32c::crc32c(&header).to_le_bytes());
+    out.put(&header).map_err(io_err(&tmp_path))?;
+
+    let mut total_keys = 0u64;
+    let mut blocks = 0u32;
+    let mut payload = Vec::with_capacity(BLOCK_TARGET_BYTES + 4096);
+    let mut in_block = 0u32;
+    for shard in 0..store.shard_count() {
+        let entries: Vec<(Bytes, Entry)> = {
+            let guard = store.lock(shard, None);
+            guard
+                .map()
+                .iter()
+                .filter(|(_, e)| !e.is_expired(now))
+                .map(|(k, e)| (k.clone(), e.clone()))
+                .collect()
+        };
+        for (key, entry) in entries {
+            payload.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            payload.extend_from_slice(&key);
+            payload.extend_from_slice(&(entry.value.len() as u32).to_le_bytes());
+            payload.extend_from_slice(&entry.value);
+            payload.extend_from_slice(&entry.expires_at_ms.to_le_bytes());
+            in_block += 1;
+            total_keys += 1;
+            if payload.len() >= BLOCK_TARGET_BYTES {
+                write_block(&mut out, &payload, in_block).map_err(io_err(&tmp_path))?;
+                blocks += 1;
+                payload.clear();
+                in_block = 0;
+            }
+        }
+    }
+    if in_block > 0 {
+        write_block(&mut out, &payload, in_block).map_err(io_err(&tmp_path))?;
+        blocks += 1;
+    }
+    let mut footer = Vec::with_capacity(FOOTER_LEN);
+    footer.push(b'E');
+    footer.extend_from_slice(&total_keys.to_le_bytes());
+    footer.extend_from_slice(&blocks.to_le_bytes());
+    out.put(&footer).map_err(io_err(&tmp_path))?;
+    let file_crc = out.crc;
+    out.put(&file_crc.to_le_bytes()).map_err(io_err(&tmp_path))?;
+    let written = out.written;
+    let file = out.inner.into_inner().map_err(|e| io_err(&tmp_path)(e.into_error()))?;
+    file.sync_all().map_err(io_err(&tmp_path))?;
+    drop(file);
+    fs::rename(&tmp_path, &final_path).map_err(io_err(&final_path))?;
+    // The rename is durable only once the directory entry is.
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    Ok((final_path, total_keys, written, file_crc))
+}
+
+fn write_block<W: Write>(out: &mut CrcWriter<W>, payload: &[u8], records: u32) -> io::Result<()> {
+    let mut head = [0u8; BLOCK_HEADER_LEN];
+    head[0] = b'B';
+    head[1..5].copy_from_slice(&records.to_le_bytes());
+    head[5..9].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    head[9..13].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    out.put(&head)?;
+    out.put(payload)
+}
+
+/// A bounds-checked reader over the file's bytes.
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
+        let Some(end) = end else {
+            return Err(SnapshotError::Truncated { at: self.pos, len: self.data.len() });
+        };
+        let slice = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, SnapshotError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    fn u8(&mut self) -> Result<u8, SnapshotError> {
+        Ok(self.take(1)?[0])
+    }
+}
+
+/// Decodes and checks a whole snapshot held in memory. Nothing is returned unless every
+/// checksum and count is good.
+pub fn decode(data: &Bytes) -> Result<Decoded, SnapshotError> {
+    let mut cur = Cursor { data, pos: 0 };
+    let header = cur.take(HEADER_LEN)?;
+    if &header[..8] != MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let stored_header_crc = u32::from_le_bytes([header[28], header[29], header[30], header[31]]);
+    if crc32c::crc32c(&header[..28]) != stored_header_crc {
+        return Err(SnapshotError::HeaderChecksum);
+    }
+    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    if version != FORMAT_VERSION {
+        return Err(SnapshotError::UnsupportedVersion(version));
+    }
+    let mut created = [0u8; 8];
+    created.copy_from_slice(&header[16..24]);
+    let created_at_ms = u64::from_le_bytes(created);
+    let mut records = Vec::new();
+    let mut block = 0usize;
+    loop {
+        match cur.u8()? {
+            b'B' => {
+                let count = cur.u32()?;
+                let len = cur.u32()? as usize;
+                let crc = cur.u32()?;
+                let payload_start = cur.pos;
+                let payload = cur.take(len)?;
+                if crc32c::crc32c(payload) != crc {
+                    return Err(SnapshotError::BlockChecksum { block });
+                }
+                let mut rec = Cursor { data: payload, pos: 0 };
+                for _ in 0..count {
+                    let key_len = rec.u32()? as usize;
+                    let key_at = payload_start + rec.pos;
+                    rec.take(key_len)?;
+                    let value_len = rec.u32()? as usize;
+                    let value_at = payload_start + rec.pos;
+                    rec.take(value_len)?;
+                    let expires_at_ms = rec.u64()?;
+                    records.push(Record {
+                        key: data.slice(key_at..key_at + key_len),
+                        value: data.slice(value_at..value_at + value_len),
+                        expires_at_ms,
+                    });
+                }
+                if rec.pos != payload.len() {
+                    return Err(SnapshotError::Malformed("block payload longer than its records"));
+                }
+                block += 1;
+            }
+            b'E' => {
+                let total = cur.u64()?;
+                let blocks = cur.u32()?;
+                let crc_at = cur.pos;
+                let stored = cur.u32()?;
+                if crc32c::crc32c(&data[..crc_at]) != stored {
+                    return Err(SnapshotError::FileChecksum);
+                }
+                if cur.pos != data.len() {
+                    return Err(SnapshotError::Malformed("bytes after the footer"));
+                }
+                if total != records.len() as u64 || blocks as usize != block {
+                    return Err(SnapshotError::KeyCount {
+                        footer: total,
+                        found: records.len() as u64,
+                    });
+                }
+                return Ok(Decoded { records, file_crc: stored, created_at_ms });
+            }
+            _ => return Err(SnapshotError::Malformed("unknown block tag")),
+        }
+    }
+}
+
+pub fn read(path: &Path) -> Result<Decoded, SnapshotError> {
+    let data = fs::read(path).map_err(io_err(path))?;
+    decode(&Bytes::from(data))
+}
+
+/// Removes snapshots older than the newest `KEEP_SNAPSHOTS`, and stale temp files.
+pub fn prune(dir: &Path) -> Result<(), SnapshotError> {
+    for (_, path) in list(dir)?.into_iter().skip(KEEP_SNAPSHOTS) {
+        fs::remove_file(&path).map_err(io_err(&path))?;
+    }
+    Ok(())
+}
+
+/// Removes `*.snap.tmp` left by a crash mid-write.
+pub fn remove_temp_files(dir: &Path) -> Result<usize, SnapshotError> {
+    let mut removed = 0;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("mapcache-") && n.ends_with(".snap.tmp"))
+        {
+            fs::remove_file(entry.path()).map_err(io_err(&entry.path()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Writes, then verifies by reading back. `after_writes_stopped` is recorded as given.
+pub fn write_verified(
+    store: &Store,
+    dir: &Path,
+    generation: u64,
+    after_writes_stopped: bool,
+) -> Result<SnapshotInfo, SnapshotError> {
+    let started = Instant::now();
+    let (path, keys, bytes, crc) = write(store, dir, generation)?;
+    let decoded = read(&path)?;
+    let verified = decoded.records.len() as u64 == keys && decoded.file_crc == crc;
+    if !verified {
+        return Err(SnapshotError::KeyCount { footer: keys, found: decoded.records.len() as u64 });
+    }
+    prune(dir)?;
+    Ok(SnapshotInfo {
+        path: path.display().to_string(),
+        generation,
+        keys,
+        bytes,
+        crc32c: format!("{crc:08x}"),
+        written_at: jiff::Timestamp::now(),
+        verified,
+        after_writes_stopped,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Loads records into the (empty) store, skipping keys whose TTL already passed. Returns the
+/// number of keys loaded.
+pub fn load_into(store: &Store, decoded: Decoded) -> usize {
+    let now = store.now_ms();
+    let mut loaded = 0;
+    for record in decoded.records {
+        if record.expires_at_ms != 0 && record.expires_at_ms <= now {
+            continue;
+        }
+        let shard = store.shard_of(&record.key);
+        let mut guard = store.lock(shard, None);
+        guard.insert(record.key, Entry::new(record.value, record.expires_at_ms, now));
+        loaded += 1;
+    }
+    loaded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::clock::ManualClock;
+    use crate::server::store::EvictionPolicy;
+
+    fn filled_store(n: usize) -> Store {
+        let store = Store::new(4, ManualClock::new(1_000), 0, EvictionPolicy::Noeviction);
+        for i in 0..n {
+            let key = Bytes::from(format!("key:{i}"));
+            let mut g = store.lock(store.shard_of(&key), None);
+            let ttl = if i % 2 == 0 { 0 } else { 10_000 + i as u64 };
+            g.insert(key, Entry::new(Bytes::from(format!("value:{i}")), ttl, 1_000));
+        }
+        store
+    }
+
+    #[test]
+    fn round_trip_keeps_every_key_value_and_absolute_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = filled_store(1000);
+        let info = write_verified(&store, dir.path(), 1, false).unwrap();
+        assert_eq!(info.keys, 1000);
+        assert!(info.verified);
+        let decoded = read(Path::new(&info.path)).unwrap();
+        let restored = Store::new(8, ManualClock::new(1_000), 0, EvictionPolicy::Noeviction);
+        assert_eq!(load_into(&restored, decoded), 1000);
+        let key = Bytes::from("key:7");
+        let g = restored.lock(restored.shard_of(&key), None);
+        let entry = g.map().get(&key).unwrap();
+        assert_eq!(entry.value, Bytes::from("value:7"));
+        assert_eq!(entry.expires_at_ms, 10_007);
+    }
+
+    #[test]
+    fn every_truncation_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = filled_store(50);
+        let info = write_verified(&store, dir.path(), 1, false).unwrap();
+        let data = fs::read(&info.path).unwrap();
+        for cut in 0..data.len() {
+            let err = decode(&Bytes::copy_from_slice(&data[..cut])).unwrap_err();
+            assert!(matches!(err, SnapshotError::Truncated { .. }), "cut {cut}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_single_byte_flip_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = filled_store(20);
+        let info = write_verified(&store, dir.path(), 1, false).unwrap();
+        let data = fs::read(&info.path).unwrap();
+        for at in 0..data.len() {
+            let mut bad = data.clone();
+            bad[at] ^= 0x40;
+            assert!(decode(&Bytes::from(bad)).is_err(), "flip at byte {at} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn generation_names_round_trip_and_temp_files_are_not_snapshots() {
+        assert_eq!(generation_of(&file_name(17)), Some(17));
+        assert_eq!(generation_of("mapcache-000017.snap.tmp"), None);
+        assert_eq!(generation_of("other.snap"), None);
+    }
+}

@@ -1,0 +1,323 @@
+//! The node's shared state: configuration, storage, tasks, metrics, readiness and drain flags,
+//! maintenance progress, the last snapshot.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+use super::clock::{Clock, SystemClock};
+use super::metrics::{GaugeValues, Metrics};
+use super::snapshot::SnapshotInfo;
+use super::store::{EvictionPolicy, Store};
+use super::tasks::{Task, Tasks};
+use crate::engine::{EngineStats, Phase};
+
+/// Everything `Node::start` needs; `ServeArgs` converts into this, tests build it directly.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: IpAddr,
+    /// 0 = any free port (tests).
+    pub port: u16,
+    pub admin_bind: IpAddr,
+    pub admin_port: u16,
+    /// A power of two.
+    pub shards: usize,
+    /// Bytes; 0 = unlimited.
+    pub maxmemory: u64,
+    pub eviction_policy: EvictionPolicy,
+    pub data_dir: PathBuf,
+    /// Bearer token for the admin API; None = open, loopback only.
+    pub admin_token: Option<String>,
+    /// Redis AUTH password of the `default` user.
+    pub requirepass: Option<String>,
+    /// SIGTERM: drain + snapshot + exit within this.
+    pub shutdown_grace: Duration,
+    /// The source of "now" for TTLs.
+    pub clock: Arc<dyn Clock>,
+    /// How often the background task advances engine evacuations and expires keys.
+    pub maintenance_interval: Duration,
+    /// Old buckets evacuated per shard per maintenance tick.
+    pub maintenance_budget: usize,
+    /// How long drain waits for in-flight commands before snapshotting anyway.
+    pub drain_inflight_timeout: Duration,
+}
+
+impl Config {
+    /// Loopback defaults on port 0, a fresh data dir; for tests and embedding.
+    pub fn for_test(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            admin_bind: IpAddr::from([127, 0, 0, 1]),
+            admin_port: 0,
+            shards: 4,
+            maxmemory: 0,
+            eviction_policy: EvictionPolicy::Noeviction,
+            data_dir: data_dir.into(),
+            admin_token: None,
+            requirepass: None,
+            shutdown_grace: Duration::from_secs(10),
+            clock: Arc::new(SystemClock),
+            maintenance_interval: Duration::from_millis(10),
+            maintenance_budget: 64,
+            drain_inflight_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Which online maintenance an operator asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaintenanceKind {
+    Compact,
+    Rebuild,
+}
+
+impl MaintenanceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MaintenanceKind::Compact => "compact",
+            MaintenanceKind::Rebuild => "rebuild",
+        }
+    }
+}
+
+/// Keys, tombstones and bytes before/after a run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MaintenanceFigures {
+    pub keys: usize,
+    pub tombstones: usize,
+    pub bytes_allocated: usize,
+}
+
+/// Progress of the operator-requested maintenance.
+#[derive(Debug, Default)]
+pub struct MaintenanceStatus {
+    pub kind: Option<MaintenanceKind>,
+    pub running: bool,
+    pub started_at: Option<jiff::Timestamp>,
+    pub finished_at: Option<jiff::Timestamp>,
+    /// Per shard: the compact/rebuild still has to be started (the engine was busy growing).
+    pub pending: Vec<bool>,
+    /// Per shard: started, and its evacuation may still be running.
+    pub started: Vec<bool>,
+    pub before: Option<MaintenanceFigures>,
+    pub after: Option<MaintenanceFigures>,
+    pub runs_compact: u64,
+    pub runs_rebuild: u64,
+}
+
+/// Stats summed over shards (the `/v1/stats` body).
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStats {
+    pub version: &'static str,
+    pub ready: bool,
+    pub draining: bool,
+    pub keys: usize,
+    pub tombstones: usize,
+    pub tombstone_ratio: f64,
+    pub fill_ratio: f64,
+    pub buckets: usize,
+    pub overflow_buckets: usize,
+    pub empty_overflow_buckets: usize,
+    pub bytes_allocated: usize,
+    pub memory_bytes: usize,
+    pub maxmemory: u64,
+    pub eviction_policy: &'static str,
+    pub phase: Phase,
+    pub evacuated: usize,
+    pub to_evacuate: usize,
+    pub expired_keys_total: u64,
+    pub evicted_keys_total: u64,
+    pub shards: Vec<ShardStats>,
+}
+
+/// One shard's engine stats with its index.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardStats {
+    pub shard: usize,
+    #[serde(flatten)]
+    pub engine: EngineStats,
+}
+
+/// The node.
+#[derive(Debug)]
+pub struct NodeState {
+    pub config: Config,
+    pub store: Store,
+    pub tasks: Arc<Tasks>,
+    pub metrics: Metrics,
+    ready: AtomicBool,
+    draining: AtomicBool,
+    /// Wakes the accept loops when draining starts, and every task at shutdown.
+    pub stop_accepting: tokio::sync::watch::Sender<bool>,
+    pub maintenance: Mutex<MaintenanceStatus>,
+    /// Serialises snapshot writers.
+    pub snapshot_lock: tokio::sync::Mutex<()>,
+    pub last_snapshot: Mutex<Option<SnapshotInfo>>,
+    /// The newest generation on disk (restored or written).
+    pub snapshot_generation: AtomicU64,
+    pub requirepass: RwLock<Option<String>>,
+    pub started: Instant,
+    pub next_client_id: AtomicU64,
+    pub total_connections: AtomicU64,
+    pub total_commands: AtomicU64,
+}
+
+impl NodeState {
+    pub fn new(config: Config) -> Self {
+        let store = Store::new(
+            config.shards,
+            config.clock.clone(),
+            config.maxmemory,
+            config.eviction_policy,
+        );
+        let metrics = Metrics::new(&store);
+        let shards = config.shards;
+        Self {
+            requirepass: RwLock::new(config.requirepass.clone()),
+            config,
+            store,
+            tasks: Arc::new(Tasks::default()),
+            metrics,
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            stop_accepting: tokio::sync::watch::channel(false).0,
+            maintenance: Mutex::new(MaintenanceStatus {
+                pending: vec![false; shards],
+                started: vec![false; shards],
+                ..MaintenanceStatus::default()
+            }),
+            snapshot_lock: tokio::sync::Mutex::new(()),
+            last_snapshot: Mutex::new(None),
+            snapshot_generation: AtomicU64::new(0),
+            started: Instant::now(),
+            next_client_id: AtomicU64::new(1),
+            total_connections: AtomicU64::new(0),
+            total_commands: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Turns draining on (idempotent); true the first time.
+    pub fn start_draining(&self) -> bool {
+        let first = !self.draining.swap(true, Ordering::SeqCst);
+        self.stop_accepting.send_replace(true);
+        first
+    }
+
+    pub fn stats(&self, task: Option<&Task>) -> NodeStats {
+        let per_shard = self.store.shard_stats(task);
+        let sum = |f: fn(&EngineStats) -> usize| per_shard.iter().map(f).sum::<usize>();
+        let keys = sum(|s| s.len);
+        let tombstones = sum(|s| s.tombstones);
+        let current_buckets: usize = per_shard.iter().map(|s| 1usize << s.b).sum();
+        let phase =
+            per_shard.iter().map(|s| s.phase).find(|p| *p != Phase::Idle).unwrap_or(Phase::Idle);
+        NodeStats {
+            version: env!("CARGO_PKG_VERSION"),
+            ready: self.is_ready(),
+            draining: self.is_draining(),
+            keys,
+            tombstones,
+            tombstone_ratio: ratio(tombstones, keys + tombstones),
+            fill_ratio: ratio(keys, current_buckets * 8),
+            buckets: sum(|s| s.buckets),
+            overflow_buckets: sum(|s| s.overflow_buckets),
+            empty_overflow_buckets: sum(|s| s.empty_overflow_buckets),
+            bytes_allocated: sum(|s| s.bytes_allocated),
+            memory_bytes: self.store.used_memory(),
+            maxmemory: self.store.maxmemory(),
+            eviction_policy: self.store.policy().name(),
+            phase,
+            evacuated: sum(|s| s.evacuated),
+            to_evacuate: sum(|s| s.to_evacuate),
+            expired_keys_total: self.store.expired_total.get(),
+            evicted_keys_total: self.store.evicted_total.get(),
+            shards: per_shard
+                .into_iter()
+                .enumerate()
+                .map(|(shard, engine)| ShardStats { shard, engine })
+                .collect(),
+        }
+    }
+
+    pub fn render_metrics(&self) -> String {
+        let stats = self.stats(None);
+        self.metrics.render(&GaugeValues {
+            keys: stats.keys,
+            tombstones: stats.tombstones,
+            tombstone_ratio: stats.tombstone_ratio,
+            overflow_buckets: stats.overflow_buckets,
+            memory_bytes: stats.memory_bytes,
+            connections: self.tasks.connections(),
+            inflight: self.tasks.inflight(),
+            lock_waiters: self.store.total_waiters(),
+        })
+    }
+}
+
+pub fn ratio(part: usize, whole: usize) -> f64 {
+    if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
+}
+
+/// Parses a memory size: plain bytes, Redis units (`100mb`, `1gb`, `10k`) or Kubernetes
+/// quantities (`512Mi`, `1Gi`, `2G`). Redis's `kb/mb/gb` and Kubernetes's `Ki/Mi/Gi` are powers
+/// of 1024; bare `k/m/g` (Redis) and `k/M/G` (Kubernetes) are powers of 1000.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let lower = text.to_ascii_lowercase();
+    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let invalid = || format!("invalid memory size {text:?} (examples: 1048576, 100mb, 1gb, 512Mi)");
+    let n: u64 = digits.parse().map_err(|_| invalid())?;
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" | "ki" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" | "mi" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" | "gi" => 1 << 30,
+        "t" => 1_000_000_000_000,
+        "tb" | "ti" => 1 << 40,
+        _ => return Err(invalid()),
+    };
+    n.checked_mul(multiplier).ok_or_else(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_memory;
+
+    #[test]
+    fn memory_sizes_accept_redis_and_kubernetes_units() {
+        assert_eq!(parse_memory("0"), Ok(0));
+        assert_eq!(parse_memory("1048576"), Ok(1_048_576));
+        assert_eq!(parse_memory("100mb"), Ok(100 * 1024 * 1024));
+        assert_eq!(parse_memory("1gb"), Ok(1 << 30));
+        assert_eq!(parse_memory("512Mi"), Ok(512 << 20));
+        assert_eq!(parse_memory("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_memory("10k"), Ok(10_000));
+        assert!(parse_memory("ten").is_err());
+        assert!(parse_memory("10xb").is_err());
+        assert!(parse_memory("-1").is_err());
+        assert!(parse_memory("99999999999999999999gb").is_err());
+    }
+}

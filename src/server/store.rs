@@ -1,0 +1,593 @@
+//! Sharded storage: N shards (a power of two), each a `parking_lot::Mutex` around one engine
+//! `Map<Bytes, Entry>`. A key goes to a shard by a hash of its own (a seed independent of the
+//! engine's per-map seed), so shard choice and bucket choice do not correlate.
+//!
+//! Lock contention is observable: [`Store::lock`] tries the lock first; when that fails it counts
+//! a contention, registers the task as waiting (for `/v1/debug/tasks` and `/v1/debug/locks`), then
+//! blocks. Memory is accounted per shard (see `docs/operations.md`): every entry costs its key and
+//! value bytes plus [`ENTRY_OVERHEAD`], and each shard's engine tables count with their
+//! `bytes_allocated`.
+
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
+use prometheus_client::metrics::counter::Counter;
+use rand::Rng;
+
+use super::clock::Clock;
+use super::tasks::{Task, TaskState};
+use crate::engine::{EngineStats, Map};
+
+/// Accounted bytes per entry beyond its key and value: the two `Bytes` handles and their shared
+/// allocation headers, the TTL and LRU fields, and the engine slot (tophash byte included).
+pub const ENTRY_OVERHEAD: usize = 96;
+
+/// How many recent contention events each shard remembers for the lock profile's max wait.
+const RECENT_WAITS: usize = 1024;
+
+/// One value with its expiry and last access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub value: Bytes,
+    /// Absolute expiry in Unix milliseconds; 0 = no TTL.
+    pub expires_at_ms: u64,
+    /// Unix milliseconds of the last read or write, for allkeys-lru.
+    pub last_access_ms: u64,
+}
+
+impl Entry {
+    pub fn new(value: Bytes, expires_at_ms: u64, now_ms: u64) -> Self {
+        Self { value, expires_at_ms, last_access_ms: now_ms }
+    }
+
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
+    }
+}
+
+/// The accounted cost of one entry.
+pub fn entry_cost(key: &[u8], value: &[u8]) -> usize {
+    key.len() + value.len() + ENTRY_OVERHEAD
+}
+
+/// What to do when a write would take the node past `maxmemory`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[repr(u8)]
+pub enum EvictionPolicy {
+    /// Refuse the write with Redis's OOM error.
+    Noeviction = 0,
+    /// Evict random keys.
+    AllkeysRandom = 1,
+    /// Evict the least recently used of a sample (Redis's approximated LRU, 5 samples).
+    AllkeysLru = 2,
+    /// Evict the key with the nearest expiry among sampled keys that have one.
+    VolatileTtl = 3,
+}
+
+impl EvictionPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            EvictionPolicy::Noeviction => "noeviction",
+            EvictionPolicy::AllkeysRandom => "allkeys-random",
+            EvictionPolicy::AllkeysLru => "allkeys-lru",
+            EvictionPolicy::VolatileTtl => "volatile-ttl",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Noeviction, Self::AllkeysRandom, Self::AllkeysLru, Self::VolatileTtl]
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::AllkeysRandom,
+            2 => Self::AllkeysLru,
+            3 => Self::VolatileTtl,
+            _ => Self::Noeviction,
+        }
+    }
+}
+
+/// A write could not get memory: Redis's `-OOM` reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("OOM command not allowed when used memory > 'maxmemory'.")]
+pub struct OutOfMemory;
+
+/// One shard: the map and the counters the lock profile reads.
+pub struct Shard {
+    map: Mutex<Map<Bytes, Entry>>,
+    /// Accounted bytes of the entries (keys + values + overhead).
+    data_bytes: AtomicUsize,
+    /// The engine's `bytes_allocated`, refreshed whenever the lock is released.
+    table_bytes: AtomicUsize,
+    /// Tasks blocked on this lock now.
+    waiters: AtomicUsize,
+    /// Acquisitions that found the lock held, since start.
+    contentions: AtomicU64,
+    /// Total nanoseconds spent waiting, since start.
+    wait_ns: AtomicU64,
+    /// Task id holding the lock (0 = none or an untracked holder).
+    holder: AtomicU64,
+    /// Ids of the tasks waiting now.
+    waiter_ids: Mutex<Vec<u64>>,
+    /// Recent contention events (when, nanoseconds waited), for the window's max wait.
+    recent_waits: Mutex<VecDeque<(Instant, u64)>>,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("data_bytes", &self.data_bytes)
+            .field("table_bytes", &self.table_bytes)
+            .field("waiters", &self.waiters)
+            .field("contentions", &self.contentions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A shard's lock profile counters at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct LockCounters {
+    pub contentions: u64,
+    pub wait_ns: u64,
+    pub waiters_now: usize,
+    pub holder: Option<u64>,
+    pub waiters: Vec<u64>,
+}
+
+/// The node's storage.
+#[derive(Debug)]
+pub struct Store {
+    shards: Box<[Shard]>,
+    router: foldhash::fast::FixedState,
+    pub clock: Arc<dyn Clock>,
+    maxmemory: AtomicU64,
+    policy: AtomicU8,
+    /// Keys removed because their TTL passed (lazily or by active expiry).
+    pub expired_total: Counter,
+    /// Keys removed by the eviction policy.
+    pub evicted_total: Counter,
+}
+
+impl Store {
+    /// `shards` must be a power of two (checked by the config).
+    pub fn new(
+        shards: usize,
+        clock: Arc<dyn Clock>,
+        maxmemory: u64,
+        policy: EvictionPolicy,
+    ) -> Self {
+        assert!(shards.is_power_of_two(), "shard count must be a power of two");
+        let shards = (0..shards)
+            .map(|_| {
+                let map = Map::new();
+                let table = map.stats().bytes_allocated;
+                Shard {
+                    map: Mutex::new(map),
+                    data_bytes: AtomicUsize::new(0),
+                    table_bytes: AtomicUsize::new(table),
+                    waiters: AtomicUsize::new(0),
+                    contentions: AtomicU64::new(0),
+                    wait_ns: AtomicU64::new(0),
+                    holder: AtomicU64::new(0),
+                    waiter_ids: Mutex::new(Vec::new()),
+                    recent_waits: Mutex::new(VecDeque::new()),
+                }
+            })
+            .collect();
+        Self {
+            shards,
+            router: foldhash::fast::FixedState::with_seed(rand::rng().random()),
+            clock,
+            maxmemory: AtomicU64::new(maxmemory),
+            policy: AtomicU8::new(policy as u8),
+            expired_total: Counter::default(),
+            evicted_total: Counter::default(),
+        }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub fn shard_of(&self, key: &[u8]) -> usize {
+        (self.router.hash_one(key) as usize) & (self.shards.len() - 1)
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn maxmemory(&self) -> u64 {
+        self.maxmemory.load(Ordering::Relaxed)
+    }
+
+    pub fn set_maxmemory(&self, bytes: u64) {
+        self.maxmemory.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn policy(&self) -> EvictionPolicy {
+        EvictionPolicy::from_u8(self.policy.load(Ordering::Relaxed))
+    }
+
+    pub fn set_policy(&self, policy: EvictionPolicy) {
+        self.policy.store(policy as u8, Ordering::Relaxed);
+    }
+
+    /// Accounted memory: entries plus engine tables, summed over shards.
+    pub fn used_memory(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.data_bytes.load(Ordering::Relaxed) + s.table_bytes.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Locks one shard. When the lock is busy the contention is counted and `task` is shown as
+    /// waiting for it until it gets the lock.
+    pub fn lock<'a>(&'a self, index: usize, task: Option<&'a Task>) -> ShardGuard<'a> {
+        let shard = &self.shards[index];
+        let map = match shard.map.try_lock() {
+            Some(map) => map,
+            None => {
+                let started = Instant::now();
+                shard.contentions.fetch_add(1, Ordering::Relaxed);
+                shard.waiters.fetch_add(1, Ordering::SeqCst);
+                let task_id = task.map_or(0, |t| t.id);
+                if let Some(t) = task {
+                    t.set_waits_lock(Some(index));
+                    t.set_state(TaskState::WaitingLock);
+                    shard.waiter_ids.lock().push(task_id);
+                }
+                let map = shard.map.lock();
+                let waited = started.elapsed().as_nanos() as u64;
+                shard.waiters.fetch_sub(1, Ordering::SeqCst);
+                shard.wait_ns.fetch_add(waited, Ordering::Relaxed);
+                {
+                    let mut recent = shard.recent_waits.lock();
+                    if recent.len() >= RECENT_WAITS {
+                        recent.pop_front();
+                    }
+                    recent.push_back((Instant::now(), waited));
+                }
+                if let Some(t) = task {
+                    shard.waiter_ids.lock().retain(|&id| id != task_id);
+                    t.set_waits_lock(None);
+                    t.set_state(TaskState::Executing);
+                }
+                map
+            }
+        };
+        if let Some(t) = task {
+            t.set_holds_lock(Some(index));
+            shard.holder.store(t.id, Ordering::SeqCst);
+        }
+        ShardGuard { map, shard, index, store: self, task }
+    }
+
+    /// Locks every shard in `indices` (sorted and deduplicated here) in ascending order, the one
+    /// lock order used node-wide, so multi-shard commands cannot deadlock.
+    pub fn lock_many<'a>(
+        &'a self,
+        mut indices: Vec<usize>,
+        task: Option<&'a Task>,
+    ) -> Vec<ShardGuard<'a>> {
+        indices.sort_unstable();
+        indices.dedup();
+        indices.into_iter().map(|i| self.lock(i, task)).collect()
+    }
+
+    /// The lock profile counters of every shard now.
+    pub fn lock_counters(&self) -> Vec<LockCounters> {
+        self.shards
+            .iter()
+            .map(|s| LockCounters {
+                contentions: s.contentions.load(Ordering::Relaxed),
+                wait_ns: s.wait_ns.load(Ordering::Relaxed),
+                waiters_now: s.waiters.load(Ordering::SeqCst),
+                holder: match s.holder.load(Ordering::SeqCst) {
+                    0 => None,
+                    id => Some(id),
+                },
+                waiters: s.waiter_ids.lock().clone(),
+            })
+            .collect()
+    }
+
+    /// The longest single wait per shard among contentions after `since`.
+    pub fn max_wait_since(&self, since: Instant) -> Vec<Duration> {
+        self.shards
+            .iter()
+            .map(|s| {
+                let recent = s.recent_waits.lock();
+                let max = recent.iter().filter(|(at, _)| *at >= since).map(|(_, ns)| *ns).max();
+                Duration::from_nanos(max.unwrap_or(0))
+            })
+            .collect()
+    }
+
+    pub fn total_waiters(&self) -> usize {
+        self.shards.iter().map(|s| s.waiters.load(Ordering::SeqCst)).sum()
+    }
+
+    /// Engine stats of every shard (each lock taken briefly).
+    pub fn shard_stats(&self, task: Option<&Task>) -> Vec<EngineStats> {
+        (0..self.shards.len()).map(|i| self.lock(i, task).map().stats()).collect()
+    }
+
+    /// Live keys over all shards (expired-but-not-yet-removed keys included, as Redis's DBSIZE).
+    pub fn len(&self, task: Option<&Task>) -> usize {
+        (0..self.shards.len()).map(|i| self.lock(i, task).map().len()).sum()
+    }
+
+    pub fn is_empty(&self, task: Option<&Task>) -> bool {
+        self.len(task) == 0
+    }
+
+    /// Makes room for a write of about `incoming` bytes under the eviction policy. Must be called
+    /// without any shard lock held.
+    pub fn ensure_memory(&self, incoming: usize, task: Option<&Task>) -> Result<(), OutOfMemory> {
+        let max = self.maxmemory() as usize;
+        if max == 0 {
+            return Ok(());
+        }
+        // Bounded: each round evicts one key or gives up.
+        for _ in 0..10_000 {
+            if self.used_memory() + incoming <= max {
+                return Ok(());
+            }
+            if !self.evict_one(task) {
+                return Err(OutOfMemory);
+            }
+        }
+        Err(OutOfMemory)
+    }
+
+    /// Evicts one key per the policy; false when nothing can be evicted.
+    fn evict_one(&self, task: Option<&Task>) -> bool {
+        let policy = self.policy();
+        if policy == EvictionPolicy::Noeviction {
+            return false;
+        }
+        let mut rng = rand::rng();
+        let n = self.shards.len();
+        // Candidates: (shard, key, score); the lowest score is evicted.
+        let mut best: Option<(usize, Bytes, u64)> = None;
+        let samples = match policy {
+            EvictionPolicy::AllkeysRandom => 1,
+            _ => 5,
+        };
+        let mut tries = 0;
+        let mut taken = 0;
+        while taken < samples && tries < samples * n * 2 {
+            tries += 1;
+            let shard = rng.random_range(0..n);
+            let guard = self.lock(shard, task);
+            let Some((key, entry)) = guard.map().sample(rng.random()) else {
+                continue;
+            };
+            let score = match policy {
+                EvictionPolicy::AllkeysLru => entry.last_access_ms,
+                EvictionPolicy::VolatileTtl if entry.expires_at_ms == 0 => continue,
+                EvictionPolicy::VolatileTtl => entry.expires_at_ms,
+                _ => 0,
+            };
+            taken += 1;
+            if best.as_ref().is_none_or(|(_, _, s)| score < *s) {
+                best = Some((shard, key.clone(), score));
+            }
+        }
+        let Some((shard, key, _)) = best else {
+            return false;
+        };
+        let mut guard = self.lock(shard, task);
+        if guard.remove(&key).is_some() {
+            self.evicted_total.inc();
+        }
+        true
+    }
+
+    /// One round of Redis's active expiry on one shard: sample up to 20 keys; delete the expired;
+    /// repeat while more than 25% of sampled keys with a TTL were expired, within `budget`.
+    /// Returns the number of keys expired.
+    pub fn active_expire_shard(
+        &self,
+        index: usize,
+        budget: Duration,
+        task: Option<&Task>,
+    ) -> usize {
+        let started = Instant::now();
+        let mut rng = rand::rng();
+        let mut expired = 0;
+        loop {
+            let now = self.now_ms();
+            let mut guard = self.lock(index, task);
+            if guard.map().is_empty() {
+                return expired;
+            }
+            let mut with_ttl = 0;
+            let mut victims = Vec::new();
+            for _ in 0..20 {
+                if let Some((key, entry)) = guard.map().sample(rng.random())
+                    && entry.expires_at_ms != 0
+                {
+                    with_ttl += 1;
+                    if entry.is_expired(now) && !victims.contains(key) {
+                        victims.push(key.clone());
+                    }
+                }
+            }
+            for key in &victims {
+                if guard.remove(key).is_some() {
+                    self.expired_total.inc();
+                    expired += 1;
+                }
+            }
+            drop(guard);
+            if with_ttl == 0 || victims.len() * 4 <= with_ttl || started.elapsed() >= budget {
+                return expired;
+            }
+        }
+    }
+}
+
+/// A held shard lock. Keeps the memory accounting and the lock profile's holder in step.
+pub struct ShardGuard<'a> {
+    map: MutexGuard<'a, Map<Bytes, Entry>>,
+    shard: &'a Shard,
+    pub index: usize,
+    store: &'a Store,
+    task: Option<&'a Task>,
+}
+
+impl ShardGuard<'_> {
+    pub fn map(&self) -> &Map<Bytes, Entry> {
+        &self.map
+    }
+
+    /// Direct access for maintenance (compact, rebuild, steps) and snapshot restore.
+    pub fn map_mut(&mut self) -> &mut Map<Bytes, Entry> {
+        &mut self.map
+    }
+
+    /// Removes `key` if its TTL passed (lazy expiry). True when it was expired.
+    fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
+        let expired = self.map.get(key).is_some_and(|e| e.is_expired(now_ms));
+        if expired {
+            self.remove(key);
+            self.store.expired_total.inc();
+        }
+        expired
+    }
+
+    /// The live entry for `key` (an expired one is removed first, as Redis's `lookupKey`).
+    pub fn get_live(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        self.get_live_mut(key, now_ms).map(|e| &*e)
+    }
+
+    /// As `get_live`, and marks the entry accessed (for LRU).
+    pub fn get_live_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+        self.expire_if_needed(key, now_ms);
+        let entry = self.map.get_mut(key)?;
+        entry.last_access_ms = now_ms;
+        Some(entry)
+    }
+
+    /// Inserts or replaces, keeping the memory accounting exact.
+    pub fn insert(&mut self, key: Bytes, entry: Entry) -> Option<Entry> {
+        let added = entry_cost(&key, &entry.value);
+        self.shard.data_bytes.fetch_add(added, Ordering::Relaxed);
+        let key_len = key.len();
+        let old = self.map.insert(key, entry);
+        if let Some(old) = &old {
+            self.shard
+                .data_bytes
+                .fetch_sub(key_len + old.value.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+        }
+        old
+    }
+
+    /// Replaces the value of an existing entry in place (APPEND, SETRANGE, INCR), keeping TTL.
+    pub fn set_value(&mut self, key: &[u8], value: Bytes) -> bool {
+        let Some(entry) = self.map.get_mut(key) else {
+            return false;
+        };
+        let old_len = entry.value.len();
+        let new_len = value.len();
+        entry.value = value;
+        self.shard.data_bytes.fetch_add(new_len, Ordering::Relaxed);
+        self.shard.data_bytes.fetch_sub(old_len, Ordering::Relaxed);
+        true
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let (k, old) = self.map.remove_entry(key)?;
+        self.shard.data_bytes.fetch_sub(entry_cost(&k, &old.value), Ordering::Relaxed);
+        Some(old)
+    }
+
+    /// Removes every entry and releases the tables.
+    pub fn clear(&mut self) {
+        self.map.clear_and_release();
+        self.shard.data_bytes.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ShardGuard<'_> {
+    fn drop(&mut self) {
+        self.shard.table_bytes.store(self.map.stats().bytes_allocated, Ordering::Relaxed);
+        if let Some(t) = self.task {
+            t.set_holds_lock(None);
+            let _ = self.shard.holder.compare_exchange(t.id, 0, Ordering::SeqCst, Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::clock::ManualClock;
+
+    fn store(max: u64, policy: EvictionPolicy) -> Store {
+        Store::new(4, ManualClock::new(1_000), max, policy)
+    }
+
+    #[test]
+    fn memory_accounting_tracks_inserts_replacements_and_removals() {
+        let s = store(0, EvictionPolicy::Noeviction);
+        let key = Bytes::from("key");
+        let idx = s.shard_of(&key);
+        let mut g = s.lock(idx, None);
+        g.insert(key.clone(), Entry::new(Bytes::from("12345"), 0, 0));
+        g.insert(key.clone(), Entry::new(Bytes::from("1234567"), 0, 0));
+        let data: usize = s.shards.iter().map(|s| s.data_bytes.load(Ordering::Relaxed)).sum();
+        assert_eq!(data, 3 + 7 + ENTRY_OVERHEAD);
+        g.remove(&key);
+        drop(g);
+        let data: usize = s.shards.iter().map(|s| s.data_bytes.load(Ordering::Relaxed)).sum();
+        assert_eq!(data, 0);
+    }
+
+    #[test]
+    fn noeviction_refuses_past_maxmemory() {
+        let s = store(1, EvictionPolicy::Noeviction);
+        assert_eq!(s.ensure_memory(1_000_000, None), Err(OutOfMemory));
+    }
+
+    #[test]
+    fn volatile_ttl_evicts_only_keys_with_a_ttl() {
+        let s = store(0, EvictionPolicy::VolatileTtl);
+        for (k, ttl) in [("a", 0), ("b", 5_000), ("c", 0)] {
+            let key = Bytes::from(k);
+            let mut g = s.lock(s.shard_of(&key), None);
+            g.insert(key, Entry::new(Bytes::from("v"), ttl, 0));
+        }
+        assert!(s.evict_one(None));
+        assert_eq!(s.evicted_total.get(), 1);
+        let b = Bytes::from("b");
+        assert!(s.lock(s.shard_of(&b), None).map().get(&b).is_none());
+        assert!(!s.evict_one(None), "no key with a TTL is left");
+        assert_eq!(s.len(None), 2);
+    }
+
+    #[test]
+    fn lazy_expiry_removes_and_counts_the_key() {
+        let s = store(0, EvictionPolicy::Noeviction);
+        let key = Bytes::from("k");
+        let mut g = s.lock(s.shard_of(&key), None);
+        g.insert(key.clone(), Entry::new(Bytes::from("v"), 1_500, 0));
+        assert!(g.get_live(&key, 1_499).is_some());
+        assert!(g.get_live(&key, 1_500).is_none());
+        assert_eq!(g.map().len(), 0);
+        assert_eq!(g.map().stats().tombstones, 1);
+        drop(g);
+        assert_eq!(s.expired_total.get(), 1);
+    }
+}

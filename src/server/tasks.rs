@@ -1,0 +1,199 @@
+//! The task registry behind `/v1/debug/tasks`: every connection, the maintenance task and
+//! snapshot writers, with what each is doing and which shard lock it holds or waits for.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU16, AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+/// What a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    Connection,
+    Maintenance,
+    Snapshot,
+}
+
+/// What a task is doing now. A connection whose state is not `Idle` is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum TaskState {
+    Idle = 0,
+    Reading = 1,
+    Executing = 2,
+    WaitingLock = 3,
+    Writing = 4,
+}
+
+impl TaskState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => TaskState::Reading,
+            2 => TaskState::Executing,
+            3 => TaskState::WaitingLock,
+            4 => TaskState::Writing,
+            _ => TaskState::Idle,
+        }
+    }
+}
+
+/// No lock / no command, in the atomics below.
+const NONE: i64 = -1;
+const NO_COMMAND: u16 = u16::MAX;
+
+/// One live task. Updated with atomics on the hot path; read by the task dump.
+#[derive(Debug)]
+pub struct Task {
+    /// Stable id, also what the lock profile names as holder/waiter.
+    pub id: u64,
+    pub kind: TaskKind,
+    /// The client's address (connections only).
+    pub peer: Option<SocketAddr>,
+    /// `CLIENT SETNAME`.
+    pub name: Mutex<Option<String>>,
+    /// When the task started (for `age_ms`).
+    pub started: Instant,
+    state: AtomicU8,
+    /// Index into the command table of the command being executed, or `NO_COMMAND`.
+    command: AtomicU16,
+    /// Milliseconds since `started` at the last state change (for `idle_ms`).
+    last_change_ms: AtomicU64,
+    holds_lock: AtomicI64,
+    waits_lock: AtomicI64,
+}
+
+impl Task {
+    pub fn state(&self) -> TaskState {
+        TaskState::from_u8(self.state.load(Ordering::SeqCst))
+    }
+
+    pub fn set_state(&self, state: TaskState) {
+        self.state.store(state as u8, Ordering::SeqCst);
+        self.last_change_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_command(&self, index: Option<u16>) {
+        self.command.store(index.unwrap_or(NO_COMMAND), Ordering::Relaxed);
+    }
+
+    pub fn command(&self) -> Option<u16> {
+        match self.command.load(Ordering::Relaxed) {
+            NO_COMMAND => None,
+            i => Some(i),
+        }
+    }
+
+    pub fn set_holds_lock(&self, shard: Option<usize>) {
+        self.holds_lock.store(shard.map_or(NONE, |s| s as i64), Ordering::SeqCst);
+    }
+
+    pub fn set_waits_lock(&self, shard: Option<usize>) {
+        self.waits_lock.store(shard.map_or(NONE, |s| s as i64), Ordering::SeqCst);
+    }
+
+    pub fn holds_lock(&self) -> Option<usize> {
+        usize::try_from(self.holds_lock.load(Ordering::SeqCst)).ok()
+    }
+
+    pub fn waits_lock(&self) -> Option<usize> {
+        usize::try_from(self.waits_lock.load(Ordering::SeqCst)).ok()
+    }
+
+    pub fn idle_ms(&self) -> u64 {
+        let age = self.started.elapsed().as_millis() as u64;
+        age.saturating_sub(self.last_change_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// All live tasks, plus the node-wide activity clock the checklist's quiet period reads.
+#[derive(Debug)]
+pub struct Tasks {
+    next_id: AtomicU64,
+    live: Mutex<BTreeMap<u64, Arc<Task>>>,
+    /// When the node started; activity times are measured from here.
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last command from any client (0 = never).
+    last_client_activity_ms: AtomicU64,
+}
+
+impl Default for Tasks {
+    fn default() -> Self {
+        Self {
+            next_id: AtomicU64::new(1),
+            live: Mutex::new(BTreeMap::new()),
+            epoch: Instant::now(),
+            last_client_activity_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Removes the task from the registry when dropped.
+#[derive(Debug)]
+pub struct TaskGuard {
+    pub task: Arc<Task>,
+    tasks: Arc<Tasks>,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.tasks.live.lock().remove(&self.task.id);
+    }
+}
+
+impl Tasks {
+    pub fn register(self: &Arc<Self>, kind: TaskKind, peer: Option<SocketAddr>) -> TaskGuard {
+        let task = Arc::new(Task {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            kind,
+            peer,
+            name: Mutex::new(None),
+            started: Instant::now(),
+            state: AtomicU8::new(TaskState::Idle as u8),
+            command: AtomicU16::new(NO_COMMAND),
+            last_change_ms: AtomicU64::new(0),
+            holds_lock: AtomicI64::new(NONE),
+            waits_lock: AtomicI64::new(NONE),
+        });
+        self.live.lock().insert(task.id, task.clone());
+        TaskGuard { task, tasks: self.clone() }
+    }
+
+    pub fn snapshot(&self) -> Vec<Arc<Task>> {
+        self.live.lock().values().cloned().collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<Task>> {
+        self.live.lock().get(&id).cloned()
+    }
+
+    /// Records a client command now.
+    pub fn touch_client_activity(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_client_activity_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the last client command; since start when there was none.
+    pub fn last_client_activity_ms_ago(&self) -> u64 {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        now.saturating_sub(self.last_client_activity_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn connections(&self) -> usize {
+        self.live.lock().values().filter(|t| t.kind == TaskKind::Connection).count()
+    }
+
+    /// Connections not idle: commands being read, executed or answered.
+    pub fn inflight(&self) -> usize {
+        self.live
+            .lock()
+            .values()
+            .filter(|t| t.kind == TaskKind::Connection && t.state() != TaskState::Idle)
+            .count()
+    }
+}
