@@ -21,9 +21,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, Preconditions};
-use kube::runtime::events::EventType;
 use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
 use std::time::Duration;
 
 /// Label put on a pod once it is drained (DESIGN.md section 5, step 1).
@@ -336,24 +336,23 @@ async fn run_checklist(
 }
 
 /// Evicts the pod with a UID precondition, so a replacement with the same name is never hit.
+///
+/// The body is written here rather than with `Api::evict`: kube 5 serializes the delete options
+/// as `delete_options`, which the API server does not know, so the precondition would be dropped.
 async fn evict(
     ctx: &Context,
     mc: &MapCache,
     pod: &str,
     uid: &str,
 ) -> Result<EvictionOutcome, kube::Error> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &mc.namespace().unwrap_or_default());
-    let params = EvictParams {
-        delete_options: Some(DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: Some(uid.to_string()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        }),
-        ..EvictParams::default()
-    };
-    match pods.evict(pod, &params).await {
+    let namespace = mc.namespace().unwrap_or_default();
+    let body = eviction_body(&namespace, pod, uid);
+    let request =
+        http::Request::post(format!("/api/v1/namespaces/{namespace}/pods/{pod}/eviction"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&body).map_err(kube::Error::SerdeError)?)
+            .map_err(kube::Error::HttpError)?;
+    match ctx.client.request::<serde_json::Value>(request).await {
         Ok(_) => Ok(EvictionOutcome::Evicted),
         Err(kube::Error::Api(status)) if status.code == 429 => {
             Ok(EvictionOutcome::Refused(status.message.clone()))
@@ -364,6 +363,16 @@ async fn evict(
         }
         Err(error) => Err(error),
     }
+}
+
+/// A `policy/v1` Eviction of `pod` that only applies to the incarnation with `uid`.
+pub fn eviction_body(namespace: &str, pod: &str, uid: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": { "name": pod, "namespace": namespace },
+        "deleteOptions": { "preconditions": { "uid": uid } }
+    })
 }
 
 /// Replaces the pod's checklist in status with `items`.
