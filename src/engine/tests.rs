@@ -185,7 +185,9 @@ fn load_factor_predicates_match_go() {
     assert!(!too_many_overflow_buckets(15, 4) && too_many_overflow_buckets(16, 4));
     // Exact count, so no cap at B = 15 (see `too_many_overflow_buckets`).
     assert!(!too_many_overflow_buckets(1 << 15, 20));
-    assert!(!too_many_overflow_buckets((1 << 20) - 1, 20) && too_many_overflow_buckets(1 << 20, 20));
+    assert!(
+        !too_many_overflow_buckets((1 << 20) - 1, 20) && too_many_overflow_buckets(1 << 20, 20)
+    );
     assert_eq!((b_for(0), b_for(8), b_for(9), b_for(104), b_for(105)), (0, 0, 1, 4, 5));
 }
 
