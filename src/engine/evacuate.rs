@@ -245,7 +245,7 @@ impl<K, V> RawTable<K, V> {
             debug_assert_eq!(self.evacuated, old_len);
             debug_assert_eq!(self.old_noverflow, 0);
             // SAFETY: every old bucket is evacuated: no entries, no overflow chains left.
-            unsafe { bucket::free_array(self.oldbuckets, old_len) };
+            unsafe { bucket::free_array_off_thread(self.oldbuckets, old_len) };
             self.oldbuckets = ptr::null_mut();
             self.phase = Phase::Idle;
             self.nevacuate = 0;
