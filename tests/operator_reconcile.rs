@@ -8,7 +8,7 @@ use kube::api::ObjectMeta;
 use kube::client::Body;
 use mapcache::operator::context::Context;
 use mapcache::operator::crd::{MapCache, MapCacheSpec, MapCacheStatus};
-use mapcache::operator::metrics::Metrics;
+use mapcache::operator::metrics::{ErrorLabels, Metrics};
 use mapcache::operator::reconcile::reconcile;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -356,6 +356,9 @@ async fn invalid_spec_sets_invalidspec_and_event_and_applies_nothing() {
     assert_eq!(invalid.status, "True");
     assert_eq!(invalid.message, "spec.image must not be empty");
     assert_eq!(requests.len(), 2, "event + status, nothing else: {requests:?}");
+    let invalid_count =
+        harness.metrics.errors.get_or_create(&ErrorLabels { error: "InvalidSpec".into() }).get();
+    assert_eq!(invalid_count, 1);
 }
 
 #[tokio::test]
