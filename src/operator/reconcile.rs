@@ -11,7 +11,7 @@
 use crate::operator::build;
 use crate::operator::context::Context;
 use crate::operator::crd::MapCache;
-use crate::operator::{apply, observe, status, validate};
+use crate::operator::{apply, maintain, observe, rollout, status, validate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
@@ -32,6 +32,8 @@ pub enum Error {
     Apply(#[from] apply::Error),
     #[error(transparent)]
     Observe(#[from] observe::Error),
+    #[error(transparent)]
+    Rollout(#[from] rollout::step::Error),
     #[error("updating status: {0}")]
     UpdateStatus(#[source] kube::Error),
 }
@@ -43,6 +45,7 @@ impl Error {
             Self::MissingNamespace => "MissingNamespace",
             Self::Apply(_) => "Apply",
             Self::Observe(_) => "Observe",
+            Self::Rollout(_) => "Rollout",
             Self::UpdateStatus(_) => "UpdateStatus",
         }
     }
@@ -97,9 +100,10 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
         observe::observe(&ctx.client, mc, children.update_revision.clone(), admin_token).await?;
     let mut new_status = status::observed_status(mc, &observed, mc.status.as_ref(), &now);
 
-    // 5. maintain and 6. roll go here (issue #6): each takes
-    //    `(&Context, &MapCache, &Observed, &mut MapCacheStatus)` and records its decisions,
-    //    figures and checklist evidence in the status before it is written below.
+    // 5. maintain and 6. roll: each records its decisions, figures and checklist evidence in
+    //    the status written below, and says how soon it wants to look again.
+    let maintain_requeue = maintain::run(ctx, mc, &observed, &mut new_status).await;
+    let rollout_requeue = rollout::run(ctx, mc, &observed, &mut new_status).await?;
 
     // 7. update_status
     status::set_phase(&mut new_status, mc.spec.replicas);
@@ -115,7 +119,11 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
     if mc.status.as_ref() != Some(&new_status) {
         status::update_status(&ctx.client, mc, &new_status).await.map_err(Error::UpdateStatus)?;
     }
-    Ok(Action::requeue(validated.poll_interval.min(ctx.resync)))
+    let requeue = [maintain_requeue, rollout_requeue]
+        .into_iter()
+        .flatten()
+        .fold(validated.poll_interval.min(ctx.resync), Duration::min);
+    Ok(Action::requeue(requeue))
 }
 
 /// An invalid spec: status and a Warning Event, nothing applied, nothing deleted. Counted as an

@@ -1,0 +1,159 @@
+//! End-to-end scenarios: the real `mapcache operator` process and real `mapcache serve` pods
+//! on the local cluster (or, with `E2E_KUBECONFIG=<file>`, on a real cluster). See docs/e2e.md.
+
+use e2e::scenario::{Env, condition, condition_is, shard_of};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams};
+use kube::core::GroupVersionKind;
+use redis::AsyncCommands;
+use std::time::Duration;
+
+/// manifests/examples/basic.yaml (the chart's example); the same cache inline until it exists.
+fn basic_manifest() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/examples/basic.yaml");
+    std::fs::read_to_string(path).unwrap_or_else(|_| {
+        "apiVersion: mapcache.io/v1alpha1\nkind: MapCache\nmetadata:\n  name: basic\nspec:\n  replicas: 3\n  image: ghcr.io/mapcache/mapcache:0.1.0\n".to_string()
+    })
+}
+
+/// The children an operator creates for a cache, by their instance label, per kind.
+async fn children(env: &Env, cache: &str) -> Vec<String> {
+    let kinds = [
+        ("apps", "v1", "StatefulSet", "statefulsets"),
+        ("", "v1", "Service", "services"),
+        ("", "v1", "ConfigMap", "configmaps"),
+        ("", "v1", "Secret", "secrets"),
+        ("", "v1", "Pod", "pods"),
+        ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+        ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"),
+    ];
+    let mut found = Vec::new();
+    for (group, version, kind, plural) in kinds {
+        let resource =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(env.client.clone(), &env.namespace, &resource);
+        let selector = format!("app.kubernetes.io/instance={cache}");
+        if let Ok(list) = api.list(&ListParams::default().labels(&selector)).await {
+            found.extend(
+                list.items
+                    .into_iter()
+                    .map(|o| format!("{kind}/{}", o.metadata.name.unwrap_or_default())),
+            );
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn basic_cache_serves_100k_keys_and_is_garbage_collected_on_delete() {
+    let env = Env::start().await;
+    env.install_crd().await;
+    let mut operator = env.start_operator("operator-0");
+    let applied = env.apply_yaml(&basic_manifest()).await;
+    let cache = applied[0].metadata.name.clone().expect("the example names its cache");
+    let replicas =
+        applied[0].data.pointer("/spec/replicas").and_then(|r| r.as_i64()).unwrap_or(1) as usize;
+    assert_eq!(replicas, 3, "basic.yaml runs three pods");
+
+    let caches = env.mapcaches();
+    env.wait_until("the MapCache is Ready with 3 ready pods", Duration::from_secs(180), || async {
+        let object = caches.get(&cache).await.ok()?;
+        let ready_pods = env.cache_endpoints(&cache).await.len();
+        (condition_is(&object.data, "Ready", "True") && ready_pods == replicas).then_some(())
+    })
+    .await;
+    operator.assert_running();
+
+    // 100k keys, sharded by the client across the three pods, then every one read back.
+    let endpoints = env.cache_endpoints(&cache).await;
+    let mut connections = Vec::new();
+    for (_, address) in &endpoints {
+        let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
+        connections
+            .push(client.get_multiplexed_async_connection().await.expect("connect to a cache pod"));
+    }
+    const KEYS: usize = 100_000;
+    let key = |i: usize| format!("key:{i:06}");
+    let value = |i: usize| format!("value-{i}-{}", i * 7);
+    let mut per_shard = vec![0usize; connections.len()];
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(2_000) {
+        let mut pipes: Vec<redis::Pipeline> =
+            (0..connections.len()).map(|_| redis::pipe()).collect();
+        for &i in chunk {
+            let shard = shard_of(key(i).as_bytes(), connections.len());
+            per_shard[shard] += 1;
+            pipes[shard].set(key(i), value(i)).ignore();
+        }
+        for (pipe, connection) in pipes.iter().zip(connections.iter_mut()) {
+            let () = pipe.query_async(connection).await.expect("pipelined SET");
+        }
+    }
+    assert!(per_shard.iter().all(|&n| n > KEYS / 4), "keys spread over every pod: {per_shard:?}");
+    for (shard, connection) in connections.iter_mut().enumerate() {
+        let size: usize = redis::cmd("DBSIZE").query_async(connection).await.expect("DBSIZE");
+        assert_eq!(size, per_shard[shard], "pod {} holds exactly its share", endpoints[shard].0);
+    }
+    let mut missing = 0;
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(2_000) {
+        for (shard, connection) in connections.iter_mut().enumerate() {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|&i| key(i))
+                .filter(|k| shard_of(k.as_bytes(), endpoints.len()) == shard)
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let values: Vec<Option<String>> = connection.mget(&keys).await.expect("MGET");
+            for (k, v) in keys.iter().zip(values) {
+                let i: usize = k[4..].parse().expect("key index");
+                if v.as_deref() != Some(value(i).as_str()) {
+                    missing += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(missing, 0, "every key reads back with its value");
+
+    // Deleting the cache garbage-collects every child.
+    let before = children(&env, &cache).await;
+    assert!(
+        before.iter().any(|c| c.starts_with("StatefulSet/")),
+        "children exist before delete: {before:?}"
+    );
+    assert!(before.iter().filter(|c| c.starts_with("Pod/")).count() == replicas, "{before:?}");
+    caches.delete(&cache, &DeleteParams::default()).await.expect("delete the MapCache");
+    env.wait_until("every child of the cache is gone", Duration::from_secs(120), || async {
+        let left = children(&env, &cache).await;
+        let gone = caches.get_opt(&cache).await.ok()?.is_none();
+        (left.is_empty() && gone).then_some(())
+    })
+    .await;
+    operator.assert_running();
+}
+
+#[tokio::test]
+async fn invalid_spec_sets_invalid_spec_and_creates_nothing() {
+    let env = Env::start().await;
+    env.install_crd().await;
+    let mut operator = env.start_operator("operator-0");
+    // An app container named `engine` collides with the sidecar: the schema accepts it, the
+    // operator's validation does not.
+    let manifest = "apiVersion: mapcache.io/v1alpha1\nkind: MapCache\nmetadata:\n  name: invalid\nspec:\n  replicas: 1\n  image: ghcr.io/mapcache/mapcache:0.1.0\n  podTemplate:\n    spec:\n      containers:\n      - name: engine\n        image: example.com/app:1\n";
+    env.apply_yaml(manifest).await;
+    let caches = env.mapcaches();
+    let invalid = env
+        .wait_until("InvalidSpec=True on the MapCache", Duration::from_secs(60), || async {
+            let object = caches.get("invalid").await.ok()?;
+            condition_is(&object.data, "InvalidSpec", "True")
+                .then(|| condition(&object.data, "InvalidSpec").cloned())
+                .flatten()
+        })
+        .await;
+    let message = invalid["message"].as_str().unwrap_or_default();
+    assert!(message.contains("engine"), "the condition names the problem: {message}");
+    // Give the operator time to (wrongly) create something, then check nothing exists.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(children(&env, "invalid").await, Vec::<String>::new());
+    operator.assert_running();
+}
