@@ -136,7 +136,11 @@ pub fn observed_status(
         } else {
             "UpToDate"
         },
-        format!("{outdated} pods not on revision {}", observed.update_revision),
+        match (outdated, all_ready) {
+            (0, true) => format!("all pods on revision {}", observed.update_revision),
+            (0, false) => format!("{} of {replicas} pods not ready yet", replicas - ready),
+            _ => format!("{outdated} pods not on revision {}", observed.update_revision),
+        },
         generation,
         now,
     );
@@ -299,6 +303,7 @@ mod tests {
         assert_eq!(status.update_revision.as_deref(), Some("r1"));
         assert_eq!(condition(&status, "Ready").status, "True");
         assert_eq!(condition(&status, "Progressing").status, "False");
+        assert_eq!(condition(&status, "Progressing").message, "all pods on revision r1");
         assert_eq!(condition(&status, "Degraded").status, "False");
         assert_eq!(condition(&status, "InvalidSpec").status, "False");
         assert_eq!(
@@ -334,6 +339,7 @@ mod tests {
         let mut first = observed_status(&mc, &starting, None, &at(10));
         set_phase(&mut first, 3);
         assert_eq!(first.phase.as_deref(), Some("Pending"));
+        assert_eq!(condition(&first, "Progressing").message, "3 of 3 pods not ready yet");
         assert_eq!(condition(&first, "Degraded").status, "False");
 
         let healthy = from_pods(
