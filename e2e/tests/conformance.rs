@@ -250,7 +250,8 @@ fn widget_crd() -> CustomResourceDefinition {
                 "subresources": {"status": {}},
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                     "spec": {"type": "object", "properties": {
-                        "size": {"type": "integer", "default": 3},
+                        "size": {"type": "integer", "default": 3, "minimum": 1, "maximum": 9},
+                        "mode": {"type": "string", "enum": ["fast", "safe"]},
                         "engine": {"type": "object", "default": {}, "properties": {"shards": {"type": "integer", "default": 16}}}
                     }},
                     "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
@@ -475,4 +476,36 @@ async fn kube_runtime_watcher_follows_changes_and_relists_after_410() {
         names.push(next.metadata.name.unwrap());
     }
     assert!(names.contains(&"late".to_string()));
+}
+
+#[tokio::test]
+async fn custom_resources_are_pruned_and_validated_against_the_schema() {
+    let (_server, client) = start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &widget_crd()).await.unwrap();
+    let api = widgets(client);
+    let object: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 4, "typo": "x"}})).unwrap();
+    let created = api.create(&PostParams::default(), &object).await.unwrap();
+    assert_eq!(
+        created.data["spec"],
+        json!({"size": 4, "engine": {"shards": 16}}),
+        "unknown fields are pruned"
+    );
+
+    let bad: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "bad"}, "spec": {"size": 10, "mode": "slow"}})).unwrap();
+    let (code, reason, message) = api_error(api.create(&PostParams::default(), &bad).await);
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        message,
+        "Widget.example.io \"bad\" is invalid: [spec.mode: Unsupported value: \"slow\": supported values: \"fast\", \"safe\", spec.size: Invalid value: 10: spec.size in body should be less than or equal to 9]"
+    );
+    let (code, _, _) = api_error(
+        api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 0}}))).await,
+    );
+    assert_eq!(code, 422, "updates are validated too");
+    assert_eq!(
+        api.get("w").await.unwrap().data["spec"]["size"],
+        4,
+        "a rejected write changes nothing"
+    );
 }
