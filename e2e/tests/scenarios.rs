@@ -1,7 +1,7 @@
 //! End-to-end scenarios: the real `mapcache operator` process and real `mapcache serve` pods
 //! on the local cluster (or, with `E2E_KUBECONFIG=<file>`, on a real cluster). See docs/e2e.md.
 
-use e2e::scenario::{Env, condition, condition_is, shard_of};
+use e2e::scenario::{Env, condition, shard_of};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
 use redis::AsyncCommands;
@@ -56,22 +56,16 @@ async fn basic_cache_serves_100k_keys_and_is_garbage_collected_on_delete() {
     assert_eq!(replicas, 3, "basic.yaml runs three pods");
 
     let caches = env.mapcaches();
-    env.wait_until("the MapCache is Ready with 3 ready pods", Duration::from_secs(180), || async {
-        let object = caches.get(&cache).await.ok()?;
-        let ready_pods = env.cache_endpoints(&cache).await.len();
-        (condition_is(&object.data, "Ready", "True") && ready_pods == replicas).then_some(())
+    env.wait_for_condition(&cache, "Ready", "True", Duration::from_secs(180)).await;
+    env.wait_until("3 ready pods", Duration::from_secs(60), || async {
+        (env.cache_endpoints(&cache).await.len() == replicas).then_some(())
     })
     .await;
     operator.assert_running();
 
     // 100k keys, sharded by the client across the three pods, then every one read back.
-    let endpoints = env.cache_endpoints(&cache).await;
-    let mut connections = Vec::new();
-    for (_, address) in &endpoints {
-        let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
-        connections
-            .push(client.get_multiplexed_async_connection().await.expect("connect to a cache pod"));
-    }
+    let (pods, mut connections): (Vec<String>, Vec<_>) =
+        env.connect_all(&cache).await.into_iter().unzip();
     const KEYS: usize = 100_000;
     let key = |i: usize| format!("key:{i:06}");
     let value = |i: usize| format!("value-{i}-{}", i * 7);
@@ -91,7 +85,7 @@ async fn basic_cache_serves_100k_keys_and_is_garbage_collected_on_delete() {
     assert!(per_shard.iter().all(|&n| n > KEYS / 4), "keys spread over every pod: {per_shard:?}");
     for (shard, connection) in connections.iter_mut().enumerate() {
         let size: usize = redis::cmd("DBSIZE").query_async(connection).await.expect("DBSIZE");
-        assert_eq!(size, per_shard[shard], "pod {} holds exactly its share", endpoints[shard].0);
+        assert_eq!(size, per_shard[shard], "pod {} holds exactly its share", pods[shard]);
     }
     let mut missing = 0;
     for chunk in (0..KEYS).collect::<Vec<_>>().chunks(2_000) {
@@ -99,7 +93,7 @@ async fn basic_cache_serves_100k_keys_and_is_garbage_collected_on_delete() {
             let keys: Vec<String> = chunk
                 .iter()
                 .map(|&i| key(i))
-                .filter(|k| shard_of(k.as_bytes(), endpoints.len()) == shard)
+                .filter(|k| shard_of(k.as_bytes(), pods.len()) == shard)
                 .collect();
             if keys.is_empty() {
                 continue;
@@ -141,15 +135,9 @@ async fn invalid_spec_sets_invalid_spec_and_creates_nothing() {
     // operator's validation does not.
     let manifest = "apiVersion: mapcache.io/v1alpha1\nkind: MapCache\nmetadata:\n  name: invalid\nspec:\n  replicas: 1\n  image: ghcr.io/mapcache/mapcache:0.1.0\n  podTemplate:\n    spec:\n      containers:\n      - name: engine\n        image: example.com/app:1\n";
     env.apply_yaml(manifest).await;
-    let caches = env.mapcaches();
-    let invalid = env
-        .wait_until("InvalidSpec=True on the MapCache", Duration::from_secs(60), || async {
-            let object = caches.get("invalid").await.ok()?;
-            condition_is(&object.data, "InvalidSpec", "True")
-                .then(|| condition(&object.data, "InvalidSpec").cloned())
-                .flatten()
-        })
-        .await;
+    let object =
+        env.wait_for_condition("invalid", "InvalidSpec", "True", Duration::from_secs(60)).await;
+    let invalid = condition(&object, "InvalidSpec").cloned().expect("the condition");
     let message = invalid["message"].as_str().unwrap_or_default();
     assert!(message.contains("engine"), "the condition names the problem: {message}");
     // Give the operator time to (wrongly) create something, then check nothing exists.
