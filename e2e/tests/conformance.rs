@@ -212,6 +212,11 @@ async fn server_side_apply_conflicts_between_managers_unless_forced() {
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
     assert_eq!(message, "Apply failed with 1 conflict: conflict with \"alice\": .data.size");
 
+    let not_an_object =
+        api.patch("s", &PatchParams::apply("bob"), &Patch::Apply(&json!([1, 2]))).await;
+    let (code, _, message) = api_error(not_an_object);
+    assert_eq!((code, message.as_str()), (400, "an apply body must be a single object"));
+
     let forced =
         api.patch("s", &PatchParams::apply("bob").force(), &Patch::Apply(&rival)).await.unwrap();
     assert_eq!(

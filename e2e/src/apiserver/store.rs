@@ -292,6 +292,9 @@ impl Store {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
+        if !applied.is_object() {
+            return Err(ApiError::bad_request("an apply body must be a single object"));
+        }
         let mut inner = self.lock();
         let ctx = WriteContext {
             manager,
