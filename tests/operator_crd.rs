@@ -13,7 +13,7 @@ fn repo_file(path: &str) -> String {
 fn committed_crd_matches_the_generator() {
     assert!(
         repo_file("crds/mapcache.yaml") == crd_yaml(),
-        "crds/mapcache.yaml is stale: run `cargo run -- crd > crds/mapcache.yaml` (and scripts/gen-manifests.sh)"
+        "crds/mapcache.yaml is stale: run scripts/gen-manifests.sh"
     );
 }
 

@@ -47,8 +47,7 @@ fn respond(code: StatusCode, body: &Value) -> Response<Body> {
 }
 
 /// What the fake API server does with one request (a small subset of the real semantics:
-/// server-side apply stores the applied object, Secrets turn stringData into data, the status
-/// merge patch replaces status).
+/// server-side apply stores the applied object, the status merge patch replaces status).
 fn serve(state: &mut ApiState, method: &Method, path: &str, body: &Value) -> Response<Body> {
     if path.ends_with("/pods") && *method == Method::GET {
         let items: Vec<Value> =
@@ -78,20 +77,6 @@ fn serve(state: &mut ApiState, method: &Method, path: &str, body: &Value) -> Res
         Method::PATCH => {
             let mut object = body.clone();
             object["metadata"]["uid"] = json!(format!("uid-of-{path}"));
-            if object["kind"] == "Secret"
-                && let Some(string_data) =
-                    object.as_object_mut().and_then(|o| o.remove("stringData"))
-            {
-                let data: serde_json::Map<String, Value> = string_data
-                    .as_object()
-                    .expect("stringData object")
-                    .iter()
-                    .map(|(k, v)| {
-                        (k.clone(), json!(base64(v.as_str().expect("string").as_bytes())))
-                    })
-                    .collect();
-                object["data"] = Value::Object(data);
-            }
             state.objects.insert(path.to_string(), object.clone());
             respond(StatusCode::OK, &object)
         }
@@ -104,24 +89,6 @@ fn serve(state: &mut ApiState, method: &Method, path: &str, body: &Value) -> Res
         },
         _ => respond(StatusCode::METHOD_NOT_ALLOWED, &json!({"kind": "Status", "code": 405})),
     }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// A client wired to a fake API server over `state`.

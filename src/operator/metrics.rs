@@ -28,6 +28,10 @@ pub struct Metrics {
     pub duration: Histogram,
     /// `mapcache_operator_leader`: 1 while this replica holds the Lease.
     pub leader: prometheus_client::metrics::gauge::Gauge,
+    /// `mapcache_operator_maintenance_total{kind,result}` (the maintain step).
+    pub maintenance: crate::operator::maintain::metrics::MaintenanceMetrics,
+    /// `mapcache_operator_rollout_*` (the roll step).
+    pub rollout: crate::operator::rollout::metrics::RolloutMetrics,
 }
 
 impl Default for Metrics {
@@ -39,6 +43,8 @@ impl Default for Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             leader: Default::default(),
+            maintenance: Default::default(),
+            rollout: Default::default(),
         }
     }
 }
@@ -64,6 +70,8 @@ impl Metrics {
             "1 while this replica holds the leader Lease",
             self.leader.clone(),
         );
+        self.maintenance.register(registry);
+        self.rollout.register(registry);
     }
 
     /// Counts a failed reconcile under `error` (an Error variant name).

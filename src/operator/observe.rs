@@ -3,25 +3,19 @@
 //! Pods are listed by the cache's selector labels. The engine figures (`/v1/stats`) are read by
 //! the maintenance step, which gets this snapshot of the pods.
 
-use crate::operator::build::{REVISION_LABEL, admin_token_secret_name, secret, selector_string};
+use crate::operator::build::{REVISION_LABEL, selector_string};
 use crate::operator::crd::MapCache;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use std::collections::BTreeMap;
 
-/// Why the pods or the token could not be read.
+/// Why the pods could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("listing the pods of {cache}: {source}")]
     ListPods {
         cache: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("reading Secret {name}: {source}")]
-    GetSecret {
-        name: String,
         #[source]
         source: kube::Error,
     },
@@ -124,11 +118,12 @@ pub fn from_pods(
     Observed { pods, update_revision, current_revision, admin_token }
 }
 
-/// Lists the cache's pods and reads the admin token.
+/// Lists the cache's pods. `admin_token` is the token just applied (so it is not read again).
 pub async fn observe(
     client: &kube::Client,
     mc: &MapCache,
     update_revision: String,
+    admin_token: String,
 ) -> Result<Observed, Error> {
     let namespace = mc.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
@@ -136,15 +131,7 @@ pub async fn observe(
         .list(&ListParams::default().labels(&selector_string(mc)))
         .await
         .map_err(|source| Error::ListPods { cache: mc.name_any(), source })?;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let name = admin_token_secret_name(mc);
-    let admin_token = secrets
-        .get_opt(&name)
-        .await
-        .map_err(|source| Error::GetSecret { name, source })?
-        .as_ref()
-        .and_then(secret::token_of);
-    Ok(from_pods(&mc.name_any(), &listed.items, update_revision, admin_token))
+    Ok(from_pods(&mc.name_any(), &listed.items, update_revision, Some(admin_token)))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 use crate::operator::build;
 use crate::operator::context::Context;
 use crate::operator::crd::MapCache;
-use crate::operator::{apply, observe, status, validate};
+use crate::operator::{apply, maintain, observe, rollout, status, validate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
@@ -21,18 +21,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A failed reconcile. Variant names double as the `error` label of
-/// `mapcache_operator_reconcile_errors_total` ([`Error::metric_label`]).
+/// `mapcache_operator_reconcile_errors_total` ([`Error::metric_label`]). An invalid spec is not
+/// an `Error`: it is reported in status and counted under [`INVALID_SPEC_LABEL`], and the
+/// reconcile succeeds (retrying cannot fix it; a spec change will).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The spec failed validation (reported in status, not retried until the spec changes).
-    #[error("invalid spec: {0}")]
-    InvalidSpec(#[source] validate::Error),
     #[error("cache has no namespace")]
     MissingNamespace,
     #[error(transparent)]
     Apply(#[from] apply::Error),
     #[error(transparent)]
     Observe(#[from] observe::Error),
+    #[error(transparent)]
+    Rollout(#[from] rollout::step::Error),
     #[error("updating status: {0}")]
     UpdateStatus(#[source] kube::Error),
 }
@@ -41,14 +42,17 @@ impl Error {
     /// The variant name, used as a metric label.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::InvalidSpec(_) => "InvalidSpec",
             Self::MissingNamespace => "MissingNamespace",
             Self::Apply(_) => "Apply",
             Self::Observe(_) => "Observe",
+            Self::Rollout(_) => "Rollout",
             Self::UpdateStatus(_) => "UpdateStatus",
         }
     }
 }
+
+/// The `error` label an invalid spec is counted under.
+pub const INVALID_SPEC_LABEL: &str = "InvalidSpec";
 
 /// Reconciles one cache: the controller's reconciler. Counts and times every run.
 pub async fn reconcile(mc: Arc<MapCache>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -89,19 +93,34 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
     apply::apply(&ctx.client, mc, &children).await?;
 
     // 4. observe
-    let observed = observe::observe(&ctx.client, mc, children.update_revision.clone()).await?;
+    let observed =
+        observe::observe(&ctx.client, mc, children.update_revision.clone(), admin_token).await?;
     let mut new_status = status::observed_status(mc, &observed, mc.status.as_ref(), &now);
 
-    // 5. maintain and 6. roll go here (issue #6): each takes
-    //    `(&Context, &MapCache, &Observed, &mut MapCacheStatus)` and records its decisions,
-    //    figures and checklist evidence in the status before it is written below.
+    // 5. maintain and 6. roll: each records its decisions, figures and checklist evidence in
+    //    the status written below, and says how soon it wants to look again.
+    let maintain_requeue = maintain::run(ctx, mc, &observed, &mut new_status).await;
+    let rollout_requeue = rollout::run(ctx, mc, &observed, &mut new_status).await?;
 
     // 7. update_status
     status::set_phase(&mut new_status, mc.spec.replicas);
+    let previous_revision = mc.status.as_ref().and_then(|s| s.update_revision.as_deref());
+    if let Some(previous) = previous_revision.filter(|&p| p != observed.update_revision) {
+        let outdated = observed.outdated_pods().count();
+        let note = format!(
+            "pod template changed: revision {previous} -> {}; {outdated} pods to replace one at a time",
+            observed.update_revision
+        );
+        publish(ctx, mc, EventType::Normal, "RevisionChanged", "Apply", note).await;
+    }
     if mc.status.as_ref() != Some(&new_status) {
         status::update_status(&ctx.client, mc, &new_status).await.map_err(Error::UpdateStatus)?;
     }
-    Ok(Action::requeue(validated.poll_interval.min(ctx.resync)))
+    let requeue = [maintain_requeue, rollout_requeue]
+        .into_iter()
+        .flatten()
+        .fold(validated.poll_interval.min(ctx.resync), Duration::min);
+    Ok(Action::requeue(requeue))
 }
 
 /// An invalid spec: status and a Warning Event, nothing applied, nothing deleted. Counted as an
@@ -114,7 +133,7 @@ async fn reject(
 ) -> Result<Action, Error> {
     let message = invalid.to_string();
     tracing::warn!(cache = %mc.name_any(), namespace = ?mc.namespace(), %message, "invalid spec");
-    ctx.metrics.count_error("InvalidSpec");
+    ctx.metrics.count_error(INVALID_SPEC_LABEL);
     publish(ctx, mc, EventType::Warning, "InvalidSpec", "Validate", message.clone()).await;
     let new_status = status::invalid_status(mc, message, now);
     if mc.status.as_ref() != Some(&new_status) {

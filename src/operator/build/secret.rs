@@ -4,6 +4,7 @@
 
 use super::{ADMIN_TOKEN_KEY, admin_token_secret_name, child_meta};
 use crate::operator::crd::MapCache;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -12,7 +13,12 @@ pub fn build(mc: &MapCache, token: &str) -> Secret {
     Secret {
         metadata: child_meta(mc, admin_token_secret_name(mc)),
         type_: Some("Opaque".into()),
-        string_data: Some(BTreeMap::from([(ADMIN_TOKEN_KEY.to_string(), token.to_string())])),
+        // `data`, not `stringData`: the API server never stores stringData, so applying it would
+        // leave server-side apply owning a field that does not exist.
+        data: Some(BTreeMap::from([(
+            ADMIN_TOKEN_KEY.to_string(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
         ..Secret::default()
     }
 }
@@ -33,7 +39,6 @@ pub fn token_of(secret: &Secret) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::ByteString;
 
     #[test]
     fn secret_carries_the_given_token_under_key_token() {
@@ -41,9 +46,11 @@ mod tests {
         assert_eq!(secret.metadata.name.as_deref(), Some("cache-admin-token"));
         assert_eq!(secret.type_.as_deref(), Some("Opaque"));
         assert_eq!(
-            secret.string_data,
-            Some(BTreeMap::from([("token".to_string(), "abc".to_string())]))
+            secret.data,
+            Some(BTreeMap::from([("token".to_string(), ByteString(b"abc".to_vec()))]))
         );
+        assert_eq!(secret.string_data, None);
+        assert_eq!(token_of(&secret), Some("abc".to_string()));
     }
 
     #[test]

@@ -272,7 +272,7 @@ fn start(input: &Input<'_>, finished_one: bool) -> Transition {
             condition: condition(true, "WaitingForReadyPods", message),
         };
     }
-    let next = RolloutStatus {
+    let draining_state = RolloutStatus {
         pod: target.name.clone(),
         step: step::DRAINING.into(),
         started_at: input.now.to_string(),
@@ -280,12 +280,14 @@ fn start(input: &Input<'_>, finished_one: bool) -> Transition {
         snapshot_keys: None,
         evicted_uid: None,
     };
-    let message = format!("{}: draining ({} outdated)", target.name, outdated.len());
-    Transition {
-        next: Some(next),
-        actions: vec![Action::Drain { pod: target.name.clone() }],
-        condition: condition(true, "Draining", message),
+    // The drain is the first action; on success the state moves on to Checking, on failure the
+    // Draining state is what gets persisted.
+    let mut transition = draining(input, &draining_state, target);
+    if input.drain_error.is_none() {
+        transition.condition.message =
+            format!("{}: draining ({} outdated)", target.name, outdated.len());
     }
+    transition
 }
 
 fn elapsed_since(started_at: &str, now: Timestamp) -> Duration {

@@ -137,9 +137,21 @@ fn all_pods_updated_means_no_rollout() {
 fn starts_with_the_highest_outdated_ordinal() {
     let pods = pods([OLD, OLD, OLD]);
     let t = Case::new(None, &pods).run();
-    assert_eq!(t.next, Some(rollout("mc-2", step::DRAINING, 0)));
+    // Persisted once the drain succeeded: the next step is the checklist.
+    assert_eq!(t.next, Some(rollout("mc-2", step::CHECKING, 0)));
     assert_eq!(t.actions, [Action::Drain { pod: "mc-2".into() }]);
     assert_eq!(t.condition, condition(true, "Draining", "mc-2: draining (3 outdated)"));
+}
+
+#[test]
+fn a_first_drain_that_fails_persists_the_draining_state() {
+    let pods = pods([OLD, OLD, OLD]);
+    let mut case = Case::new(None, &pods);
+    case.drain_error = Some("connection refused");
+    let t = case.run();
+    assert_eq!(t.next, Some(rollout("mc-2", step::DRAINING, 0)));
+    assert!(!t.actions.iter().any(|a| matches!(a, Action::Drain { .. })));
+    assert_eq!(t.actions.last(), Some(&Action::Requeue(REQUEUE_CHECKLIST)));
 }
 
 #[test]
@@ -634,7 +646,7 @@ fn restored_keys_equal_goes_on_to_the_next_pod() {
             Action::Drain { pod: "mc-1".into() }
         ]
     );
-    assert_eq!(t.next, Some(rollout("mc-1", step::DRAINING, 0)));
+    assert_eq!(t.next, Some(rollout("mc-1", step::CHECKING, 0)));
 }
 
 #[test]

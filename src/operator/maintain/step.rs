@@ -1,0 +1,439 @@
+//! The `maintain` step of the reconcile pipeline: poll, follow running maintenance, decide,
+//! trigger, and record everything in status (figures, lastCompaction/lastRebuild with before and
+//! after, the `Maintenance` condition), Events and metrics.
+//!
+//! Failures talking to a pod never fail the reconcile: the pod just gets no decision this round
+//! (`NoStats`), and the next poll tries again.
+
+use super::decide::{self, Action, Decision, Figures, LastRun, PodInput, Thresholds};
+use crate::operator::context::Context;
+use crate::operator::crd::{MaintenanceRecord, MapCache, MapCacheStatus, PodStatus};
+use crate::operator::node_client::{
+    MaintenanceKind, MaintenanceProgress, NodeClient, NodeError, NodeStats,
+};
+use crate::operator::observe::{Observed, ObservedPod};
+use crate::operator::reconcile::publish;
+use crate::operator::status::{condition, set_condition, sum_pod_figures};
+use futures::future::join_all;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::events::EventType;
+use std::time::Duration;
+
+/// How often to look again while a run is in progress (to record its end promptly).
+pub const REQUEUE_WHILE_RUNNING: Duration = Duration::from_secs(2);
+
+/// What one pod's poll returned.
+#[derive(Debug)]
+pub struct Polled {
+    pub stats: Result<NodeStats, NodeError>,
+    pub progress: Result<MaintenanceProgress, NodeError>,
+}
+
+/// A finished run, found by following a record without `finishedAt`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished {
+    pub kind: MaintenanceKind,
+    pub note: String,
+}
+
+/// Runs the step; returns how soon the cache wants the next reconcile.
+pub async fn run(
+    ctx: &Context,
+    mc: &MapCache,
+    observed: &Observed,
+    status: &mut MapCacheStatus,
+) -> Option<Duration> {
+    let now = Timestamp::now();
+    let thresholds = match Thresholds::from_spec(&mc.spec.maintenance) {
+        Ok(thresholds) => thresholds,
+        Err(error) => {
+            set_maintenance(status, mc, false, "InvalidThresholds", error.to_string(), now);
+            return None;
+        }
+    };
+    let port = u16::try_from(mc.spec.engine.admin_port).unwrap_or(9090);
+    let clients: Vec<Option<NodeClient>> = observed
+        .pods
+        .iter()
+        .map(|pod| node_client(ctx, pod, port, observed.admin_token.clone()))
+        .collect();
+    let polled: Vec<Option<Polled>> = join_all(clients.iter().map(|client| async move {
+        let client = client.as_ref()?;
+        let (stats, progress) = tokio::join!(client.stats(), client.maintenance());
+        Some(Polled { stats, progress })
+    }))
+    .await;
+
+    // Figures, and the ends of runs this operator started.
+    let mut inputs = Vec::with_capacity(observed.pods.len());
+    for (pod, polled) in observed.pods.iter().zip(&polled) {
+        let Some(pod_status) = status.pods.iter_mut().find(|p| p.name == pod.name) else {
+            continue;
+        };
+        let in_progress = match polled {
+            Some(Polled { stats: Ok(stats), progress }) => {
+                record_figures(pod_status, stats);
+                let progress = progress.as_ref().ok();
+                if let Some(finished) = follow_progress(pod_status, progress, stats, now) {
+                    ctx.metrics.maintenance.count(finished.kind.as_str(), "succeeded");
+                    let reason = match finished.kind {
+                        MaintenanceKind::Compact => "Compacted",
+                        MaintenanceKind::Rebuild => "Rebuilt",
+                    };
+                    publish(ctx, mc, EventType::Normal, reason, "Maintain", finished.note).await;
+                }
+                progress.is_some_and(|p| p.running) || stats.phase != "idle"
+            }
+            _ => false,
+        };
+        let figures = match polled {
+            Some(Polled { stats: Ok(stats), .. }) => Some(figures_of(stats)),
+            _ => None,
+        };
+        inputs.push(PodInput {
+            name: pod.name.clone(),
+            ready: pod.ready && !pod.terminating,
+            figures,
+            in_progress,
+            last_run: LastRun::from_records(
+                pod_status.last_compaction.as_ref(),
+                pod_status.last_rebuild.as_ref(),
+            ),
+        });
+    }
+    sum_pod_figures(status);
+
+    let rollout_active = status.rollout.is_some() || observed.outdated_pods().next().is_some();
+    let decisions = decide::decide(&thresholds, &inputs, rollout_active, now);
+    let mut running: Vec<String> =
+        inputs.iter().filter(|i| i.in_progress).map(|i| format!("{}: running", i.name)).collect();
+    for decision in &decisions {
+        let Action::Start(kind) = decision.action else {
+            continue;
+        };
+        let Some(index) = observed.pods.iter().position(|p| p.name == decision.pod) else {
+            continue;
+        };
+        let Some(client) = &clients[index] else {
+            continue;
+        };
+        match client.start_maintenance(kind).await {
+            Ok(_) => {
+                ctx.metrics.maintenance.count(kind.as_str(), "started");
+                let record = started_record(decision, now);
+                let note = format!(
+                    "{} {}: {} (keys {}, tombstones {}, memory {} bytes)",
+                    kind,
+                    decision.pod,
+                    decision.reason,
+                    record.keys_before,
+                    record.tombstones_before,
+                    record.memory_bytes_before
+                );
+                if let Some(pod_status) = status.pods.iter_mut().find(|p| p.name == decision.pod) {
+                    match kind {
+                        MaintenanceKind::Compact => pod_status.last_compaction = Some(record),
+                        MaintenanceKind::Rebuild => pod_status.last_rebuild = Some(record),
+                    }
+                }
+                let reason = match kind {
+                    MaintenanceKind::Compact => "CompactionStarted",
+                    MaintenanceKind::Rebuild => "RebuildStarted",
+                };
+                running.push(format!("{}: {kind} ({})", decision.pod, decision.reason));
+                publish(ctx, mc, EventType::Normal, reason, "Maintain", note).await;
+            }
+            Err(error) => {
+                let result = if error.status() == Some(409) { "conflict" } else { "failed" };
+                ctx.metrics.maintenance.count(kind.as_str(), result);
+                let note = format!("{kind} {} not started: {error}", decision.pod);
+                publish(ctx, mc, EventType::Warning, "MaintenanceFailed", "Maintain", note).await;
+            }
+        }
+    }
+    let active = !running.is_empty();
+    let (reason, message) = if active {
+        ("Running", running.join("; "))
+    } else if rollout_active {
+        ("RolloutActive", "maintenance waits for the rollout to finish".to_string())
+    } else {
+        ("Idle", idle_message(&decisions))
+    };
+    set_maintenance(status, mc, active, reason, message, now);
+    Some(if active { REQUEUE_WHILE_RUNNING } else { thresholds.poll_interval })
+}
+
+fn node_client(
+    ctx: &Context,
+    pod: &ObservedPod,
+    port: u16,
+    token: Option<String>,
+) -> Option<NodeClient> {
+    if !pod.ready || pod.terminating {
+        return None;
+    }
+    let ip = pod.pod_ip.as_deref()?;
+    Some(NodeClient::new(ctx.http.clone(), ip, port, token))
+}
+
+fn set_maintenance(
+    status: &mut MapCacheStatus,
+    mc: &MapCache,
+    active: bool,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) {
+    let generation = mc.metadata.generation;
+    set_condition(
+        &mut status.conditions,
+        condition::MAINTENANCE,
+        active,
+        reason,
+        message,
+        generation,
+        &Time(now),
+    );
+}
+
+/// "no pod needs maintenance" or the first reason a candidate waits (cooldown, hysteresis).
+fn idle_message(decisions: &[Decision]) -> String {
+    let waiting: Vec<String> = decisions
+        .iter()
+        .filter(|d| {
+            matches!(
+                d.reason,
+                decide::Reason::Cooldown { .. }
+                    | decide::Reason::Hysteresis { .. }
+                    | decide::Reason::ConcurrencyLimit { .. }
+            )
+        })
+        .map(|d| format!("{}: {}", d.pod, d.reason))
+        .collect();
+    if waiting.is_empty() { "no pod needs maintenance".into() } else { waiting.join("; ") }
+}
+
+/// The engine figures of a pod from its stats.
+pub fn figures_of(stats: &NodeStats) -> Figures {
+    Figures {
+        keys: stats.keys,
+        tombstones: stats.tombstones,
+        tombstone_ratio: stats.tombstone_ratio,
+        fill_ratio: stats.fill_ratio,
+        memory_bytes: stats.memory_bytes,
+    }
+}
+
+/// Copies the figures into the pod's status.
+pub fn record_figures(pod: &mut PodStatus, stats: &NodeStats) {
+    pod.keys = stats.keys;
+    pod.tombstones = stats.tombstones;
+    pod.tombstone_ratio = stats.tombstone_ratio;
+    pod.memory_bytes = stats.memory_bytes;
+}
+
+/// The record of a run just started, with the figures it was decided on.
+pub fn started_record(decision: &Decision, now: Timestamp) -> MaintenanceRecord {
+    let figures = decision.figures.unwrap_or_default();
+    MaintenanceRecord {
+        started_at: now.to_string(),
+        finished_at: None,
+        reason: decision.reason.to_string(),
+        keys_before: figures.keys,
+        tombstones_before: figures.tombstones,
+        memory_bytes_before: figures.memory_bytes,
+        tombstones_after: None,
+        memory_bytes_after: None,
+    }
+}
+
+/// Closes an open record (no `finishedAt`) once the node reports the run of that kind finished:
+/// after-figures from the node's current stats. Returns the Event note when it closed one.
+pub fn follow_progress(
+    pod: &mut PodStatus,
+    progress: Option<&MaintenanceProgress>,
+    stats: &NodeStats,
+    now: Timestamp,
+) -> Option<Finished> {
+    let progress = progress?;
+    if progress.running {
+        return None;
+    }
+    let mut finished = None;
+    for (kind, record) in [
+        (MaintenanceKind::Compact, pod.last_compaction.as_mut()),
+        (MaintenanceKind::Rebuild, pod.last_rebuild.as_mut()),
+    ] {
+        let Some(record) = record else { continue };
+        if record.finished_at.is_some() {
+            continue;
+        }
+        // A node that restarted has no run to report: close the record with what is known.
+        let finished_at = match (progress.kind, progress.finished_at.as_deref()) {
+            (Some(k), Some(at)) if k == kind => at.to_string(),
+            _ => now.to_string(),
+        };
+        record.finished_at = Some(finished_at);
+        record.tombstones_after = Some(stats.tombstones);
+        record.memory_bytes_after = Some(stats.memory_bytes);
+        finished = Some(Finished {
+            kind,
+            note: format!(
+                "{kind} {} finished: tombstones {} -> {}, memory {} -> {} bytes, keys {} -> {}",
+                pod.name,
+                record.tombstones_before,
+                stats.tombstones,
+                record.memory_bytes_before,
+                stats.memory_bytes,
+                record.keys_before,
+                stats.keys
+            ),
+        });
+    }
+    finished
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::node_client::MaintenanceFigures;
+
+    fn now() -> Timestamp {
+        "2026-11-22T03:00:00Z".parse().expect("timestamp")
+    }
+
+    fn stats(keys: u64, tombstones: u64, memory: u64) -> NodeStats {
+        NodeStats {
+            keys,
+            tombstones,
+            tombstone_ratio: tombstones as f64 / (keys + tombstones) as f64,
+            fill_ratio: 0.5,
+            memory_bytes: memory,
+            phase: "idle".into(),
+            ..NodeStats::default()
+        }
+    }
+
+    fn open_record() -> MaintenanceRecord {
+        MaintenanceRecord {
+            started_at: "2026-11-22T02:59:00Z".into(),
+            reason: "tombstone ratio 0.600 >= 0.5".into(),
+            keys_before: 80_000,
+            tombstones_before: 120_000,
+            memory_bytes_before: 9_000_000,
+            ..MaintenanceRecord::default()
+        }
+    }
+
+    fn finished_progress(kind: MaintenanceKind) -> MaintenanceProgress {
+        MaintenanceProgress {
+            running: false,
+            kind: Some(kind),
+            started_at: Some("2026-11-22T02:59:00Z".into()),
+            finished_at: Some("2026-11-22T02:59:03Z".into()),
+            before: Some(MaintenanceFigures::default()),
+            after: Some(MaintenanceFigures::default()),
+            ..MaintenanceProgress::default()
+        }
+    }
+
+    #[test]
+    fn a_finished_run_closes_the_open_record_with_after_figures() {
+        let mut pod = PodStatus {
+            name: "mc-1".into(),
+            last_rebuild: Some(open_record()),
+            ..Default::default()
+        };
+        let progress = finished_progress(MaintenanceKind::Rebuild);
+        let finished =
+            follow_progress(&mut pod, Some(&progress), &stats(80_000, 0, 3_000_000), now())
+                .expect("closed");
+        assert_eq!(finished.kind, MaintenanceKind::Rebuild);
+        assert_eq!(
+            finished.note,
+            "rebuild mc-1 finished: tombstones 120000 -> 0, memory 9000000 -> 3000000 bytes, keys 80000 -> 80000"
+        );
+        let record = pod.last_rebuild.expect("record");
+        assert_eq!(record.finished_at.as_deref(), Some("2026-11-22T02:59:03Z"));
+        assert_eq!(record.tombstones_after, Some(0));
+        assert_eq!(record.memory_bytes_after, Some(3_000_000));
+    }
+
+    #[test]
+    fn a_running_run_leaves_the_record_open() {
+        let mut pod = PodStatus {
+            name: "mc-1".into(),
+            last_compaction: Some(open_record()),
+            ..Default::default()
+        };
+        let progress =
+            MaintenanceProgress { running: true, ..finished_progress(MaintenanceKind::Compact) };
+        assert_eq!(follow_progress(&mut pod, Some(&progress), &stats(1, 1, 1), now()), None);
+        assert_eq!(pod.last_compaction.and_then(|r| r.finished_at), None);
+    }
+
+    #[test]
+    fn a_closed_record_is_not_closed_again() {
+        let closed =
+            MaintenanceRecord { finished_at: Some("2026-11-22T02:00:00Z".into()), ..open_record() };
+        let mut pod = PodStatus {
+            name: "mc-1".into(),
+            last_compaction: Some(closed.clone()),
+            ..Default::default()
+        };
+        let progress = finished_progress(MaintenanceKind::Compact);
+        assert_eq!(follow_progress(&mut pod, Some(&progress), &stats(1, 1, 1), now()), None);
+        assert_eq!(pod.last_compaction, Some(closed));
+    }
+
+    #[test]
+    fn a_restarted_node_without_the_run_closes_the_record_at_now() {
+        let mut pod = PodStatus {
+            name: "mc-1".into(),
+            last_compaction: Some(open_record()),
+            ..Default::default()
+        };
+        let progress = MaintenanceProgress::default();
+        let finished = follow_progress(&mut pod, Some(&progress), &stats(5, 0, 7), now());
+        assert_eq!(finished.map(|f| f.kind), Some(MaintenanceKind::Compact));
+        assert_eq!(
+            pod.last_compaction.and_then(|r| r.finished_at).as_deref(),
+            Some("2026-11-22T03:00:00Z")
+        );
+    }
+
+    #[test]
+    fn started_record_keeps_the_decision_figures_and_reason() {
+        let decision = Decision {
+            pod: "mc-0".into(),
+            action: Action::Start(MaintenanceKind::Compact),
+            reason: decide::Reason::TombstoneRatio { ratio: 0.3, threshold: 0.25 },
+            figures: Some(figures_of(&stats(7_000, 3_000, 1_234))),
+        };
+        let record = started_record(&decision, now());
+        assert_eq!(
+            record,
+            MaintenanceRecord {
+                started_at: "2026-11-22T03:00:00Z".into(),
+                finished_at: None,
+                reason: "tombstone ratio 0.300 >= 0.25".into(),
+                keys_before: 7_000,
+                tombstones_before: 3_000,
+                memory_bytes_before: 1_234,
+                tombstones_after: None,
+                memory_bytes_after: None,
+            }
+        );
+    }
+
+    #[test]
+    fn record_figures_copies_the_engine_figures() {
+        let mut pod = PodStatus::default();
+        record_figures(&mut pod, &stats(3, 1, 99));
+        assert_eq!(
+            (pod.keys, pod.tombstones, pod.tombstone_ratio, pod.memory_bytes),
+            (3, 1, 0.25, 99)
+        );
+    }
+}

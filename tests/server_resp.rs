@@ -1,0 +1,313 @@
+//! Byte-exact RESP replies of the cache node: commands, Redis 7 error strings, pipelining,
+//! protocol errors, RESP3, AUTH, TTLs under a controlled clock, maxmemory.
+
+mod server_support;
+
+
+use mapcache::server::EvictionPolicy;
+use mapcache::server::clock::ManualClock;
+use server_support::{cmd, start, start_with};
+
+#[tokio::test]
+async fn inline_and_multibulk_ping_answer_pong() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(b"PING\r\n", b"+PONG\r\n").await;
+    c.expect(&cmd(&["PING"]), b"+PONG\r\n").await;
+    c.expect(&cmd(&["ping", "hi"]), b"$2\r\nhi\r\n").await;
+    c.expect(&cmd(&["ECHO", "x y"]), b"$3\r\nx y\r\n").await;
+}
+
+#[tokio::test]
+async fn pipelined_commands_are_answered_in_order() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    let mut batch = Vec::new();
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        batch.extend(cmd(&["SET", k, v]));
+    }
+    batch.extend(cmd(&["MGET", "a", "b", "c", "missing"]));
+    batch.extend(cmd(&["INCR", "a"]));
+    batch.extend(b"PING\r\n");
+    c.expect(&batch, b"+OK\r\n+OK\r\n+OK\r\n*4\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n$-1\r\n:2\r\n+PONG\r\n").await;
+}
+
+#[tokio::test]
+async fn error_strings_match_redis_byte_for_byte() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["GET"]), b"-ERR wrong number of arguments for 'get' command\r\n").await;
+    c.expect(&cmd(&["SET", "k"]), b"-ERR wrong number of arguments for 'set' command\r\n").await;
+    c.expect(
+        &cmd(&["FOO", "a", "b"]),
+        b"-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \r\n",
+    )
+    .await;
+    c.expect(&cmd(&["NOPE"]), b"-ERR unknown command 'NOPE', with args beginning with: \r\n").await;
+    c.expect(&cmd(&["SET", "k", "v", "BOGUS"]), b"-ERR syntax error\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v", "NX", "XX"]), b"-ERR syntax error\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v", "EX", "0"]), b"-ERR invalid expire time in 'set' command\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v", "EX", "ten"]), b"-ERR value is not an integer or out of range\r\n").await;
+    c.expect(&cmd(&["SETEX", "k", "-1", "v"]), b"-ERR invalid expire time in 'setex' command\r\n").await;
+    c.expect(&cmd(&["SET", "n", "abc"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["INCR", "n"]), b"-ERR value is not an integer or out of range\r\n").await;
+    c.expect(&cmd(&["SET", "n", "9223372036854775807"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["INCR", "n"]), b"-ERR increment or decrement would overflow\r\n").await;
+    c.expect(&cmd(&["DECRBY", "n", "-9223372036854775808"]), b"-ERR decrement would overflow\r\n").await;
+    c.expect(&cmd(&["INCRBYFLOAT", "n", "x"]), b"-ERR value is not a valid float\r\n").await;
+    c.expect(&cmd(&["SELECT", "1"]), b"-ERR DB index is out of range\r\n").await;
+    c.expect(&cmd(&["SELECT", "0"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["SETRANGE", "k", "-1", "x"]), b"-ERR offset is out of range\r\n").await;
+    c.expect(
+        &cmd(&["AUTH", "pw"]),
+        b"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n",
+    )
+    .await;
+    c.expect(&cmd(&["CONFIG", "NOPE"]), b"-ERR unknown subcommand 'NOPE'. Try CONFIG HELP.\r\n").await;
+    c.expect(&cmd(&["CONFIG", "GET"]), b"-ERR wrong number of arguments for 'config|get' command\r\n").await;
+    c.expect(&cmd(&["MSET", "a", "1", "b"]), b"-ERR wrong number of arguments for 'mset' command\r\n").await;
+    c.expect(&cmd(&["SCAN", "x"]), b"-ERR invalid cursor\r\n").await;
+    c.expect(&cmd(&["SCAN", "0", "COUNT", "0"]), b"-ERR syntax error\r\n").await;
+    c.expect(&cmd(&["EXPIRE", "k", "10", "NX", "XX"]), b"-ERR NX and XX, GT or LT options at the same time are not compatible\r\n").await;
+    // The connection still works after every error.
+    c.expect(b"PING\r\n", b"+PONG\r\n").await;
+}
+
+#[tokio::test]
+async fn set_options_follow_redis_semantics() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["SET", "k", "v1", "XX"]), b"$-1\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v1", "NX"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v2", "NX"]), b"$-1\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v2", "XX", "GET"]), b"$2\r\nv1\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v3", "NX", "GET"]), b"$2\r\nv2\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v3", "EX", "100"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v4", "KEEPTTL"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["TTL", "k"]), b":100\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v5"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["TTL", "k"]), b":-1\r\n").await;
+    c.expect(&cmd(&["TTL", "missing"]), b":-2\r\n").await;
+    c.expect(&cmd(&["SETNX", "k", "x"]), b":0\r\n").await;
+    c.expect(&cmd(&["GETSET", "k", "v6"]), b"$2\r\nv5\r\n").await;
+    c.expect(&cmd(&["GETDEL", "k"]), b"$2\r\nv6\r\n").await;
+    c.expect(&cmd(&["EXISTS", "k"]), b":0\r\n").await;
+    c.expect(&cmd(&["TYPE", "k"]), b"+none\r\n").await;
+}
+
+#[tokio::test]
+async fn string_commands_reply_like_redis() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["APPEND", "s", "Hello"]), b":5\r\n").await;
+    c.expect(&cmd(&["APPEND", "s", " World"]), b":11\r\n").await;
+    c.expect(&cmd(&["STRLEN", "s"]), b":11\r\n").await;
+    c.expect(&cmd(&["GETRANGE", "s", "0", "4"]), b"$5\r\nHello\r\n").await;
+    c.expect(&cmd(&["GETRANGE", "s", "-5", "-1"]), b"$5\r\nWorld\r\n").await;
+    c.expect(&cmd(&["GETRANGE", "s", "5", "2"]), b"$0\r\n\r\n").await;
+    c.expect(&cmd(&["SETRANGE", "s", "6", "Redis"]), b":11\r\n").await;
+    c.expect(&cmd(&["GET", "s"]), b"$11\r\nHello Redis\r\n").await;
+    c.expect(&cmd(&["SETRANGE", "z", "3", "ab"]), b":5\r\n").await;
+    c.expect(&cmd(&["GET", "z"]), b"$5\r\n\x00\x00\x00ab\r\n").await;
+    c.expect(&cmd(&["INCRBY", "n", "10"]), b":10\r\n").await;
+    c.expect(&cmd(&["DECRBY", "n", "3"]), b":7\r\n").await;
+    c.expect(&cmd(&["DECR", "n"]), b":6\r\n").await;
+    c.expect(&cmd(&["INCRBYFLOAT", "f", "10.5"]), b"$4\r\n10.5\r\n").await;
+    c.expect(&cmd(&["INCRBYFLOAT", "f", "0.1"]), b"$4\r\n10.6\r\n").await;
+    c.expect(&cmd(&["INCRBYFLOAT", "f", "-5.6"]), b"$1\r\n5\r\n").await;
+    c.expect(&cmd(&["MSETNX", "n", "1", "fresh", "2"]), b":0\r\n").await;
+    c.expect(&cmd(&["EXISTS", "fresh"]), b":0\r\n").await;
+    c.expect(&cmd(&["MSETNX", "fresh", "1", "fresh2", "2"]), b":1\r\n").await;
+    c.expect(&cmd(&["DEL", "fresh", "fresh2", "nothere"]), b":2\r\n").await;
+    c.expect(&cmd(&["EXISTS", "s", "s", "z"]), b":3\r\n").await;
+    c.expect(&cmd(&["DBSIZE"]), b":4\r\n").await;
+    c.expect(&cmd(&["FLUSHDB"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["DBSIZE"]), b":0\r\n").await;
+    c.expect(&cmd(&["RANDOMKEY"]), b"$-1\r\n").await;
+}
+
+#[tokio::test]
+async fn keys_and_scan_match_patterns() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["MSET", "user:1", "a", "user:2", "b", "session:1", "c"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["KEYS", "session:*"]), b"*1\r\n$9\r\nsession:1\r\n").await;
+    c.expect(&cmd(&["SCAN", "0", "MATCH", "sess*", "COUNT", "1000"]), b"*2\r\n$1\r\n0\r\n*1\r\n$9\r\nsession:1\r\n")
+        .await;
+    c.expect(&cmd(&["SCAN", "0", "TYPE", "hash", "COUNT", "1000"]), b"*2\r\n$1\r\n0\r\n*0\r\n").await;
+}
+
+#[tokio::test]
+async fn resp3_after_hello_3_changes_nil_and_maps() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["GET", "missing"]), b"$-1\r\n").await;
+    c.stream_write_hello3().await;
+    c.expect(&cmd(&["GET", "missing"]), b"_\r\n").await;
+    c.expect(&cmd(&["CONFIG", "GET", "maxmemory"]), b"%1\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n").await;
+    c.expect(&cmd(&["HELLO", "4"]), b"-NOPROTO unsupported protocol version\r\n").await;
+}
+
+trait Hello3 {
+    async fn stream_write_hello3(&mut self);
+}
+
+impl Hello3 for server_support::Raw {
+    async fn stream_write_hello3(&mut self) {
+        let expected_prefix = b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.4\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:";
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(&cmd(&["HELLO", "3"])).await.expect("write");
+        let got = self.read_exact(expected_prefix.len()).await;
+        assert_eq!(&got[..], &expected_prefix[..]);
+        // id digits, then mode/role/modules.
+        let mut rest = Vec::new();
+        let tail = b"$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n";
+        while !rest.ends_with(tail) {
+            rest.extend(self.read_exact(1).await);
+            assert!(rest.len() < 200, "unexpected HELLO tail {:?}", String::from_utf8_lossy(&rest));
+        }
+    }
+}
+
+#[tokio::test]
+async fn protocol_errors_close_only_the_offending_connection() {
+    let node = start().await;
+    let cases: &[(&[u8], &[u8])] = &[
+        (b"*1\r\n$-5\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+        (b"*1\r\n$536870913\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+        (b"*1\r\n$abc\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+        (b"*x\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*2000000\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*1\r\n*1\r\n$1\r\na\r\n", b"-ERR Protocol error: expected '$', got '*'\r\n"),
+        (b"*1\r\n$3\r\nGETxx", b"-ERR Protocol error: expected CRLF after bulk string\r\n"),
+        (b"SET k \"unbalanced\r\n", b"-ERR Protocol error: unbalanced quotes in request\r\n"),
+    ];
+    let mut bystander = node.raw().await;
+    bystander.expect(&cmd(&["SET", "safe", "1"]), b"+OK\r\n").await;
+    for (request, expected) in cases {
+        let mut c = node.raw().await;
+        let got = c.send_until_closed(request).await;
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(expected));
+    }
+    // Binary garbage and an overlong inline line.
+    let mut c = node.raw().await;
+    let got = c.send_until_closed(&vec![b'x'; 70 * 1024]).await;
+    assert_eq!(&got[..], b"-ERR Protocol error: too big inline request\r\n");
+    bystander.expect(&cmd(&["GET", "safe"]), b"$1\r\n1\r\n").await;
+}
+
+#[tokio::test]
+async fn auth_is_required_when_a_password_is_set() {
+    let node = start_with(|c| c.requirepass = Some("s3cret".into())).await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["GET", "k"]), b"-NOAUTH Authentication required.\r\n").await;
+    c.expect(&cmd(&["AUTH", "wrong"]), b"-WRONGPASS invalid username-password pair or user is disabled.\r\n").await;
+    c.expect(&cmd(&["AUTH", "default", "s3cret"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["GET", "k"]), b"$-1\r\n").await;
+}
+
+#[tokio::test]
+async fn ttls_follow_the_injected_clock() {
+    let clock = ManualClock::new(1_000_000);
+    let node = start_with({
+        let clock = clock.clone();
+        move |c| c.clock = clock
+    })
+    .await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["SET", "k", "v", "EX", "10"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["PSETEX", "p", "1500", "v"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["TTL", "k"]), b":10\r\n").await;
+    clock.advance_ms(9_400);
+    c.expect(&cmd(&["TTL", "k"]), b":1\r\n").await;
+    c.expect(&cmd(&["PTTL", "k"]), b":600\r\n").await;
+    c.expect(&cmd(&["GET", "p"]), b"$-1\r\n").await;
+    c.expect(&cmd(&["PEXPIRETIME", "k"]), b":1010000\r\n").await;
+    clock.advance_ms(600);
+    c.expect(&cmd(&["GET", "k"]), b"$-1\r\n").await;
+    c.expect(&cmd(&["TTL", "k"]), b":-2\r\n").await;
+    c.expect(&cmd(&["SET", "e", "v"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["EXPIRE", "e", "5", "XX"]), b":0\r\n").await;
+    c.expect(&cmd(&["EXPIRE", "e", "5"]), b":1\r\n").await;
+    c.expect(&cmd(&["EXPIRE", "e", "3", "GT"]), b":0\r\n").await;
+    c.expect(&cmd(&["EXPIRE", "e", "3", "LT"]), b":1\r\n").await;
+    c.expect(&cmd(&["PERSIST", "e"]), b":1\r\n").await;
+    c.expect(&cmd(&["TTL", "e"]), b":-1\r\n").await;
+    c.expect(&cmd(&["EXPIRE", "e", "-1"]), b":1\r\n").await;
+    c.expect(&cmd(&["EXISTS", "e"]), b":0\r\n").await;
+    c.expect(&cmd(&["SET", "g", "v"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["GETEX", "g", "PX", "200"]), b"$1\r\nv\r\n").await;
+    c.expect(&cmd(&["PTTL", "g"]), b":200\r\n").await;
+    c.expect(&cmd(&["GETEX", "g", "PERSIST"]), b"$1\r\nv\r\n").await;
+    c.expect(&cmd(&["PTTL", "g"]), b":-1\r\n").await;
+    c.expect(&cmd(&["SET", "at", "v", "PXAT", "1009999"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["EXISTS", "at"]), b":0\r\n").await;
+    assert_eq!(node.handle.node.store.expired_total.get(), 2, "k and p expired lazily");
+}
+
+#[tokio::test]
+async fn active_expiry_removes_keys_nobody_reads() {
+    let clock = ManualClock::new(1_000_000);
+    let node = start_with({
+        let clock = clock.clone();
+        move |c| c.clock = clock
+    })
+    .await;
+    let mut c = node.raw().await;
+    for i in 0..200 {
+        c.expect(&cmd(&["SET", &format!("t{i}"), "v", "PX", "100"]), b"+OK\r\n").await;
+    }
+    c.expect(&cmd(&["SET", "keep", "v"]), b"+OK\r\n").await;
+    clock.advance_ms(1_000);
+    let store = &node.handle.node.store;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.len(None) > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.len(None), 1);
+    assert_eq!(store.expired_total.get(), 200);
+}
+
+#[tokio::test]
+async fn noeviction_refuses_writes_past_maxmemory_with_redis_oom_error() {
+    let node = start_with(|c| c.maxmemory = 64 * 1024).await;
+    let mut c = node.raw().await;
+    let value = "x".repeat(1000);
+    let mut refused = false;
+    for i in 0..200 {
+        let request = cmd(&["SET", &format!("k{i}"), &value]);
+        use tokio::io::AsyncWriteExt;
+        c.stream.write_all(&request).await.expect("write");
+        let first = c.read_exact(1).await;
+        if first[0] == b'-' {
+            let rest = b"OOM command not allowed when used memory > 'maxmemory'.\r\n";
+            assert_eq!(c.read_exact(rest.len()).await, rest.to_vec());
+            refused = true;
+            break;
+        }
+        assert_eq!(c.read_exact(4).await, b"OK\r\n".to_vec());
+    }
+    assert!(refused, "writes past maxmemory were refused");
+    assert!(node.handle.node.store.used_memory() <= 64 * 1024);
+    // Reads and deletes still work.
+    c.expect(&cmd(&["DEL", "k0"]), b":1\r\n").await;
+    c.expect(&cmd(&["GET", "k0"]), b"$-1\r\n").await;
+}
+
+#[tokio::test]
+async fn allkeys_lru_stays_under_maxmemory_and_counts_evictions() {
+    let node = start_with(|c| {
+        c.maxmemory = 256 * 1024;
+        c.eviction_policy = EvictionPolicy::AllkeysLru;
+    })
+    .await;
+    let mut c = node.raw().await;
+    let value = "y".repeat(500);
+    for i in 0..2000 {
+        c.expect(&cmd(&["SET", &format!("k{i}"), &value]), b"+OK\r\n").await;
+    }
+    let state = &node.handle.node;
+    assert!(state.store.used_memory() <= 256 * 1024, "used {}", state.store.used_memory());
+    assert!(state.store.evicted_total.get() > 0);
+    assert_eq!(state.store.len(None) as u64 + state.store.evicted_total.get(), 2000);
+}

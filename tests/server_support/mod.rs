@@ -1,0 +1,119 @@
+//! Shared helpers for the cache-node integration tests: start a node in-process on port 0, talk
+//! raw RESP to it, call its admin API.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mapcache::server::{Config, Node, NodeHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A node in a temp data dir, stopped with the dir when dropped by the test's end.
+pub struct TestNode {
+    pub handle: NodeHandle,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn start() -> TestNode {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(configure: impl FnOnce(&mut Config)) -> TestNode {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::for_test(dir.path());
+    configure(&mut config);
+    let handle = Node::start(config).await.expect("node starts");
+    TestNode { handle, dir }
+}
+
+impl TestNode {
+    pub fn resp(&self) -> SocketAddr {
+        self.handle.resp_addr()
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.handle.admin_addr(), path)
+    }
+
+    pub async fn raw(&self) -> Raw {
+        Raw::connect(self.resp()).await
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(format!("redis://{}/", self.resp())).expect("client");
+        client.get_multiplexed_async_connection().await.expect("redis connection")
+    }
+}
+
+/// A raw TCP connection for byte-exact replies.
+pub struct Raw {
+    pub stream: TcpStream,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        Self { stream: TcpStream::connect(addr).await.expect("connect") }
+    }
+
+    /// Sends `request` and asserts the reply is exactly `expected`.
+    pub async fn expect(&mut self, request: &[u8], expected: &[u8]) {
+        self.stream.write_all(request).await.expect("write");
+        let got = self.read_exact(expected.len()).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected),
+            "request {:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+
+    pub async fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        tokio::time::timeout(Duration::from_secs(10), self.stream.read_exact(&mut buf))
+            .await
+            .expect("reply in time")
+            .expect("read reply");
+        buf
+    }
+
+    /// Sends `request`, reads until the server closes the connection, returns everything read.
+    pub async fn send_until_closed(&mut self, request: &[u8]) -> Vec<u8> {
+        self.stream.write_all(request).await.expect("write");
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), self.stream.read_to_end(&mut out))
+            .await
+            .expect("server closes the connection")
+            .expect("read");
+        out
+    }
+}
+
+/// Encodes a command as a RESP multibulk.
+pub fn cmd(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{}\r\n", a.len(), a).as_bytes());
+    }
+    out
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client")
+}
+
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let resp = http().get(url).send().await.expect("GET");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+pub async fn post_json(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut req = http().post(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("POST");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
