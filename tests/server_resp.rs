@@ -3,7 +3,6 @@
 
 mod server_support;
 
-
 use mapcache::server::EvictionPolicy;
 use mapcache::server::clock::ManualClock;
 use server_support::{cmd, start, start_with};
@@ -29,7 +28,11 @@ async fn pipelined_commands_are_answered_in_order() {
     batch.extend(cmd(&["MGET", "a", "b", "c", "missing"]));
     batch.extend(cmd(&["INCR", "a"]));
     batch.extend(b"PING\r\n");
-    c.expect(&batch, b"+OK\r\n+OK\r\n+OK\r\n*4\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n$-1\r\n:2\r\n+PONG\r\n").await;
+    c.expect(
+        &batch,
+        b"+OK\r\n+OK\r\n+OK\r\n*4\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n$-1\r\n:2\r\n+PONG\r\n",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -46,14 +49,21 @@ async fn error_strings_match_redis_byte_for_byte() {
     c.expect(&cmd(&["NOPE"]), b"-ERR unknown command 'NOPE', with args beginning with: \r\n").await;
     c.expect(&cmd(&["SET", "k", "v", "BOGUS"]), b"-ERR syntax error\r\n").await;
     c.expect(&cmd(&["SET", "k", "v", "NX", "XX"]), b"-ERR syntax error\r\n").await;
-    c.expect(&cmd(&["SET", "k", "v", "EX", "0"]), b"-ERR invalid expire time in 'set' command\r\n").await;
-    c.expect(&cmd(&["SET", "k", "v", "EX", "ten"]), b"-ERR value is not an integer or out of range\r\n").await;
-    c.expect(&cmd(&["SETEX", "k", "-1", "v"]), b"-ERR invalid expire time in 'setex' command\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v", "EX", "0"]), b"-ERR invalid expire time in 'set' command\r\n")
+        .await;
+    c.expect(
+        &cmd(&["SET", "k", "v", "EX", "ten"]),
+        b"-ERR value is not an integer or out of range\r\n",
+    )
+    .await;
+    c.expect(&cmd(&["SETEX", "k", "-1", "v"]), b"-ERR invalid expire time in 'setex' command\r\n")
+        .await;
     c.expect(&cmd(&["SET", "n", "abc"]), b"+OK\r\n").await;
     c.expect(&cmd(&["INCR", "n"]), b"-ERR value is not an integer or out of range\r\n").await;
     c.expect(&cmd(&["SET", "n", "9223372036854775807"]), b"+OK\r\n").await;
     c.expect(&cmd(&["INCR", "n"]), b"-ERR increment or decrement would overflow\r\n").await;
-    c.expect(&cmd(&["DECRBY", "n", "-9223372036854775808"]), b"-ERR decrement would overflow\r\n").await;
+    c.expect(&cmd(&["DECRBY", "n", "-9223372036854775808"]), b"-ERR decrement would overflow\r\n")
+        .await;
     c.expect(&cmd(&["INCRBYFLOAT", "n", "x"]), b"-ERR value is not a valid float\r\n").await;
     c.expect(&cmd(&["SELECT", "1"]), b"-ERR DB index is out of range\r\n").await;
     c.expect(&cmd(&["SELECT", "0"]), b"+OK\r\n").await;
@@ -63,12 +73,25 @@ async fn error_strings_match_redis_byte_for_byte() {
         b"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n",
     )
     .await;
-    c.expect(&cmd(&["CONFIG", "NOPE"]), b"-ERR unknown subcommand 'NOPE'. Try CONFIG HELP.\r\n").await;
-    c.expect(&cmd(&["CONFIG", "GET"]), b"-ERR wrong number of arguments for 'config|get' command\r\n").await;
-    c.expect(&cmd(&["MSET", "a", "1", "b"]), b"-ERR wrong number of arguments for 'mset' command\r\n").await;
+    c.expect(&cmd(&["CONFIG", "NOPE"]), b"-ERR unknown subcommand 'NOPE'. Try CONFIG HELP.\r\n")
+        .await;
+    c.expect(
+        &cmd(&["CONFIG", "GET"]),
+        b"-ERR wrong number of arguments for 'config|get' command\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["MSET", "a", "1", "b"]),
+        b"-ERR wrong number of arguments for 'mset' command\r\n",
+    )
+    .await;
     c.expect(&cmd(&["SCAN", "x"]), b"-ERR invalid cursor\r\n").await;
     c.expect(&cmd(&["SCAN", "0", "COUNT", "0"]), b"-ERR syntax error\r\n").await;
-    c.expect(&cmd(&["EXPIRE", "k", "10", "NX", "XX"]), b"-ERR NX and XX, GT or LT options at the same time are not compatible\r\n").await;
+    c.expect(
+        &cmd(&["EXPIRE", "k", "10", "NX", "XX"]),
+        b"-ERR NX and XX, GT or LT options at the same time are not compatible\r\n",
+    )
+    .await;
     // The connection still works after every error.
     c.expect(b"PING\r\n", b"+PONG\r\n").await;
 }
@@ -132,9 +155,13 @@ async fn keys_and_scan_match_patterns() {
     let mut c = node.raw().await;
     c.expect(&cmd(&["MSET", "user:1", "a", "user:2", "b", "session:1", "c"]), b"+OK\r\n").await;
     c.expect(&cmd(&["KEYS", "session:*"]), b"*1\r\n$9\r\nsession:1\r\n").await;
-    c.expect(&cmd(&["SCAN", "0", "MATCH", "sess*", "COUNT", "1000"]), b"*2\r\n$1\r\n0\r\n*1\r\n$9\r\nsession:1\r\n")
+    c.expect(
+        &cmd(&["SCAN", "0", "MATCH", "sess*", "COUNT", "1000"]),
+        b"*2\r\n$1\r\n0\r\n*1\r\n$9\r\nsession:1\r\n",
+    )
+    .await;
+    c.expect(&cmd(&["SCAN", "0", "TYPE", "hash", "COUNT", "1000"]), b"*2\r\n$1\r\n0\r\n*0\r\n")
         .await;
-    c.expect(&cmd(&["SCAN", "0", "TYPE", "hash", "COUNT", "1000"]), b"*2\r\n$1\r\n0\r\n*0\r\n").await;
 }
 
 #[tokio::test]
@@ -201,7 +228,11 @@ async fn auth_is_required_when_a_password_is_set() {
     let node = start_with(|c| c.requirepass = Some("s3cret".into())).await;
     let mut c = node.raw().await;
     c.expect(&cmd(&["GET", "k"]), b"-NOAUTH Authentication required.\r\n").await;
-    c.expect(&cmd(&["AUTH", "wrong"]), b"-WRONGPASS invalid username-password pair or user is disabled.\r\n").await;
+    c.expect(
+        &cmd(&["AUTH", "wrong"]),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+    )
+    .await;
     c.expect(&cmd(&["AUTH", "default", "s3cret"]), b"+OK\r\n").await;
     c.expect(&cmd(&["GET", "k"]), b"$-1\r\n").await;
 }
