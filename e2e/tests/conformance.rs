@@ -514,3 +514,37 @@ async fn custom_resources_are_pruned_and_validated_against_the_schema() {
         "a rejected write changes nothing"
     );
 }
+
+#[tokio::test]
+async fn strategic_merge_patch_merges_containers_by_name_and_generate_name_picks_a_name() {
+    let (_server, client) = start().await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"generateName": "web-"},
+        "spec": {"containers": [
+            {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}]},
+            {"name": "engine", "image": "mapcache:1"}
+        ]}
+    }))
+    .unwrap();
+    let created = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let name = created.metadata.name.unwrap();
+    assert!(name.starts_with("web-") && name.len() == "web-".len() + 5, "{name}");
+    let patch = json!({"spec": {"containers": [{"name": "engine", "image": "mapcache:2"}, {"name": "app", "env": [{"name": "B", "value": "2"}]}]}});
+    let patched =
+        pods.patch(&name, &PatchParams::default(), &Patch::Strategic(patch)).await.unwrap();
+    let containers: Vec<(String, String, usize)> = patched
+        .spec
+        .unwrap()
+        .containers
+        .into_iter()
+        .map(|c| (c.name, c.image.unwrap(), c.env.map_or(0, |e| e.len())))
+        .collect();
+    assert_eq!(
+        containers,
+        vec![
+            ("app".to_string(), "app:1".to_string(), 2),
+            ("engine".to_string(), "mapcache:2".to_string(), 0)
+        ]
+    );
+}
