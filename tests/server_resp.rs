@@ -318,8 +318,19 @@ async fn noeviction_refuses_writes_past_maxmemory_with_redis_oom_error() {
         }
         assert_eq!(c.read_exact(4).await, b"OK\r\n".to_vec());
     }
-    assert!(refused, "writes past maxmemory were refused");
-    assert!(node.handle.node.store.used_memory() <= 64 * 1024);
+    assert!(
+        refused,
+        "writes past maxmemory were refused; used {}",
+        node.handle.node.store.used_memory()
+    );
+    let stats = node.handle.node.stats(None);
+    assert!(
+        stats.memory_bytes <= 64 * 1024,
+        "used {} tables {} phase {:?}",
+        stats.memory_bytes,
+        stats.bytes_allocated,
+        stats.shards.iter().map(|s| (s.engine.bytes_allocated, s.engine.phase)).collect::<Vec<_>>()
+    );
     // Reads and deletes still work.
     c.expect(&cmd(&["DEL", "k0"]), b":1\r\n").await;
     c.expect(&cmd(&["GET", "k0"]), b"$-1\r\n").await;

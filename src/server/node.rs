@@ -308,7 +308,8 @@ pub fn start_maintenance(
 async fn maintenance_loop(node: Arc<NodeState>) {
     let guard = node.tasks.register(TaskKind::Maintenance, None);
     let task = guard.task.clone();
-    let mut tick = tokio::time::interval(node.config.maintenance_interval);
+    let period = node.config.maintenance_interval;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_expire = Instant::now();
     loop {

@@ -112,6 +112,10 @@ pub struct Shard {
     len: AtomicUsize,
     /// The map's phase was not `Idle` at the last release.
     busy: AtomicBool,
+    /// Table bytes the next insert may add: a whole new bucket array (twice the current one)
+    /// when it would cross Go's load factor, else one overflow bucket. Reserved by
+    /// `ensure_memory` so a write admitted under maxmemory cannot push the tables past it.
+    growth_headroom: AtomicUsize,
     /// Tasks blocked on this lock now.
     waiters: AtomicUsize,
     /// Acquisitions that found the lock held, since start.
@@ -180,6 +184,7 @@ impl Store {
                     table_bytes: AtomicUsize::new(table),
                     len: AtomicUsize::new(0),
                     busy: AtomicBool::new(false),
+                    growth_headroom: AtomicUsize::new(table),
                     waiters: AtomicUsize::new(0),
                     contentions: AtomicU64::new(0),
                     wait_ns: AtomicU64::new(0),
@@ -245,13 +250,15 @@ impl Store {
             None => {
                 let started = Instant::now();
                 shard.contentions.fetch_add(1, Ordering::Relaxed);
-                shard.waiters.fetch_add(1, Ordering::SeqCst);
                 let task_id = task.map_or(0, |t| t.id);
+                // The task is marked before the waiter count moves, so anyone who sees a waiter
+                // also finds it in the task dump.
                 if let Some(t) = task {
                     t.set_waits_lock(Some(index));
                     t.set_state(TaskState::WaitingLock);
                     shard.waiter_ids.lock().push(task_id);
                 }
+                shard.waiters.fetch_add(1, Ordering::SeqCst);
                 let map = shard.map.lock();
                 let waited = started.elapsed().as_nanos() as u64;
                 shard.waiters.fetch_sub(1, Ordering::SeqCst);
@@ -355,11 +362,22 @@ impl Store {
 
     /// Makes room for a write of about `incoming` bytes under the eviction policy. Must be called
     /// without any shard lock held.
-    pub fn ensure_memory(&self, incoming: usize, task: Option<&Task>) -> Result<(), OutOfMemory> {
+    /// `shards` are the shards the write touches; their possible table growth is reserved too.
+    pub fn ensure_memory(
+        &self,
+        incoming: usize,
+        shards: &[usize],
+        task: Option<&Task>,
+    ) -> Result<(), OutOfMemory> {
         let max = self.maxmemory() as usize;
         if max == 0 {
             return Ok(());
         }
+        let incoming = incoming
+            + shards
+                .iter()
+                .map(|&s| self.shards[s].growth_headroom.load(Ordering::Relaxed))
+                .sum::<usize>();
         // Bounded: each round evicts one key or gives up.
         for _ in 0..10_000 {
             if self.used_memory() + incoming <= max {
@@ -460,6 +478,17 @@ impl Store {
     }
 }
 
+/// Go's `overLoadFactor`: the map doubles when `count > 6.5 * 2^B`.
+fn growth_headroom(stats: &EngineStats) -> usize {
+    let array_buckets = 1usize << stats.b;
+    let bucket_bytes = stats.bytes_allocated / stats.buckets.max(1);
+    if (stats.len + 1) * 2 > 13 * array_buckets {
+        2 * array_buckets * bucket_bytes
+    } else {
+        bucket_bytes
+    }
+}
+
 /// A held shard lock. Keeps the memory accounting and the lock profile's holder in step.
 pub struct ShardGuard<'a> {
     map: MutexGuard<'a, Map<Bytes, Entry>>,
@@ -547,6 +576,7 @@ impl Drop for ShardGuard<'_> {
         self.shard.table_bytes.store(self.map.stats().bytes_allocated, Ordering::Relaxed);
         self.shard.len.store(self.map.len(), Ordering::Relaxed);
         self.shard.busy.store(self.map.phase() != crate::engine::Phase::Idle, Ordering::Relaxed);
+        self.shard.growth_headroom.store(growth_headroom(&self.map.stats()), Ordering::Relaxed);
         if let Some(t) = self.task {
             t.set_holds_lock(None);
             let _ = self.shard.holder.compare_exchange(t.id, 0, Ordering::SeqCst, Ordering::SeqCst);
@@ -582,7 +612,7 @@ mod tests {
     #[test]
     fn noeviction_refuses_past_maxmemory() {
         let s = store(1, EvictionPolicy::Noeviction);
-        assert_eq!(s.ensure_memory(1_000_000, None), Err(OutOfMemory));
+        assert_eq!(s.ensure_memory(1_000_000, &[0], None), Err(OutOfMemory));
     }
 
     #[test]

@@ -205,13 +205,28 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> (Option<u16>, Reply) {
         return (Some(index), Reply::error("READONLY You can't write against a draining node."));
     }
     if spec.kind == Kind::WriteGrow {
-        let incoming: usize =
-            args[1..].iter().map(|a| a.len()).sum::<usize>() + super::store::ENTRY_OVERHEAD;
-        if let Err(oom) = ctx.node.store.ensure_memory(incoming, Some(ctx.task)) {
+        let keys = key_positions(spec, args.len());
+        let incoming: usize = args[1..].iter().map(|a| a.len()).sum::<usize>()
+            + super::store::ENTRY_OVERHEAD * keys.len().max(1);
+        let mut shards: Vec<usize> =
+            keys.iter().map(|&i| ctx.node.store.shard_of(&args[i])).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        if let Err(oom) = ctx.node.store.ensure_memory(incoming, &shards, Some(ctx.task)) {
             return (Some(index), Reply::error(oom.to_string()));
         }
     }
     (Some(index), (spec.handler)(ctx, args))
+}
+
+/// The argument indexes holding keys, from the table's (first, last, step).
+fn key_positions(spec: &CommandSpec, argc: usize) -> Vec<usize> {
+    let (first, last, step) = spec.keys;
+    if first <= 0 || argc <= first as usize {
+        return Vec::new();
+    }
+    let last = if last < 0 { argc as i32 + last } else { last.min(argc as i32 - 1) };
+    (first..=last).step_by(step.max(1) as usize).map(|i| i as usize).collect()
 }
 
 // ---- argument helpers shared by the families ----
@@ -292,6 +307,15 @@ mod tests {
             reply,
             Reply::error("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
         );
+    }
+
+    #[test]
+    fn key_positions_follow_the_table() {
+        let spec = |name: &[u8]| &COMMANDS[lookup(name).expect("known") as usize];
+        assert_eq!(key_positions(spec(b"set"), 3), vec![1]);
+        assert_eq!(key_positions(spec(b"mset"), 7), vec![1, 3, 5]);
+        assert_eq!(key_positions(spec(b"del"), 4), vec![1, 2, 3]);
+        assert_eq!(key_positions(spec(b"ping"), 1), Vec::<usize>::new());
     }
 
     #[test]
