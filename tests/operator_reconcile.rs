@@ -194,7 +194,7 @@ fn applies(requests: &[Recorded]) -> Vec<String> {
 }
 
 fn status_patches(requests: &[Recorded]) -> Vec<&Recorded> {
-    requests.iter().filter(|r| r.path.ends_with("/status")).collect()
+    requests.iter().filter(|r| r.method == Method::PATCH && r.path.ends_with("/status")).collect()
 }
 
 const STS: &str = "/apis/apps/v1/namespaces/ns/statefulsets/cache";

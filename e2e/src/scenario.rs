@@ -251,6 +251,41 @@ impl Env {
         out
     }
 
+    /// Wait until the MapCache `name` has condition `kind` with `status`; returns the object's
+    /// JSON (metadata, spec, status).
+    pub async fn wait_for_condition(
+        &self,
+        name: &str,
+        kind: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> Value {
+        let caches = self.mapcaches();
+        let what = format!("MapCache {name} condition {kind}={status}");
+        self.wait_until(&what, timeout, || async {
+            let object = caches.get(name).await.ok()?;
+            condition_is(&object.data, kind, status).then(|| object.data.clone())
+        })
+        .await
+    }
+
+    /// A Redis connection to every ready pod of a cache, by pod name (sorted).
+    pub async fn connect_all(
+        &self,
+        cache: &str,
+    ) -> Vec<(String, redis::aio::MultiplexedConnection)> {
+        let mut connections = Vec::new();
+        for (pod, address) in self.cache_endpoints(cache).await {
+            let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
+            let connection = client
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap_or_else(|e| panic!("connect to {pod} at {address}: {e}"));
+            connections.push((pod, connection));
+        }
+        connections
+    }
+
     /// Ready pods of a cache with their Redis addresses (`ip:port`), by pod name.
     pub async fn cache_endpoints(&self, cache: &str) -> Vec<(String, String)> {
         let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace)

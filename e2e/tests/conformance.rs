@@ -212,6 +212,11 @@ async fn server_side_apply_conflicts_between_managers_unless_forced() {
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
     assert_eq!(message, "Apply failed with 1 conflict: conflict with \"alice\": .data.size");
 
+    let not_an_object =
+        api.patch("s", &PatchParams::apply("bob"), &Patch::Apply(&json!([1, 2]))).await;
+    let (code, _, message) = api_error(not_an_object);
+    assert_eq!((code, message.as_str()), (400, "an apply body must be a single object"));
+
     let forced =
         api.patch("s", &PatchParams::apply("bob").force(), &Patch::Apply(&rival)).await.unwrap();
     assert_eq!(
@@ -250,7 +255,8 @@ fn widget_crd() -> CustomResourceDefinition {
                 "subresources": {"status": {}},
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                     "spec": {"type": "object", "properties": {
-                        "size": {"type": "integer", "default": 3},
+                        "size": {"type": "integer", "default": 3, "minimum": 1, "maximum": 9},
+                        "mode": {"type": "string", "enum": ["fast", "safe"]},
                         "engine": {"type": "object", "default": {}, "properties": {"shards": {"type": "integer", "default": 16}}}
                     }},
                     "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
@@ -475,4 +481,70 @@ async fn kube_runtime_watcher_follows_changes_and_relists_after_410() {
         names.push(next.metadata.name.unwrap());
     }
     assert!(names.contains(&"late".to_string()));
+}
+
+#[tokio::test]
+async fn custom_resources_are_pruned_and_validated_against_the_schema() {
+    let (_server, client) = start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &widget_crd()).await.unwrap();
+    let api = widgets(client);
+    let object: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 4, "typo": "x"}})).unwrap();
+    let created = api.create(&PostParams::default(), &object).await.unwrap();
+    assert_eq!(
+        created.data["spec"],
+        json!({"size": 4, "engine": {"shards": 16}}),
+        "unknown fields are pruned"
+    );
+
+    let bad: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "bad"}, "spec": {"size": 10, "mode": "slow"}})).unwrap();
+    let (code, reason, message) = api_error(api.create(&PostParams::default(), &bad).await);
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        message,
+        "Widget.example.io \"bad\" is invalid: [spec.mode: Unsupported value: \"slow\": supported values: \"fast\", \"safe\", spec.size: Invalid value: 10: spec.size in body should be less than or equal to 9]"
+    );
+    let (code, _, _) = api_error(
+        api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 0}}))).await,
+    );
+    assert_eq!(code, 422, "updates are validated too");
+    assert_eq!(
+        api.get("w").await.unwrap().data["spec"]["size"],
+        4,
+        "a rejected write changes nothing"
+    );
+}
+
+#[tokio::test]
+async fn strategic_merge_patch_merges_containers_by_name_and_generate_name_picks_a_name() {
+    let (_server, client) = start().await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"generateName": "web-"},
+        "spec": {"containers": [
+            {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}]},
+            {"name": "engine", "image": "mapcache:1"}
+        ]}
+    }))
+    .unwrap();
+    let created = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let name = created.metadata.name.unwrap();
+    assert!(name.starts_with("web-") && name.len() == "web-".len() + 5, "{name}");
+    let patch = json!({"spec": {"containers": [{"name": "engine", "image": "mapcache:2"}, {"name": "app", "env": [{"name": "B", "value": "2"}]}]}});
+    let patched =
+        pods.patch(&name, &PatchParams::default(), &Patch::Strategic(patch)).await.unwrap();
+    let containers: Vec<(String, String, usize)> = patched
+        .spec
+        .unwrap()
+        .containers
+        .into_iter()
+        .map(|c| (c.name, c.image.unwrap(), c.env.map_or(0, |e| e.len())))
+        .collect();
+    assert_eq!(
+        containers,
+        vec![
+            ("app".to_string(), "app:1".to_string(), 2),
+            ("engine".to_string(), "mapcache:2".to_string(), 0)
+        ]
+    );
 }

@@ -222,3 +222,19 @@ async fn endpointslice_lists_pod_ips_with_readiness_and_pdb_status_counts_health
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_malformed_statefulset_is_skipped_without_stopping_the_controller() {
+    let (server, client, _controllers) = start().await;
+    // The stand-in does not validate built-in kinds, so a malformed template reaches the controller.
+    let info = server.store.resource("apps", "v1", "statefulsets").unwrap();
+    let broken = json!({"metadata": {"name": "broken"}, "spec": {"replicas": 1, "template": {"metadata": "x", "spec": "y"}}});
+    server.store.create(&info, "default", broken, "test").unwrap();
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
+    sts_api.create(&PostParams::default(), &statefulset("OnDelete", "mapcache:1")).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    eventually("the valid statefulset still gets its pods", || async {
+        (pod_names(&pods).await == vec!["c-0", "c-1", "c-2"]).then_some(())
+    })
+    .await;
+}

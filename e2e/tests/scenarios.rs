@@ -1,19 +1,15 @@
 //! End-to-end scenarios: the real `mapcache operator` process and real `mapcache serve` pods
 //! on the local cluster (or, with `E2E_KUBECONFIG=<file>`, on a real cluster). See docs/e2e.md.
 
-use e2e::scenario::{Env, condition, condition_is, shard_of};
+use e2e::scenario::{Env, condition, pod_ready, shard_of};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
 use redis::AsyncCommands;
 use std::time::Duration;
 
-/// manifests/examples/basic.yaml (the chart's example); the same cache inline until it exists.
-fn basic_manifest() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/examples/basic.yaml");
-    std::fs::read_to_string(path).unwrap_or_else(|_| {
-        "apiVersion: mapcache.io/v1alpha1\nkind: MapCache\nmetadata:\n  name: basic\nspec:\n  replicas: 3\n  image: ghcr.io/mapcache/mapcache:0.1.0\n".to_string()
-    })
-}
+const BASIC: &str = include_str!("../../manifests/examples/basic.yaml");
+const SIDECAR: &str = include_str!("../../manifests/examples/sidecar.yaml");
 
 /// The children an operator creates for a cache, by their instance label, per kind.
 async fn children(env: &Env, cache: &str) -> Vec<String> {
@@ -49,29 +45,23 @@ async fn basic_cache_serves_100k_keys_and_is_garbage_collected_on_delete() {
     let env = Env::start().await;
     env.install_crd().await;
     let mut operator = env.start_operator("operator-0");
-    let applied = env.apply_yaml(&basic_manifest()).await;
+    let applied = env.apply_yaml(BASIC).await;
     let cache = applied[0].metadata.name.clone().expect("the example names its cache");
     let replicas =
         applied[0].data.pointer("/spec/replicas").and_then(|r| r.as_i64()).unwrap_or(1) as usize;
     assert_eq!(replicas, 3, "basic.yaml runs three pods");
 
     let caches = env.mapcaches();
-    env.wait_until("the MapCache is Ready with 3 ready pods", Duration::from_secs(180), || async {
-        let object = caches.get(&cache).await.ok()?;
-        let ready_pods = env.cache_endpoints(&cache).await.len();
-        (condition_is(&object.data, "Ready", "True") && ready_pods == replicas).then_some(())
+    env.wait_for_condition(&cache, "Ready", "True", Duration::from_secs(180)).await;
+    env.wait_until("3 ready pods", Duration::from_secs(60), || async {
+        (env.cache_endpoints(&cache).await.len() == replicas).then_some(())
     })
     .await;
     operator.assert_running();
 
     // 100k keys, sharded by the client across the three pods, then every one read back.
-    let endpoints = env.cache_endpoints(&cache).await;
-    let mut connections = Vec::new();
-    for (_, address) in &endpoints {
-        let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
-        connections
-            .push(client.get_multiplexed_async_connection().await.expect("connect to a cache pod"));
-    }
+    let (pods, mut connections): (Vec<String>, Vec<_>) =
+        env.connect_all(&cache).await.into_iter().unzip();
     const KEYS: usize = 100_000;
     let key = |i: usize| format!("key:{i:06}");
     let value = |i: usize| format!("value-{i}-{}", i * 7);
@@ -91,7 +81,7 @@ async fn basic_cache_serves_100k_keys_and_is_garbage_collected_on_delete() {
     assert!(per_shard.iter().all(|&n| n > KEYS / 4), "keys spread over every pod: {per_shard:?}");
     for (shard, connection) in connections.iter_mut().enumerate() {
         let size: usize = redis::cmd("DBSIZE").query_async(connection).await.expect("DBSIZE");
-        assert_eq!(size, per_shard[shard], "pod {} holds exactly its share", endpoints[shard].0);
+        assert_eq!(size, per_shard[shard], "pod {} holds exactly its share", pods[shard]);
     }
     let mut missing = 0;
     for chunk in (0..KEYS).collect::<Vec<_>>().chunks(2_000) {
@@ -99,7 +89,7 @@ async fn basic_cache_serves_100k_keys_and_is_garbage_collected_on_delete() {
             let keys: Vec<String> = chunk
                 .iter()
                 .map(|&i| key(i))
-                .filter(|k| shard_of(k.as_bytes(), endpoints.len()) == shard)
+                .filter(|k| shard_of(k.as_bytes(), pods.len()) == shard)
                 .collect();
             if keys.is_empty() {
                 continue;
@@ -141,19 +131,49 @@ async fn invalid_spec_sets_invalid_spec_and_creates_nothing() {
     // operator's validation does not.
     let manifest = "apiVersion: mapcache.io/v1alpha1\nkind: MapCache\nmetadata:\n  name: invalid\nspec:\n  replicas: 1\n  image: ghcr.io/mapcache/mapcache:0.1.0\n  podTemplate:\n    spec:\n      containers:\n      - name: engine\n        image: example.com/app:1\n";
     env.apply_yaml(manifest).await;
-    let caches = env.mapcaches();
-    let invalid = env
-        .wait_until("InvalidSpec=True on the MapCache", Duration::from_secs(60), || async {
-            let object = caches.get("invalid").await.ok()?;
-            condition_is(&object.data, "InvalidSpec", "True")
-                .then(|| condition(&object.data, "InvalidSpec").cloned())
-                .flatten()
-        })
-        .await;
+    let object =
+        env.wait_for_condition("invalid", "InvalidSpec", "True", Duration::from_secs(60)).await;
+    let invalid = condition(&object, "InvalidSpec").cloned().expect("the condition");
     let message = invalid["message"].as_str().unwrap_or_default();
     assert!(message.contains("engine"), "the condition names the problem: {message}");
     // Give the operator time to (wrongly) create something, then check nothing exists.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(children(&env, "invalid").await, Vec::<String>::new());
+    operator.assert_running();
+}
+
+#[tokio::test]
+async fn sidecar_example_runs_the_engine_beside_the_app_container() {
+    let env = Env::start().await;
+    env.install_crd().await;
+    let mut operator = env.start_operator("operator-0");
+    env.apply_yaml(SIDECAR).await;
+    env.wait_for_condition("sidecar", "Ready", "True", Duration::from_secs(180)).await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=sidecar"))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 2);
+    for pod in &list.items {
+        assert!(pod_ready(pod));
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels.get("team").map(String::as_str),
+            Some("web"),
+            "podTemplate labels reach the pod"
+        );
+        let mut containers: Vec<String> =
+            pod.spec.as_ref().unwrap().containers.iter().map(|c| c.name.clone()).collect();
+        containers.sort();
+        assert_eq!(containers, vec!["engine", "web"]);
+    }
+    for (pod, mut connection) in env.connect_all("sidecar").await {
+        let () =
+            redis::cmd("SET").arg("owner").arg(&pod).query_async(&mut connection).await.unwrap();
+        let owner: String =
+            redis::cmd("GET").arg("owner").query_async(&mut connection).await.unwrap();
+        assert_eq!(owner, pod);
+    }
     operator.assert_running();
 }

@@ -214,6 +214,14 @@ pub fn patch_body(status: &MapCacheStatus) -> serde_json::Value {
         for key in ["observedGeneration", "phase", "currentRevision", "updateRevision", "rollout"] {
             object.entry(key).or_insert(serde_json::Value::Null);
         }
+        // A merge patch merges objects field by field: the rollout's optional fields must be
+        // nulled too, or the previous pod's evictedUid/snapshotKeys/blockedOn would survive
+        // into the next pod's state.
+        if let Some(rollout) = object.get_mut("rollout").and_then(|r| r.as_object_mut()) {
+            for key in ["blockedOn", "snapshotKeys", "evictedUid"] {
+                rollout.entry(key).or_insert(serde_json::Value::Null);
+            }
+        }
     }
     serde_json::json!({ "status": value })
 }
@@ -414,6 +422,11 @@ mod tests {
         status.rollout = Some(RolloutStatus { pod: "cache-2".into(), ..RolloutStatus::default() });
         set_phase(&mut status, 3);
         assert_eq!(status.phase.as_deref(), Some("Updating"));
-        assert_eq!(patch_body(&status)["status"]["rollout"]["pod"], "cache-2");
+        let body = patch_body(&status);
+        assert_eq!(body["status"]["rollout"]["pod"], "cache-2");
+        for cleared in ["blockedOn", "snapshotKeys", "evictedUid"] {
+            let rollout = body["status"]["rollout"].as_object().expect("rollout object");
+            assert_eq!(rollout.get(cleared), Some(&serde_json::Value::Null), "{cleared}");
+        }
     }
 }

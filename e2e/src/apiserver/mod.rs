@@ -8,7 +8,7 @@
 //! - `patch`: merge, JSON and strategic merge patches
 //! - `registry`: built-in kinds and registered CRDs; discovery documents
 //! - `selector`: label and field selectors
-//! - `defaults`: CRD schema defaulting
+//! - `defaults`, `schema`: CRD schema defaulting, pruning and validation
 //! - `eviction`: the Eviction subresource against PodDisruptionBudgets
 //! - `error`: `Status` error bodies
 
@@ -19,6 +19,7 @@ pub mod eviction;
 pub mod patch;
 pub mod registry;
 mod routes;
+pub mod schema;
 pub mod selector;
 pub mod store;
 pub mod watch;

@@ -7,6 +7,7 @@ use super::apply::{WriteContext, record_update, server_side_apply};
 use super::defaults::apply_defaults;
 use super::error::{ApiError, ApiResult};
 use super::registry::{Registry, ResourceInfo, ResourceKey};
+use super::schema::{prune, validate};
 use super::selector::{FieldSelector, LabelSelector};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -291,6 +292,9 @@ impl Store {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
+        if !applied.is_object() {
+            return Err(ApiError::bad_request("an apply body must be a single object"));
+        }
         let mut inner = self.lock();
         let ctx = WriteContext {
             manager,
@@ -528,7 +532,24 @@ impl Inner {
     /// Kind-specific preparation shared by create and update.
     fn prepare(&mut self, info: &ResourceInfo, object: &mut Value) -> ApiResult<()> {
         if let Some(schema) = &info.schema {
+            // The API server's order: prune, default, validate.
+            prune(schema, object, true);
             apply_defaults(schema, object);
+            let mut errors = Vec::new();
+            validate(schema, object, "", &mut errors);
+            if !errors.is_empty() {
+                let name = meta_str(object, "name").unwrap_or_default();
+                let message = if errors.len() == 1 {
+                    errors.remove(0)
+                } else {
+                    format!("[{}]", errors.join(", "))
+                };
+                return Err(ApiError::invalid(
+                    &format!("{}.{}", info.kind, info.group),
+                    name,
+                    message,
+                ));
+            }
         }
         match (info.group.as_str(), info.plural.as_str()) {
             ("", "secrets") => fold_string_data(object),

@@ -57,6 +57,12 @@ fn reconcile(store: &Store, sts: &Value) -> Result<(), crate::apiserver::error::
     }
     let replicas = sts.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
     let template = sts.pointer("/spec/template").cloned().unwrap_or(json!({}));
+    if !template.get("spec").is_some_and(Value::is_object)
+        || template.get("metadata").is_some_and(|m| !m.is_object())
+    {
+        tracing::warn!(statefulset = name, "spec.template is not a pod template; skipped");
+        return Ok(());
+    }
     let update_revision = format!("{name}-{}", template_hash(&template));
     let parallel =
         sts.pointer("/spec/podManagementPolicy").and_then(Value::as_str) == Some("Parallel");
