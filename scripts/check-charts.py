@@ -57,6 +57,24 @@ NON_DEFAULT_VALUES = {
     "affinity": {"nodeAffinity": {}},
 }
 
+# The operator's API calls, verb by verb (src/operator/{controller,apply,observe,status,leader}.rs,
+# the rollout step and kube's event Recorder). The chart must grant exactly these: a new call
+# needs a line here and in templates/clusterrole.yaml.
+EXPECTED_CLUSTER_RULES = [
+    (("mapcache.io",), ("mapcaches",), ("list", "watch")),
+    (("mapcache.io",), ("mapcaches/status",), ("patch",)),
+    (("apps",), ("statefulsets",), ("list", "watch", "patch")),
+    (("",), ("services", "configmaps"), ("list", "watch", "patch")),
+    (("",), ("secrets",), ("get", "list", "watch", "patch")),
+    (("policy",), ("poddisruptionbudgets",), ("get", "list", "watch", "patch", "delete")),
+    (("networking.k8s.io",), ("networkpolicies",), ("get", "list", "watch", "patch", "delete")),
+    (("",), ("pods",), ("list", "watch", "patch")),
+    (("",), ("pods/eviction",), ("create",)),
+    (("discovery.k8s.io",), ("endpointslices",), ("list",)),
+    (("events.k8s.io",), ("events",), ("create", "patch")),
+]
+EXPECTED_LEASE_RULES = [(("coordination.k8s.io",), ("leases",), ("get", "create", "update"))]
+
 # Kinds served by CRDs kubernetes-validate has no schema for; checked for shape here instead.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 
@@ -153,6 +171,17 @@ def check_values_effect(default: list[dict], custom: list[dict]) -> None:
     ]
     for passed, what in expectations:
         (ok if passed else fail)(what)
+
+    def rules(kind: str) -> list[tuple]:
+        role = next(o for o in default if o["kind"] == kind)
+        return [(tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["verbs"])) for r in role["rules"]]
+
+    for kind, expected in (("ClusterRole", EXPECTED_CLUSTER_RULES), ("Role", EXPECTED_LEASE_RULES)):
+        actual = rules(kind)
+        if actual != expected:
+            fail(f"{kind} rules differ from the operator's calls:\n  got      {actual}\n  expected {expected}")
+        else:
+            ok(f"{kind} grants exactly the operator's verbs ({len(actual)} rules)")
 
 
 def crd_schema() -> dict:
