@@ -316,6 +316,34 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        if self.cluster.is_none() && std::env::var_os("E2E_KEEP").is_none() {
+            // A real cluster: delete the test's namespace (and so everything in it). Drop cannot
+            // await, so a short-lived thread with its own runtime does it.
+            // The test's client belongs to the test's runtime, which this thread blocks: build
+            // a fresh one from the kubeconfig.
+            let (kubeconfig, namespace) = (self.kubeconfig.clone(), self.namespace.clone());
+            let cleanup = std::thread::spawn(move || {
+                let Ok(runtime) =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    let Ok(file) = kube::config::Kubeconfig::read_from(&kubeconfig) else { return };
+                    let options = kube::config::KubeConfigOptions::default();
+                    let Ok(config) = kube::Config::from_custom_kubeconfig(file, &options).await
+                    else {
+                        return;
+                    };
+                    let Ok(client) = kube::Client::try_from(config) else { return };
+                    let namespaces: Api<Namespace> = Api::all(client);
+                    if let Err(error) = namespaces.delete(&namespace, &Default::default()).await {
+                        eprintln!("could not delete test namespace {namespace}: {error}");
+                    }
+                });
+            });
+            let _ = cleanup.join();
+        }
         if std::env::var_os("E2E_KEEP").is_some()
             && let Some(temp) = self._temp.take()
         {
