@@ -276,9 +276,7 @@ impl Env {
     ) -> Vec<(String, redis::aio::MultiplexedConnection)> {
         let mut connections = Vec::new();
         for (pod, address) in self.cache_endpoints(cache).await {
-            let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
-            let connection = client
-                .get_multiplexed_async_connection()
+            let connection = redis_connection(&format!("redis://{address}/"))
                 .await
                 .unwrap_or_else(|e| panic!("connect to {pod} at {address}: {e}"));
             connections.push((pod, connection));
@@ -392,6 +390,15 @@ impl Operator {
             panic!("the operator exited ({status}); last log lines:\n{}", tail.join("\n"));
         }
     }
+}
+
+/// A multiplexed Redis connection with timeouts for a loaded CI machine: the crate's default
+/// 500 ms response timeout is too short for big pipelines to a debug build on 2 shared cores.
+pub async fn redis_connection(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(10)))
+        .set_response_timeout(Some(Duration::from_secs(60)));
+    redis::Client::open(url)?.get_multiplexed_async_connection_with_config(&config).await
 }
 
 /// Which pod a key lives on: the client-side sharding the scenarios use (FNV-1a).
