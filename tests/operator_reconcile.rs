@@ -8,7 +8,7 @@ use kube::api::ObjectMeta;
 use kube::client::Body;
 use mapcache::operator::context::Context;
 use mapcache::operator::crd::{MapCache, MapCacheSpec, MapCacheStatus};
-use mapcache::operator::metrics::Metrics;
+use mapcache::operator::metrics::{ErrorLabels, Metrics};
 use mapcache::operator::reconcile::reconcile;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -29,6 +29,8 @@ struct ApiState {
     objects: BTreeMap<String, Value>,
     pods: Vec<Pod>,
     requests: Vec<Recorded>,
+    /// Paths whose apply the server refuses with 422 Invalid.
+    refuse: Vec<String>,
 }
 
 const NS: &str = "/namespaces/ns";
@@ -74,6 +76,11 @@ fn serve(state: &mut ApiState, method: &Method, path: &str, body: &Value) -> Res
             Some(object) => respond(StatusCode::OK, object),
             None => not_found(),
         },
+        Method::PATCH if state.refuse.iter().any(|p| p == path) => respond(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
+                    "message": "StatefulSet.apps \"cache\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"}),
+        ),
         Method::PATCH => {
             let mut object = body.clone();
             object["metadata"]["uid"] = json!(format!("uid-of-{path}"));
@@ -187,7 +194,7 @@ fn applies(requests: &[Recorded]) -> Vec<String> {
 }
 
 fn status_patches(requests: &[Recorded]) -> Vec<&Recorded> {
-    requests.iter().filter(|r| r.path.ends_with("/status")).collect()
+    requests.iter().filter(|r| r.method == Method::PATCH && r.path.ends_with("/status")).collect()
 }
 
 const STS: &str = "/apis/apps/v1/namespaces/ns/statefulsets/cache";
@@ -221,7 +228,9 @@ fn pod(ordinal: i32, ready: bool, revision: &str) -> Pod {
         },
         spec: None,
         status: Some(PodStatus {
-            pod_ip: Some(format!("10.0.0.{ordinal}")),
+            // No pod IP: the maintain and roll steps then have no node to call, so these tests
+            // never send traffic anywhere (their node calls are tested in tests/rollout_step.rs).
+            pod_ip: None,
             conditions: Some(vec![PodCondition {
                 type_: "Ready".into(),
                 status: if ready { "True" } else { "False" }.into(),
@@ -356,6 +365,9 @@ async fn invalid_spec_sets_invalidspec_and_event_and_applies_nothing() {
     assert_eq!(invalid.status, "True");
     assert_eq!(invalid.message, "spec.image must not be empty");
     assert_eq!(requests.len(), 2, "event + status, nothing else: {requests:?}");
+    let invalid_count =
+        harness.metrics.errors.get_or_create(&ErrorLabels { error: "InvalidSpec".into() }).get();
+    assert_eq!(invalid_count, 1);
 }
 
 #[tokio::test]
@@ -454,4 +466,34 @@ async fn disabling_pdb_deletes_the_owned_one_only() {
     let (requests, _) = harness.reconcile(&without_pdb).await;
     assert!(!requests.iter().any(|r| r.method == Method::DELETE));
     assert!(harness.object(PDB).is_some());
+}
+
+#[tokio::test]
+async fn refused_apply_is_an_apply_error_with_a_warning_event() {
+    let harness = Harness::new();
+    harness.state.lock().expect("state").refuse.push(STS.into());
+    let mc = cache(basic_spec());
+    harness
+        .state
+        .lock()
+        .expect("state")
+        .objects
+        .insert(MAPCACHE_PATH.into(), serde_json::to_value(&mc).expect("mc"));
+    let error = reconcile(Arc::new(mc), harness.ctx.clone()).await.expect_err("apply refused");
+    assert_eq!(error.metric_label(), "Apply");
+    assert!(error.to_string().starts_with("applying StatefulSet cache: "), "{error}");
+    let state = harness.state.lock().expect("state");
+    let event = state.requests.iter().find(|r| r.path.ends_with("/events")).expect("event");
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "ApplyFailed");
+    assert!(event.body["note"].as_str().expect("note").contains("updates to statefulset spec"));
+    assert!(
+        !state.requests.iter().any(|r| r.path.ends_with("/status")),
+        "no status written on failure"
+    );
+    drop(state);
+    assert_eq!(
+        harness.metrics.errors.get_or_create(&ErrorLabels { error: "Apply".into() }).get(),
+        1
+    );
 }

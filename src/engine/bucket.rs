@@ -90,6 +90,49 @@ pub(crate) unsafe fn free_array<K, V>(ptr: *mut Bucket<K, V>, len: usize) {
     unsafe { alloc::dealloc(ptr.cast(), array_layout::<K, V>(len)) }
 }
 
+/// Arrays at least this large are freed on a helper thread by [`free_array_off_thread`].
+const OFF_THREAD_FREE_BYTES: usize = 2 << 20;
+
+/// An emptied bucket array on its way to the allocator.
+struct EmptyArray {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+// SAFETY: the array holds no entries (only tophash bytes and null overflow pointers) and no
+// one else refers to it; the global allocator may free memory from any thread.
+unsafe impl Send for EmptyArray {}
+
+/// As [`free_array`], but a large array goes back to the allocator on a short-lived helper
+/// thread. The end of an evacuation frees the old array in the middle of some write, and
+/// unmapping it costs about 0.4 ms per MiB (60 ms for the old array of a 2^21-bucket map,
+/// measured with `strace -T`); off the writer's thread it no longer lands on one insert.
+/// Falls back to freeing inline if no thread can be spawned.
+///
+/// # Safety
+/// As [`free_array`].
+pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: usize) {
+    let layout = array_layout::<K, V>(len);
+    if layout.size() < OFF_THREAD_FREE_BYTES {
+        // SAFETY: forwarded contract.
+        unsafe { free_array(ptr, len) };
+        return;
+    }
+    let array = EmptyArray { ptr: ptr.cast(), layout };
+    let spawned = std::thread::Builder::new().name("mapcache-free".into()).spawn(move || {
+        let array = array;
+        // SAFETY: same pointer and layout as the allocation; ownership moved here.
+        unsafe { alloc::dealloc(array.ptr, array.layout) };
+    });
+    if spawned.is_err() {
+        // The closure (and with it the array) was dropped without running: `EmptyArray` has
+        // no Drop, so the memory is still ours to free. We cannot get the pointer back out of
+        // the failed spawn, so free through our copy.
+        // SAFETY: same pointer and layout as the allocation; the thread never ran.
+        unsafe { alloc::dealloc(ptr.cast(), layout) };
+    }
+}
+
 /// Allocates one zeroed (empty) overflow bucket.
 pub(crate) fn alloc_overflow<K, V>() -> *mut Bucket<K, V> {
     alloc_array(1)

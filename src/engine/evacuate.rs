@@ -29,7 +29,7 @@ use std::ptr::{self, NonNull};
 use super::Phase;
 use super::bucket::{self, Bucket};
 use super::table::{RawTable, Slot};
-use super::tophash::{EMPTY_ONE, EVACUATED_EMPTY, EVACUATED_X, EVACUATED_Y, is_empty};
+use super::tophash::{EMPTY_ONE, EMPTY_REST, EVACUATED_EMPTY, EVACUATED_X, EVACUATED_Y, is_empty};
 
 /// How far `advance_evacuation_mark` looks ahead for already evacuated buckets per call, as Go.
 const EVACUATION_MARK_LOOKAHEAD: usize = 1024;
@@ -39,11 +39,17 @@ struct EvacDst<K, V> {
     bucket: *mut Bucket<K, V>,
     index: usize,
     in_overflow: bool,
+    /// The destination chain was never written (doubling and same-size grows: a new bucket
+    /// is only written after its old bucket is evacuated), so every slot from the cursor on is
+    /// empty and the cursor need not read it. Skipping that read matters: the new array is
+    /// fresh zeroed memory, and a load there stalls on a cache miss and a page fault where a
+    /// store would not.
+    fresh: bool,
 }
 
 impl<K, V> EvacDst<K, V> {
-    fn new(head: *mut Bucket<K, V>) -> Self {
-        Self { bucket: head, index: 0, in_overflow: false }
+    fn new(head: *mut Bucket<K, V>, fresh: bool) -> Self {
+        Self { bucket: head, index: 0, in_overflow: false, fresh }
     }
 
     /// The next empty slot at or after the cursor, appending an overflow bucket to the current
@@ -65,7 +71,8 @@ impl<K, V> EvacDst<K, V> {
                     self.index = 0;
                     self.in_overflow = true;
                 }
-                if is_empty((*self.bucket).tophash[self.index]) {
+                debug_assert!(!self.fresh || (*self.bucket).tophash[self.index] == EMPTY_REST);
+                if self.fresh || is_empty((*self.bucket).tophash[self.index]) {
                     let slot = Slot {
                         bucket: NonNull::new_unchecked(self.bucket),
                         index: self.index,
@@ -180,9 +187,11 @@ impl<K, V> RawTable<K, V> {
         let head = self.old_bucket(old_index);
         let old_len = 1usize << self.old_b;
         let doubling = self.b > self.old_b;
-        let mut x = EvacDst::new(self.bucket(old_index & self.mask()));
-        let mut y =
-            EvacDst::new(if doubling { self.bucket(old_index + old_len) } else { ptr::null_mut() });
+        // Doubling and same-size grows write into chains nobody wrote; a shrink merges.
+        let fresh = self.b >= self.old_b;
+        let mut x = EvacDst::new(self.bucket(old_index & self.mask()), fresh);
+        let y_head = if doubling { self.bucket(old_index + old_len) } else { ptr::null_mut() };
+        let mut y = EvacDst::new(y_head, fresh);
         let mut guard = EvacuateGuard { table: self, old_index, done: false };
         let table = &mut *guard.table;
         let mut b = head;
@@ -209,7 +218,11 @@ impl<K, V> RawTable<K, V> {
                     (*b).tophash[i] = if use_y { EVACUATED_Y } else { EVACUATED_X };
                     // `write_slot` counts a new entry; the old one is gone, so undo first.
                     table.count -= 1;
-                    table.write_slot(slot, top, key, value);
+                    if fresh {
+                        table.write_fresh_slot(slot, top, key, value);
+                    } else {
+                        table.write_slot(slot, top, key, value);
+                    }
                 }
                 b = (*b).overflow;
             }
@@ -232,7 +245,7 @@ impl<K, V> RawTable<K, V> {
             debug_assert_eq!(self.evacuated, old_len);
             debug_assert_eq!(self.old_noverflow, 0);
             // SAFETY: every old bucket is evacuated: no entries, no overflow chains left.
-            unsafe { bucket::free_array(self.oldbuckets, old_len) };
+            unsafe { bucket::free_array_off_thread(self.oldbuckets, old_len) };
             self.oldbuckets = ptr::null_mut();
             self.phase = Phase::Idle;
             self.nevacuate = 0;

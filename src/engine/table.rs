@@ -21,11 +21,15 @@ pub(crate) fn over_load_factor(count: usize, b: u8) -> bool {
     count > BUCKET_CNT && count > LOAD_FACTOR_NUM * ((1usize << b) / LOAD_FACTOR_DEN)
 }
 
-/// Go's `tooManyOverflowBuckets(noverflow, B)`: as many overflow buckets as regular ones
-/// (capped at 2^15, as Go).
+/// Go's `tooManyOverflowBuckets(noverflow, B)`: "as many overflow buckets as regular buckets".
+///
+/// Go caps B at 15 here because its `noverflow` is a `uint16` that, for B >= 16, is only
+/// incremented with probability `1 / 2^(B-15)`: the cap and the sampling cancel out to roughly
+/// `noverflow >= 2^B`. Our count is exact, so we compare with `2^B` directly (with the cap and
+/// an exact count, a 2^21-bucket map at ordinary fill would regrow at ~33k overflow buckets).
 #[inline]
 pub(crate) fn too_many_overflow_buckets(noverflow: usize, b: u8) -> bool {
-    noverflow >= 1usize << b.min(15)
+    noverflow >= 1usize << b
 }
 
 /// The smallest B whose table holds `count` entries without `overLoadFactor`.
@@ -280,6 +284,28 @@ impl<K, V> RawTable<K, V> {
             }
             if prev == EMPTY_ONE {
                 self.tombstones -= 1;
+            }
+            (*b).keys[slot.index].write(key);
+            (*b).values[slot.index].write(value);
+            (*b).tophash[slot.index] = top;
+        }
+        self.count += 1;
+    }
+
+    /// `write_slot` for an evacuation into a never-written chain: the slot and every later
+    /// one are `EMPTY_REST`, so nothing needs reading (an overflow bucket was empty exactly when
+    /// this is its slot 0).
+    ///
+    /// # Safety
+    /// As `write_slot`, and the chain from this slot on was never written since allocation.
+    #[inline]
+    pub(crate) unsafe fn write_fresh_slot(&mut self, slot: Slot<K, V>, top: u8, key: K, value: V) {
+        // SAFETY: `slot.bucket` is live and the slot never written (caller's contract).
+        unsafe {
+            let b = slot.bucket.as_ptr();
+            debug_assert_eq!((*b).tophash[slot.index], EMPTY_REST);
+            if slot.in_overflow && slot.index == 0 {
+                self.empty_overflow -= 1;
             }
             (*b).keys[slot.index].write(key);
             (*b).values[slot.index].write(value);

@@ -183,8 +183,10 @@ fn load_factor_predicates_match_go() {
     assert!(!over_load_factor(13, 1) && over_load_factor(14, 1));
     assert!(!over_load_factor(6656, 10) && over_load_factor(6657, 10));
     assert!(!too_many_overflow_buckets(15, 4) && too_many_overflow_buckets(16, 4));
+    // Exact count, so no cap at B = 15 (see `too_many_overflow_buckets`).
+    assert!(!too_many_overflow_buckets(1 << 15, 20));
     assert!(
-        !too_many_overflow_buckets((1 << 15) - 1, 20) && too_many_overflow_buckets(1 << 15, 20)
+        !too_many_overflow_buckets((1 << 20) - 1, 20) && too_many_overflow_buckets(1 << 20, 20)
     );
     assert_eq!((b_for(0), b_for(8), b_for(9), b_for(104), b_for(105)), (0, 0, 1, 4, 5));
 }
@@ -562,4 +564,55 @@ fn panics_in_hash_and_eq_neither_leak_nor_double_drop() {
         created = n;
     }
     assert_eq!(drops.get(), created);
+}
+
+#[test]
+fn reads_never_advance_an_evacuation_but_writes_do() {
+    let mut m: Map<u64, u64> = (0..1000).map(|k| (k, k)).collect();
+    assert!(m.compact());
+    let before = m.stats().evacuated;
+    for k in 0..1000 {
+        *m.get_mut(&k).unwrap() += 1;
+        assert_eq!(m.get(&k), Some(&(k + 1)));
+    }
+    assert_eq!(m.stats().evacuated, before, "get/get_mut are reads (Go's mapaccess)");
+    m.insert(5000, 0);
+    assert!(m.stats().evacuated > before, "a write runs growWork");
+    check(&m);
+}
+
+#[test]
+fn repeated_grow_and_shrink_cycles_keep_every_entry() {
+    let mut m: Map<u64, u64> = Map::new();
+    for cycle in 0..4u64 {
+        for k in 0..20_000 {
+            m.insert(k, k + cycle);
+        }
+        assert_eq!(m.stats().b, 12);
+        for k in 200..20_000 {
+            assert_eq!(m.remove(&k), Some(k + cycle));
+        }
+        assert!(m.rebuild());
+        assert_eq!(m.phase(), Phase::Shrinking);
+        while m.maintenance_step(64) > 0 {}
+        let s = m.stats();
+        assert_eq!((s.phase, s.b, s.len, s.tombstones, s.to_evacuate), (Phase::Idle, 5, 200, 0, 0));
+        assert!((0..200).all(|k| m.get(&k) == Some(&(k + cycle))));
+        check(&m);
+    }
+}
+
+#[test]
+fn scan_with_a_stable_map_returns_each_key_once() {
+    let m: Map<u64, u64> = (0..3000).map(|k| (k, k)).collect();
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    loop {
+        cursor = m.scan(cursor, 10, |k, _| seen.push(*k));
+        if cursor == 0 {
+            break;
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..3000).collect::<Vec<_>>());
 }

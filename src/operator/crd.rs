@@ -52,10 +52,13 @@ pub struct MapCacheSpec {
     /// App containers; the engine is added to them as the sidecar container `engine`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<PodTemplateSpec>,
+    /// Affinity of the cache pods (overrides podTemplate's), e.g. to spread them over nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// Tolerations of the cache pods (override podTemplate's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerations: Option<Vec<Toleration>>,
+    /// Node selector of the cache pods (overrides podTemplate's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<BTreeMap<String, String>>,
     /// Tombstone-driven compaction and rebuild.
@@ -406,11 +409,13 @@ pub struct AuthSpec {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MapCacheStatus {
+    /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Pending | Running | Updating | Maintenance | Degraded | Invalid
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// Pods that are Ready and not terminating.
     #[serde(default)]
     pub ready_replicas: i32,
     /// Live keys summed over pods.
@@ -419,14 +424,19 @@ pub struct MapCacheStatus {
     /// Tombstones summed over pods.
     #[serde(default)]
     pub tombstones: u64,
+    /// Ready, Progressing, Maintenance, RollingUpdate, Degraded, InvalidSpec.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The pod-template revision every ready pod runs (unset while they differ).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<String>,
+    /// The revision of the current pod template (`mapcache.io/revision`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_revision: Option<String>,
+    /// Every pod of the cache, by ordinal.
     #[serde(default)]
     pub pods: Vec<PodStatus>,
+    /// The hot update in progress, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
 }
@@ -435,23 +445,33 @@ pub struct MapCacheStatus {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
+    /// Pod name (`<cache>-<ordinal>`).
     pub name: String,
+    /// Ready and not terminating.
     #[serde(default)]
     pub ready: bool,
+    /// The pod-template revision the pod was created from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// Live keys (from the node's /v1/stats).
     #[serde(default)]
     pub keys: u64,
+    /// Deleted slots not yet reclaimed (emptyOne).
     #[serde(default)]
     pub tombstones: u64,
+    /// tombstones / (keys + tombstones).
     #[serde(default)]
     pub tombstone_ratio: f64,
+    /// Memory the node accounts for its data.
     #[serde(default)]
     pub memory_bytes: u64,
+    /// The last compaction the operator triggered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_compaction: Option<MaintenanceRecord>,
+    /// The last rebuild the operator triggered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rebuild: Option<MaintenanceRecord>,
+    /// The safe-deletion checklist while the pod is being replaced.
     #[serde(default)]
     pub checklist: Vec<ChecklistItem>,
 }
@@ -462,15 +482,21 @@ pub struct PodStatus {
 pub struct MaintenanceRecord {
     /// RFC 3339 start time.
     pub started_at: String,
+    /// RFC 3339 end time; unset while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
     /// Why it ran (the threshold crossed, with the figure).
     pub reason: String,
+    /// Live keys when it started.
     pub keys_before: u64,
+    /// Tombstones when it started.
     pub tombstones_before: u64,
+    /// Memory when it started.
     pub memory_bytes_before: u64,
+    /// Tombstones once it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tombstones_after: Option<u64>,
+    /// Memory once it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes_after: Option<u64>,
 }

@@ -56,6 +56,7 @@ impl Observed {
 /// One pod of the cache.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedPod {
+    /// `<cache>-<ordinal>`.
     pub name: String,
     /// Identifies this incarnation of the pod (a recreated pod keeps the name, not the uid).
     pub uid: String,
@@ -69,6 +70,7 @@ pub struct ObservedPod {
     pub pod_ip: Option<String>,
     /// The pod has a deletionTimestamp.
     pub terminating: bool,
+    /// All the pod's labels (the rollout marks a draining pod with `mapcache.io/draining`).
     pub labels: BTreeMap<String, String>,
 }
 

@@ -89,8 +89,11 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
     let admin_token = apply::admin_token(&ctx.client, mc).await?;
     let children = build::build(mc, &validated, &admin_token);
 
-    // 3. apply
-    apply::apply(&ctx.client, mc, &children).await?;
+    // 3. apply; a refusal (an immutable field, a quota, RBAC) is shown on the cache too.
+    if let Err(error) = apply::apply(&ctx.client, mc, &children).await {
+        publish(ctx, mc, EventType::Warning, "ApplyFailed", "Apply", error.to_string()).await;
+        return Err(error.into());
+    }
 
     // 4. observe
     let observed =
@@ -99,6 +102,7 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
 
     // 5. maintain and 6. roll: each records its decisions, figures and checklist evidence in
     //    the status written below, and says how soon it wants to look again.
+    rollout::step::refresh_owned_status(ctx, mc, &observed, &mut new_status).await;
     let maintain_requeue = maintain::run(ctx, mc, &observed, &mut new_status).await;
     let rollout_requeue = rollout::run(ctx, mc, &observed, &mut new_status).await?;
 

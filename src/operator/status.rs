@@ -136,7 +136,11 @@ pub fn observed_status(
         } else {
             "UpToDate"
         },
-        format!("{outdated} pods not on revision {}", observed.update_revision),
+        match (outdated, all_ready) {
+            (0, true) => format!("all pods on revision {}", observed.update_revision),
+            (0, false) => format!("{} of {replicas} pods not ready yet", replicas - ready),
+            _ => format!("{outdated} pods not on revision {}", observed.update_revision),
+        },
         generation,
         now,
     );
@@ -209,6 +213,14 @@ pub fn patch_body(status: &MapCacheStatus) -> serde_json::Value {
     if let Some(object) = value.as_object_mut() {
         for key in ["observedGeneration", "phase", "currentRevision", "updateRevision", "rollout"] {
             object.entry(key).or_insert(serde_json::Value::Null);
+        }
+        // A merge patch merges objects field by field: the rollout's optional fields must be
+        // nulled too, or the previous pod's evictedUid/snapshotKeys/blockedOn would survive
+        // into the next pod's state.
+        if let Some(rollout) = object.get_mut("rollout").and_then(|r| r.as_object_mut()) {
+            for key in ["blockedOn", "snapshotKeys", "evictedUid"] {
+                rollout.entry(key).or_insert(serde_json::Value::Null);
+            }
         }
     }
     serde_json::json!({ "status": value })
@@ -299,6 +311,7 @@ mod tests {
         assert_eq!(status.update_revision.as_deref(), Some("r1"));
         assert_eq!(condition(&status, "Ready").status, "True");
         assert_eq!(condition(&status, "Progressing").status, "False");
+        assert_eq!(condition(&status, "Progressing").message, "all pods on revision r1");
         assert_eq!(condition(&status, "Degraded").status, "False");
         assert_eq!(condition(&status, "InvalidSpec").status, "False");
         assert_eq!(
@@ -334,6 +347,7 @@ mod tests {
         let mut first = observed_status(&mc, &starting, None, &at(10));
         set_phase(&mut first, 3);
         assert_eq!(first.phase.as_deref(), Some("Pending"));
+        assert_eq!(condition(&first, "Progressing").message, "3 of 3 pods not ready yet");
         assert_eq!(condition(&first, "Degraded").status, "False");
 
         let healthy = from_pods(
@@ -408,6 +422,11 @@ mod tests {
         status.rollout = Some(RolloutStatus { pod: "cache-2".into(), ..RolloutStatus::default() });
         set_phase(&mut status, 3);
         assert_eq!(status.phase.as_deref(), Some("Updating"));
-        assert_eq!(patch_body(&status)["status"]["rollout"]["pod"], "cache-2");
+        let body = patch_body(&status);
+        assert_eq!(body["status"]["rollout"]["pod"], "cache-2");
+        for cleared in ["blockedOn", "snapshotKeys", "evictedUid"] {
+            let rollout = body["status"]["rollout"].as_object().expect("rollout object");
+            assert_eq!(rollout.get(cleared), Some(&serde_json::Value::Null), "{cleared}");
+        }
     }
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 pub enum Error {
     #[error("spec.image must not be empty")]
     EmptyImage,
+    #[error("spec.imagePullPolicy {0:?} is not Always, IfNotPresent or Never")]
+    ImagePullPolicy(String),
     #[error("spec.replicas must be between 0 and 1024, got {0}")]
     Replicas(i32),
     #[error("spec.engine.shards must be a power of two between 1 and 1024, got {0}")]
@@ -71,6 +73,11 @@ pub fn validate(mc: &MapCache) -> Result<Validated, Error> {
     let spec = &mc.spec;
     if spec.image.trim().is_empty() {
         return Err(Error::EmptyImage);
+    }
+    if let Some(policy) = spec.image_pull_policy.as_deref()
+        && !["Always", "IfNotPresent", "Never"].contains(&policy)
+    {
+        return Err(Error::ImagePullPolicy(policy.into()));
     }
     if !(0..=1024).contains(&spec.replicas) {
         return Err(Error::Replicas(spec.replicas));
@@ -229,6 +236,18 @@ mod tests {
         let mc = MapCache::test().with_image("  ");
         assert_eq!(validate(&mc), Err(Error::EmptyImage));
         assert_eq!(Error::EmptyImage.to_string(), "spec.image must not be empty");
+    }
+
+    #[test]
+    fn unknown_image_pull_policy_is_rejected() {
+        let mut mc = MapCache::test();
+        mc.spec.image_pull_policy = Some("Sometimes".into());
+        assert_eq!(
+            validate(&mc).unwrap_err().to_string(),
+            "spec.imagePullPolicy \"Sometimes\" is not Always, IfNotPresent or Never"
+        );
+        mc.spec.image_pull_policy = Some("IfNotPresent".into());
+        assert!(validate(&mc).is_ok());
     }
 
     #[test]

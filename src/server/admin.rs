@@ -349,7 +349,6 @@ async fn checklist(State(node): Node, headers: HeaderMap, RawQuery(query): RawQu
     let connections = node.tasks.connections();
     let quiet = node.tasks.last_client_activity_ms_ago();
     let tasks = node.tasks.snapshot();
-    let stats = node.stats(None);
     let shards = node.store.shard_count();
     let mut items = Vec::new();
 
@@ -409,8 +408,7 @@ async fn checklist(State(node): Node, headers: HeaderMap, RawQuery(query): RawQu
     ));
 
     let maintenance_running = node.maintenance.lock().running;
-    let busy: Vec<usize> =
-        stats.shards.iter().filter(|s| s.engine.phase != Phase::Idle).map(|s| s.shard).collect();
+    let busy = node.store.busy_shards_unlocked();
     items.push(item(
         "maintenance-idle",
         !maintenance_running && busy.is_empty(),
@@ -422,7 +420,7 @@ async fn checklist(State(node): Node, headers: HeaderMap, RawQuery(query): RawQu
     ));
 
     let last = node.last_snapshot.lock().clone();
-    let live_keys = stats.keys;
+    let live_keys = node.store.len_unlocked();
     let (snap_ok, snap_evidence) = match &last {
         None => (false, "no snapshot written since writes stopped".to_string()),
         Some(s) if !s.after_writes_stopped => {

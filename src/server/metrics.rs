@@ -3,12 +3,14 @@
 //! the store, the task registry and the lock counters.
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::commands::COMMANDS;
 use super::store::Store;
@@ -36,7 +38,7 @@ pub struct Metrics {
     pub commands: Vec<Counter>,
     /// Commands not in the table count under `cmd="unknown"`.
     pub unknown_commands: Counter,
-    pub command_duration: Histogram,
+    pub command_duration: AtomicHistogram,
     pub maintenance_runs: Family<KindLabel, Counter>,
     pub snapshot_failures: Family<ReasonLabel, Counter>,
     keys: Gauge,
@@ -59,7 +61,7 @@ impl Metrics {
             .collect();
         let unknown_commands = family.get_or_create_owned(&CmdLabel { cmd: "unknown".into() });
         registry.register("mapcache_commands", "Commands executed, by command", family);
-        let command_duration = Histogram::new(exponential_buckets(1e-6, 4.0, 12));
+        let command_duration = AtomicHistogram::default();
         registry.register(
             "mapcache_command_duration_seconds",
             "Command execution time (parse to reply, excluding network)",
@@ -180,4 +182,81 @@ pub struct GaugeValues {
     pub connections: usize,
     pub inflight: usize,
     pub lock_waiters: usize,
+}
+
+/// Upper bounds of the command-duration buckets in seconds: 1 µs × 4^i.
+const DURATION_BOUNDS: [f64; 12] = [
+    1e-6, 4e-6, 1.6e-5, 6.4e-5, 2.56e-4, 1.024e-3, 4.096e-3, 1.6384e-2, 6.5536e-2, 0.262144,
+    1.048576, 4.194304,
+];
+
+/// A histogram of atomic counters: every command observes one, so it must not take a lock
+/// (prometheus-client's `Histogram` locks a mutex per observation).
+#[derive(Debug, Clone, Default)]
+pub struct AtomicHistogram {
+    inner: Arc<AtomicHistogramInner>,
+}
+
+#[derive(Debug, Default)]
+struct AtomicHistogramInner {
+    /// Per-bucket (non-cumulative) counts; the last is `+Inf`.
+    buckets: [AtomicU64; DURATION_BOUNDS.len() + 1],
+    count: AtomicU64,
+    /// Sum in nanoseconds.
+    sum_ns: AtomicU64,
+}
+
+impl AtomicHistogram {
+    pub fn observe(&self, seconds: f64) {
+        let index =
+            DURATION_BOUNDS.iter().position(|&b| seconds <= b).unwrap_or(DURATION_BOUNDS.len());
+        self.inner.buckets[index].fetch_add(1, Ordering::Relaxed);
+        self.inner.count.fetch_add(1, Ordering::Relaxed);
+        self.inner.sum_ns.fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.inner.count.load(Ordering::Relaxed)
+    }
+}
+
+impl TypedMetric for AtomicHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = DURATION_BOUNDS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.inner.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
+            .collect();
+        let sum = self.inner.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, self.count(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_histogram_encodes_cumulative_buckets() {
+        let h = AtomicHistogram::default();
+        h.observe(2e-6);
+        h.observe(3e-6);
+        h.observe(10.0);
+        let mut registry = Registry::default();
+        registry.register("d", "help", h.clone());
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("encode");
+        let expected = "d_sum 10.000005\nd_count 3\nd_bucket{le=\"0.000001\"} 0\nd_bucket{le=\"0.000004\"} 2\n";
+        assert!(out.contains(expected), "{out}");
+        assert!(out.contains("d_bucket{le=\"4.194304\"} 2\nd_bucket{le=\"+Inf\"} 3\n"), "{out}");
+    }
 }

@@ -313,15 +313,31 @@ async fn maintenance_loop(node: Arc<NodeState>) {
     let mut last_expire = Instant::now();
     loop {
         tick.tick().await;
-        task.set_state(TaskState::Executing);
-        maintenance_tick(&node, &task);
-        if last_expire.elapsed() >= Duration::from_millis(100) {
+        let expire = last_expire.elapsed() >= Duration::from_millis(100);
+        if expire {
             last_expire = Instant::now();
-            for shard in 0..node.store.shard_count() {
-                node.store.active_expire_shard(shard, Duration::from_millis(1), Some(&task));
-            }
         }
-        task.set_state(TaskState::Idle);
+        // Shard locks are blocking locks: take them on the blocking pool, never on a runtime
+        // worker, so a long-held shard cannot stall the admin API or other connections.
+        let (worker, worker_task) = (node.clone(), task.clone());
+        let ran = tokio::task::spawn_blocking(move || {
+            worker_task.set_state(TaskState::Executing);
+            maintenance_tick(&worker, &worker_task);
+            if expire {
+                for shard in 0..worker.store.shard_count() {
+                    worker.store.active_expire_shard(
+                        shard,
+                        Duration::from_millis(1),
+                        Some(&worker_task),
+                    );
+                }
+            }
+            worker_task.set_state(TaskState::Idle);
+        })
+        .await;
+        if let Err(err) = ran {
+            tracing::error!(error = %err, "maintenance tick failed");
+        }
     }
 }
 

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -108,6 +108,10 @@ pub struct Shard {
     data_bytes: AtomicUsize,
     /// The engine's `bytes_allocated`, refreshed whenever the lock is released.
     table_bytes: AtomicUsize,
+    /// The map's `len()` as of the last release, so the checklist reads it without locking.
+    len: AtomicUsize,
+    /// The map's phase was not `Idle` at the last release.
+    busy: AtomicBool,
     /// Tasks blocked on this lock now.
     waiters: AtomicUsize,
     /// Acquisitions that found the lock held, since start.
@@ -174,6 +178,8 @@ impl Store {
                     map: Mutex::new(map),
                     data_bytes: AtomicUsize::new(0),
                     table_bytes: AtomicUsize::new(table),
+                    len: AtomicUsize::new(0),
+                    busy: AtomicBool::new(false),
                     waiters: AtomicUsize::new(0),
                     contentions: AtomicU64::new(0),
                     wait_ns: AtomicU64::new(0),
@@ -310,6 +316,22 @@ impl Store {
                 let max = recent.iter().filter(|(at, _)| *at >= since).map(|(_, ns)| *ns).max();
                 Duration::from_nanos(max.unwrap_or(0))
             })
+            .collect()
+    }
+
+    /// Live keys as of each shard's last lock release, read without locking (the checklist must
+    /// not block behind the very lock holders it reports).
+    pub fn len_unlocked(&self) -> usize {
+        self.shards.iter().map(|s| s.len.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Shards whose evacuation was in progress at their last lock release, read without locking.
+    pub fn busy_shards_unlocked(&self) -> Vec<usize> {
+        self.shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.busy.load(Ordering::Relaxed))
+            .map(|(i, _)| i)
             .collect()
     }
 
@@ -523,6 +545,8 @@ impl ShardGuard<'_> {
 impl Drop for ShardGuard<'_> {
     fn drop(&mut self) {
         self.shard.table_bytes.store(self.map.stats().bytes_allocated, Ordering::Relaxed);
+        self.shard.len.store(self.map.len(), Ordering::Relaxed);
+        self.shard.busy.store(self.map.phase() != crate::engine::Phase::Idle, Ordering::Relaxed);
         if let Some(t) = self.task {
             t.set_holds_lock(None);
             let _ = self.shard.holder.compare_exchange(t.id, 0, Ordering::SeqCst, Ordering::SeqCst);

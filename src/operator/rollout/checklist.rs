@@ -31,9 +31,13 @@ fn checked(name: &str, passed: bool, evidence: String, now: Timestamp) -> Checkl
     ChecklistItem { name: name.into(), passed, evidence, checked_at: now.to_string() }
 }
 
-/// `deregistered`: the pod (by IP, or by targetRef name) is in no *ready* endpoint of the
-/// EndpointSlices of `services`. An endpoint without a ready condition counts as ready, as
-/// the EndpointSlice API defines it.
+/// `deregistered`: the pod (by IP, or by targetRef name) is in no *serving* endpoint of the
+/// EndpointSlices of `services`.
+///
+/// `serving` rather than `ready`: a headless Service with `publishNotReadyAddresses` (the
+/// StatefulSet's peer-discovery Service) has every endpoint `ready: true` whatever the pod's
+/// readiness, and only `serving` follows the readiness probe. Where `serving` is absent, `ready`
+/// decides; where both are absent the endpoint counts as serving, as the API defines it.
 pub fn deregistered(
     pod_name: &str,
     pod_ip: Option<&str>,
@@ -54,8 +58,9 @@ pub fn deregistered(
             let by_ref = endpoint.target_ref.as_ref().is_some_and(|r| {
                 r.kind.as_deref() == Some("Pod") && r.name.as_deref() == Some(pod_name)
             });
-            let ready = endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            if (by_ip || by_ref) && ready {
+            let conditions = endpoint.conditions.as_ref();
+            let serving = conditions.and_then(|c| c.serving.or(c.ready)).unwrap_or(true);
+            if (by_ip || by_ref) && serving {
                 let slice_name = slice.metadata.name.as_deref().unwrap_or("<unnamed>");
                 still_ready.push(format!("{slice_name} (service {service})"));
             }
@@ -64,12 +69,12 @@ pub fn deregistered(
     let address = pod_ip.unwrap_or("<no IP>");
     if still_ready.is_empty() {
         let evidence = format!(
-            "{address} is in no ready endpoint of {considered} EndpointSlice(s) of services {}",
+            "{address} is in no serving endpoint of {considered} EndpointSlice(s) of services {}",
             services.join(", ")
         );
         checked(item::DEREGISTERED, true, evidence, now)
     } else {
-        let evidence = format!("{address} still a ready endpoint in {}", still_ready.join(", "));
+        let evidence = format!("{address} still a serving endpoint in {}", still_ready.join(", "));
         checked(item::DEREGISTERED, false, evidence, now)
     }
 }
@@ -155,7 +160,7 @@ mod tests {
     fn endpoint(ip: &str, pod: &str, ready: Option<bool>) -> Endpoint {
         Endpoint {
             addresses: vec![ip.into()],
-            conditions: Some(EndpointConditions { ready, ..Default::default() }),
+            conditions: Some(EndpointConditions { ready, serving: ready, ..Default::default() }),
             target_ref: Some(ObjectReference {
                 kind: Some("Pod".into()),
                 name: Some(pod.into()),
@@ -204,7 +209,7 @@ mod tests {
         assert!(item.passed);
         assert_eq!(
             item.evidence,
-            "10.0.0.2 is in no ready endpoint of 2 EndpointSlice(s) of services mc, mc-headless"
+            "10.0.0.2 is in no serving endpoint of 2 EndpointSlice(s) of services mc, mc-headless"
         );
         assert_eq!(item.checked_at, "2026-11-22T03:00:00Z");
     }
@@ -219,8 +224,21 @@ mod tests {
         assert!(!item.passed);
         assert_eq!(
             item.evidence,
-            "10.0.0.2 still a ready endpoint in mc-headless-xyz (service mc-headless)"
+            "10.0.0.2 still a serving endpoint in mc-headless-xyz (service mc-headless)"
         );
+    }
+
+    #[test]
+    fn publish_not_ready_addresses_slices_are_judged_by_serving() {
+        // What a headless Service with publishNotReadyAddresses shows for a drained pod.
+        let mut drained = endpoint("10.0.0.2", "mc-2", Some(true));
+        drained.conditions = Some(EndpointConditions {
+            ready: Some(true),
+            serving: Some(false),
+            terminating: Some(false),
+        });
+        let slices = [slice("mc-headless-xyz", "mc-headless", vec![drained])];
+        assert!(deregistered("mc-2", Some("10.0.0.2"), &services(), &slices, now()).passed);
     }
 
     #[test]
@@ -234,7 +252,7 @@ mod tests {
         let slices = [slice("mc-abc", "mc", vec![endpoint("10.0.0.9", "mc-2", Some(true))])];
         let item = deregistered("mc-2", None, &services(), &slices, now());
         assert!(!item.passed);
-        assert_eq!(item.evidence, "<no IP> still a ready endpoint in mc-abc (service mc)");
+        assert_eq!(item.evidence, "<no IP> still a serving endpoint in mc-abc (service mc)");
     }
 
     fn node(snapshot_verified: bool) -> NodeChecklist {

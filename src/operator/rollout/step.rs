@@ -82,6 +82,43 @@ pub fn pod_views(observed: &Observed) -> Vec<PodView> {
         .collect()
 }
 
+/// Replaces the fields the maintain and roll steps own (`rollout`, and per pod `checklist`,
+/// `lastCompaction`, `lastRebuild`) with the API server's current values.
+///
+/// The reconcile's `MapCache` comes from the controller's cache, which can lag behind this
+/// operator's own last status write (a reconcile triggered by a pod event); deciding on a stale
+/// rollout state would repeat steps. Read only while it matters: a rollout is (or may be) in
+/// progress, or a maintenance run is open. On a read error the cached values stay.
+pub async fn refresh_owned_status(
+    ctx: &Context,
+    mc: &MapCache,
+    observed: &Observed,
+    status: &mut MapCacheStatus,
+) {
+    let open_run = status.pods.iter().any(|p| {
+        [&p.last_compaction, &p.last_rebuild]
+            .into_iter()
+            .any(|r| r.as_ref().is_some_and(|r| r.finished_at.is_none()))
+    });
+    if status.rollout.is_none() && observed.outdated_pods().next().is_none() && !open_run {
+        return;
+    }
+    let api: Api<MapCache> =
+        Api::namespaced(ctx.client.clone(), &mc.namespace().unwrap_or_default());
+    let Ok(fresh) = api.get_status(&mc.name_any()).await else {
+        return;
+    };
+    let fresh = fresh.status.unwrap_or_default();
+    status.rollout = fresh.rollout;
+    for pod in status.pods.iter_mut() {
+        if let Some(known) = fresh.pods.iter().find(|p| p.name == pod.name) {
+            pod.checklist = known.checklist.clone();
+            pod.last_compaction = known.last_compaction.clone();
+            pod.last_rebuild = known.last_rebuild.clone();
+        }
+    }
+}
+
 /// Runs the step; returns how soon the cache wants the next reconcile.
 pub async fn run(
     ctx: &Context,

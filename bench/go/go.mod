@@ -1,0 +1,3 @@
+module mapcache/bench/go
+
+go 1.19
