@@ -18,7 +18,7 @@ pub struct ClusterConfig {
     /// Run the process kubelet (pods become processes). Off: pods stay Pending.
     pub kubelet: bool,
     pub mapcache_bin: PathBuf,
-    /// Third octet of the pod addresses 127.0.X.N.
+    /// Third octet of the pod addresses 127.0.X.N; 0 reserves a free one ([`OctetLease`]).
     pub ip_octet: u8,
     /// State directory (PVCs, pod volumes, logs, kubeconfig); None: a fresh temporary one.
     pub state_dir: Option<PathBuf>,
@@ -30,18 +30,63 @@ impl Default for ClusterConfig {
             api: ApiServerConfig::default(),
             kubelet: true,
             mapcache_bin: kubelet::default_mapcache_bin(),
-            ip_octet: next_ip_octet(),
+            ip_octet: 0,
             state_dir: None,
         }
     }
 }
 
-/// A third octet no other cluster of this process uses, spread by pid across processes.
-pub fn next_ip_octet() -> u8 {
-    static NEXT: AtomicU8 = AtomicU8::new(0);
-    let base = (std::process::id() % 23) as u8 * 10;
-    let n = NEXT.fetch_add(1, Ordering::SeqCst);
-    10 + (base.wrapping_add(n) % 240)
+/// A third octet for pod addresses, reserved machine-wide by a file
+/// `<tmp>/mapcache-e2e-octets/<octet>` holding our pid (a file of a dead pid is taken over), so
+/// clusters of parallel tests and of other processes on the machine never share addresses.
+#[derive(Debug)]
+pub struct OctetLease {
+    pub octet: u8,
+    path: Option<PathBuf>,
+}
+
+impl OctetLease {
+    pub fn acquire() -> Self {
+        static NEXT: AtomicU8 = AtomicU8::new(0);
+        let start = (std::process::id() % 24) as u8 * 10 + NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join("mapcache-e2e-octets");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            for step in 0..240u16 {
+                let octet = 10 + ((u16::from(start) + step) % 240) as u8;
+                let path = dir.join(octet.to_string());
+                for _ in 0..2 {
+                    match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                        Ok(mut file) => {
+                            let _ = std::io::Write::write_all(
+                                &mut file,
+                                std::process::id().to_string().as_bytes(),
+                            );
+                            return Self { octet, path: Some(path) };
+                        }
+                        Err(_) => {
+                            let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                            let alive = !owner.trim().is_empty()
+                                && Path::new("/proc").join(owner.trim()).exists();
+                            if alive {
+                                break;
+                            }
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                }
+            }
+        }
+        // No reservation possible: fall back to the spread alone.
+        Self { octet: 10 + start % 240, path: None }
+    }
+}
+
+impl Drop for OctetLease {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Build `mapcache` (debug) unless the binary is there already.
@@ -68,7 +113,10 @@ pub struct LocalCluster {
     pub api: ApiServer,
     pub state_dir: PathBuf,
     pub kubeconfig_path: PathBuf,
+    /// The pods' third octet.
+    pub ip_octet: u8,
     _temp: Option<tempfile::TempDir>,
+    _octet_lease: Option<OctetLease>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -87,18 +135,28 @@ impl LocalCluster {
         let kubeconfig_path = state_dir.join("kubeconfig");
         std::fs::write(&kubeconfig_path, api.kubeconfig())?;
         let mut tasks = vec![controllers::spawn(api.store.clone(), Duration::from_millis(100))];
+        let octet_lease = (config.ip_octet == 0).then(OctetLease::acquire);
+        let ip_octet = octet_lease.as_ref().map_or(config.ip_octet, |lease| lease.octet);
         if config.kubelet {
             ensure_mapcache_bin(&config.mapcache_bin)?;
             let kubelet_config = KubeletConfig {
                 mapcache_bin: config.mapcache_bin.clone(),
                 root: state_dir.clone(),
-                ip_octet: config.ip_octet,
+                ip_octet,
                 probe_period_cap: Duration::from_secs(1),
                 max_backoff: Duration::from_secs(10),
             };
             tasks.push(kubelet::spawn(api.store.clone(), kubelet_config));
         }
-        Ok(Self { api, state_dir, kubeconfig_path, _temp: temp, tasks })
+        Ok(Self {
+            api,
+            state_dir,
+            kubeconfig_path,
+            ip_octet,
+            _temp: temp,
+            _octet_lease: octet_lease,
+            tasks,
+        })
     }
 
     pub fn client(&self) -> Result<kube::Client, kube::Error> {
@@ -120,5 +178,22 @@ impl Drop for LocalCluster {
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn octet_leases_are_distinct_and_released_on_drop() {
+        let first = OctetLease::acquire();
+        let second = OctetLease::acquire();
+        assert_ne!(first.octet, second.octet);
+        assert!((10..250).contains(&first.octet) && (10..250).contains(&second.octet));
+        let path = first.path.clone().expect("the temp dir is writable");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), std::process::id().to_string());
+        drop(first);
+        assert!(!path.exists(), "dropping the lease frees the octet");
     }
 }

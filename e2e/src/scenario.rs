@@ -276,9 +276,7 @@ impl Env {
     ) -> Vec<(String, redis::aio::MultiplexedConnection)> {
         let mut connections = Vec::new();
         for (pod, address) in self.cache_endpoints(cache).await {
-            let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
-            let connection = client
-                .get_multiplexed_async_connection()
+            let connection = redis_connection(&format!("redis://{address}/"))
                 .await
                 .unwrap_or_else(|e| panic!("connect to {pod} at {address}: {e}"));
             connections.push((pod, connection));
@@ -316,6 +314,34 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        if self.cluster.is_none() && std::env::var_os("E2E_KEEP").is_none() {
+            // A real cluster: delete the test's namespace (and so everything in it). Drop cannot
+            // await, so a short-lived thread with its own runtime does it.
+            // The test's client belongs to the test's runtime, which this thread blocks: build
+            // a fresh one from the kubeconfig.
+            let (kubeconfig, namespace) = (self.kubeconfig.clone(), self.namespace.clone());
+            let cleanup = std::thread::spawn(move || {
+                let Ok(runtime) =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    let Ok(file) = kube::config::Kubeconfig::read_from(&kubeconfig) else { return };
+                    let options = kube::config::KubeConfigOptions::default();
+                    let Ok(config) = kube::Config::from_custom_kubeconfig(file, &options).await
+                    else {
+                        return;
+                    };
+                    let Ok(client) = kube::Client::try_from(config) else { return };
+                    let namespaces: Api<Namespace> = Api::all(client);
+                    if let Err(error) = namespaces.delete(&namespace, &Default::default()).await {
+                        eprintln!("could not delete test namespace {namespace}: {error}");
+                    }
+                });
+            });
+            let _ = cleanup.join();
+        }
         if std::env::var_os("E2E_KEEP").is_some()
             && let Some(temp) = self._temp.take()
         {
@@ -364,6 +390,15 @@ impl Operator {
             panic!("the operator exited ({status}); last log lines:\n{}", tail.join("\n"));
         }
     }
+}
+
+/// A multiplexed Redis connection with timeouts for a loaded CI machine: the crate's default
+/// 500 ms response timeout is too short for big pipelines to a debug build on 2 shared cores.
+pub async fn redis_connection(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(10)))
+        .set_response_timeout(Some(Duration::from_secs(60)));
+    redis::Client::open(url)?.get_multiplexed_async_connection_with_config(&config).await
 }
 
 /// Which pod a key lives on: the client-side sharding the scenarios use (FNV-1a).

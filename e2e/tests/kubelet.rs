@@ -94,8 +94,9 @@ async fn mapcache_pod_runs_on_its_own_address_becomes_ready_and_stops_gracefully
     assert_eq!(ready, vec![("app".to_string(), true, 0), ("engine".to_string(), true, 0)]);
 
     // The engine listens on the pod address, with the password from the Secret.
-    let redis = redis::Client::open(format!("redis://:pw@{ip}:6379/")).unwrap();
-    let mut connection = redis.get_multiplexed_async_connection().await.expect("connect with AUTH");
+    let mut connection = e2e::scenario::redis_connection(&format!("redis://:pw@{ip}:6379/"))
+        .await
+        .expect("connect with AUTH");
     let () = redis::cmd("SET").arg("k").arg("v").query_async(&mut connection).await.unwrap();
     // The admin token file came from the Secret volume.
     let stats = reqwest::Client::new()
