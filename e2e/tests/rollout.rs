@@ -268,3 +268,143 @@ async fn persistence_off_refuses_the_rollout_and_deletes_nothing() {
     }
     operator.assert_running();
 }
+
+#[tokio::test]
+async fn busy_client_blocks_the_rollout_until_it_goes_idle() {
+    let env = Env::start().await;
+    env.install_crd().await;
+    let mut operator = env.start_operator("operator-0");
+    let cache = "busy";
+    let manifest = manifest(cache, "ghcr.io/mapcache/mapcache:0.1.0", true)
+        .replace("checklistTimeout: 2m", "checklistTimeout: 5s");
+    env.apply_yaml(&manifest).await;
+    wait_ready(&env, cache, 3).await;
+    let pods_api: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    let first = format!("{cache}-2");
+    let first_uid = pods_api.get(&first).await.expect("pod").metadata.uid;
+
+    // A client keeps a connection busy on the pod drained first (highest ordinal).
+    let address = env
+        .cache_endpoints(cache)
+        .await
+        .into_iter()
+        .find(|(pod, _)| *pod == first)
+        .map(|(_, address)| address)
+        .expect("the pod's address");
+    let busy = Arc::new(AtomicBool::new(true));
+    let client_task = {
+        let busy = busy.clone();
+        let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
+        let mut connection = client.get_multiplexed_async_connection().await.expect("connect");
+        tokio::spawn(async move {
+            while busy.load(Ordering::SeqCst) {
+                let _: redis::RedisResult<Option<String>> =
+                    redis::cmd("GET").arg("busy-key").query_async(&mut connection).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    set_image(&env, cache, "ghcr.io/mapcache/mapcache:0.1.1").await;
+    let caches = env.mapcaches();
+    let blocked = env
+        .wait_until(
+            "RollingUpdate=False blocked on no-inflight",
+            Duration::from_secs(120),
+            || async {
+                let object = caches.get(cache).await.ok()?;
+                let rollout = object.data.pointer("/status/rollout")?.clone();
+                let rolling = condition(&object.data, "RollingUpdate")?.clone();
+                (rollout["step"] == "Blocked"
+                    && rollout["blockedOn"] == "no-inflight"
+                    && rolling["status"] == "False"
+                    && rolling["reason"] == "ChecklistTimeout")
+                    .then_some(rolling)
+            },
+        )
+        .await;
+    let message = blocked["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no-inflight") && message.contains("nothing was deleted"),
+        "{message}"
+    );
+    let still = pods_api.get(&first).await.expect("the pod is still there");
+    assert_eq!(still.metadata.uid, first_uid, "nothing was deleted while blocked");
+    assert!(still.metadata.deletion_timestamp.is_none());
+
+    // The client goes idle: after the quiet period the checklist passes and the rollout goes on.
+    busy.store(false, Ordering::SeqCst);
+    client_task.await.expect("client task");
+    env.wait_until("the blocked pod is replaced", Duration::from_secs(180), || async {
+        let pod = pods_api.get_opt(&first).await.ok()??;
+        (pod.metadata.uid != first_uid).then_some(())
+    })
+    .await;
+    env.wait_until("every pod on the new revision", Duration::from_secs(420), || async {
+        let object = caches.get(cache).await.ok()?;
+        condition(&object.data, "RollingUpdate").filter(|c| c["reason"] == "UpToDate").map(|_| ())
+    })
+    .await;
+    operator.assert_running();
+}
+
+#[tokio::test]
+async fn operator_killed_after_an_eviction_resumes_and_never_evicts_twice() {
+    let env = Env::start().await;
+    env.install_crd().await;
+    let mut operator = env.start_operator("operator-0");
+    let cache = "resume";
+    env.apply_yaml(&manifest(cache, "ghcr.io/mapcache/mapcache:0.1.0", true)).await;
+    wait_ready(&env, cache, 3).await;
+    let pods_api: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    let mut uids = BTreeMap::new();
+    for i in 0..3 {
+        let name = format!("{cache}-{i}");
+        uids.insert(name.clone(), pods_api.get(&name).await.expect("pod").metadata.uid);
+    }
+
+    set_image(&env, cache, "ghcr.io/mapcache/mapcache:0.1.1").await;
+    let caches = env.mapcaches();
+    env.wait_until("the first eviction is recorded", Duration::from_secs(180), || async {
+        let object = caches.get(cache).await.ok()?;
+        let rollout = object.data.pointer("/status/rollout")?;
+        (rollout["evictedUid"].is_string()
+            && (rollout["step"] == "WaitingReady" || rollout["step"] == "Evicting"))
+            .then_some(())
+    })
+    .await;
+    operator.kill().await;
+
+    let mut second = env.start_operator("operator-1");
+    let done = env
+        .wait_until("the resumed rollout finishes", Duration::from_secs(420), || async {
+            let object = caches.get(cache).await.ok()?;
+            condition(&object.data, "RollingUpdate")
+                .filter(|c| c["reason"] == "UpToDate")
+                .map(|_| object.clone())
+        })
+        .await;
+    second.assert_running();
+    // Each old pod was replaced, was evicted at most once, and no replacement was evicted.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.client.clone(), &env.namespace);
+    let evicted: Vec<String> = events
+        .list(&kube::api::ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Evicted"))
+        .filter_map(|e| e.note)
+        .collect();
+    for (name, uid) in &uids {
+        let pod = pods_api.get(name).await.expect("pod");
+        assert_ne!(&pod.metadata.uid, uid, "{name} was replaced");
+        let old = uid.clone().unwrap_or_default();
+        let new = pod.metadata.uid.clone().unwrap_or_default();
+        let count = |u: &str| evicted.iter().filter(|n| n.contains(&format!("(uid {u})"))).count();
+        assert!(count(&old) <= 1, "{name} ({old}) evicted {} times: {evicted:?}", count(&old));
+        assert_eq!(count(&new), 0, "the replacement {name} ({new}) was never evicted: {evicted:?}");
+    }
+    assert!(done.data.pointer("/status/rollout").is_none_or(Value::is_null));
+}
