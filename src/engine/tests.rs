@@ -616,3 +616,17 @@ fn scan_with_a_stable_map_returns_each_key_once() {
     seen.sort_unstable();
     assert_eq!(seen, (0..3000).collect::<Vec<_>>());
 }
+
+#[test]
+fn growth_past_the_off_thread_free_threshold_keeps_every_entry() {
+    // 2^14 buckets of 144 bytes = 2.25 MiB: the evacuation that doubles to 2^15 frees that old
+    // array on the helper thread.
+    let mut m: Map<u64, u64> = Map::new();
+    for k in 0..110_000 {
+        m.insert(k, !k);
+    }
+    m.maintenance_step(usize::MAX);
+    let s = m.stats();
+    assert_eq!((s.b, s.phase, s.len), (15, Phase::Idle, 110_000));
+    assert!((0..110_000).step_by(7).all(|k| m.get(&k) == Some(&!k)));
+}
