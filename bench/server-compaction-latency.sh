@@ -31,10 +31,13 @@ run() {  # $1 = phase label
 echo "phase,rps,p50_ms,p99_ms"
 run before
 ( sleep 0.3; curl -s -X POST "http://127.0.0.1:$ADMIN/v1/compact" >&2; echo >&2 ) &
+starter=$!
 run during
-wait %1 2>/dev/null || true
+wait "$starter" || true
 for _ in $(seq 600); do
-  curl -s "http://127.0.0.1:$ADMIN/v1/maintenance" | grep -q '"running":false' && break; sleep 0.1
+  status="$(curl -s "http://127.0.0.1:$ADMIN/v1/maintenance")"
+  [[ "$status" == *'"running":false'* ]] && break
+  sleep 0.1
 done
 curl -s "http://127.0.0.1:$ADMIN/v1/maintenance" >&2; echo >&2
 run after
