@@ -62,23 +62,28 @@ struct SetOptions {
     expiry: Option<Expiry>,
 }
 
+/// The expiry options SET and GETEX share, as `(in_seconds, relative)`: EX, PX, EXAT, PXAT.
+fn expiry_unit(arg: &[u8]) -> Option<(bool, bool)> {
+    if is(arg, "EX") {
+        Some((true, true))
+    } else if is(arg, "PX") {
+        Some((false, true))
+    } else if is(arg, "EXAT") {
+        Some((true, false))
+    } else if is(arg, "PXAT") {
+        Some((false, false))
+    } else {
+        None
+    }
+}
+
 fn parse_set_options(args: &[Bytes], now_ms: u64) -> Result<SetOptions, Reply> {
     let mut opts = SetOptions::default();
     let mut i = 3;
     while i < args.len() {
         let arg = &args[i];
         let next = args.get(i + 1);
-        let unit = if is(arg, "EX") {
-            Some((true, true))
-        } else if is(arg, "PX") {
-            Some((false, true))
-        } else if is(arg, "EXAT") {
-            Some((true, false))
-        } else if is(arg, "PXAT") {
-            Some((false, false))
-        } else {
-            None
-        };
+        let unit = expiry_unit(arg);
         if let Some((seconds, relative)) = unit {
             let Some(value) = next else {
                 return Err(Reply::error(ERR_SYNTAX));
@@ -189,17 +194,7 @@ pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let mut i = 2;
     while i < args.len() {
         let arg = &args[i];
-        let unit = if is(arg, "EX") {
-            Some((true, true))
-        } else if is(arg, "PX") {
-            Some((false, true))
-        } else if is(arg, "EXAT") {
-            Some((true, false))
-        } else if is(arg, "PXAT") {
-            Some((false, false))
-        } else {
-            None
-        };
+        let unit = expiry_unit(arg);
         match unit {
             Some((seconds, relative)) if expiry == Expiry::Unset && i + 1 < args.len() => {
                 match expire_at(&args[i + 1], seconds, relative, now, "getex") {
