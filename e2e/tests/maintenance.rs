@@ -14,7 +14,7 @@
 //! operator decides on are the final ones and the kind of every run is deterministic: the test
 //! never races the operator's poll.
 
-use e2e::scenario::{Env, condition, shard_of};
+use e2e::scenario::{Env, condition, redis_connection, shard_of};
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -78,8 +78,10 @@ async fn mass_delete_compacts_every_pod_one_at_a_time_then_a_rebuild_returns_mem
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http");
     let mut conns = Vec::new();
     for (_, address) in &endpoints {
-        let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
-        conns.push(client.get_multiplexed_async_connection().await.expect("connect"));
+        // With timeouts for a loaded CI machine (redis-rs' default 500 ms response timeout is
+        // too tight for 5000-command pipelines to a debug build).
+        let connection = redis_connection(&format!("redis://{address}/")).await;
+        conns.push(connection.unwrap_or_else(|e| panic!("connect to {address}: {e:?}")));
     }
 
     // Fill, then delete 60%, while maintenance is held off.
@@ -275,7 +277,8 @@ async fn run_pipelined(
             if pipe.cmd_iter().next().is_none() {
                 continue; // no key of this chunk lives on that pod
             }
-            let () = pipe.query_async(connection).await.expect("pipelined command");
+            let result: redis::RedisResult<()> = pipe.query_async(connection).await;
+            result.unwrap_or_else(|e| panic!("pipelined command: {e:?}"));
         }
     }
 }
