@@ -44,8 +44,9 @@ async fn set_image(env: &Env, cache: &str, image: &str) {
 async fn connections(env: &Env, cache: &str) -> Vec<(String, redis::aio::MultiplexedConnection)> {
     let mut out = Vec::new();
     for (pod, address) in env.cache_endpoints(cache).await {
-        let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
-        out.push((pod, client.get_multiplexed_async_connection().await.expect("connect")));
+        let connection =
+            e2e::scenario::redis_connection(&format!("redis://{address}/")).await.expect("connect");
+        out.push((pod, connection));
     }
     out
 }
@@ -294,8 +295,8 @@ async fn busy_client_blocks_the_rollout_until_it_goes_idle() {
     let busy = Arc::new(AtomicBool::new(true));
     let client_task = {
         let busy = busy.clone();
-        let client = redis::Client::open(format!("redis://{address}/")).expect("redis url");
-        let mut connection = client.get_multiplexed_async_connection().await.expect("connect");
+        let mut connection =
+            e2e::scenario::redis_connection(&format!("redis://{address}/")).await.expect("connect");
         tokio::spawn(async move {
             while busy.load(Ordering::SeqCst) {
                 let _: redis::RedisResult<Option<String>> =

@@ -41,8 +41,16 @@ impl TestNode {
     }
 
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        // The crate's default 500 ms response timeout is too short for a debug build on a loaded
+        // 2-core CI machine; a hung reply still fails the test, just later.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(10)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(30)));
         let client = redis::Client::open(format!("redis://{}/", self.resp())).expect("client");
-        client.get_multiplexed_async_connection().await.expect("redis connection")
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .expect("redis connection")
     }
 }
 
