@@ -685,6 +685,19 @@ impl Inner {
         {
             return self.remove(info, namespace, name, next, store);
         }
+        Ok(self.store_modified(store, info, namespace, name, next, current))
+    }
+
+    /// Stores a changed object under a fresh resourceVersion and publishes MODIFIED.
+    fn store_modified(
+        &mut self,
+        store: &Store,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        mut next: Value,
+        current: Value,
+    ) -> Value {
         self.rv += 1;
         set_meta(&mut next, "resourceVersion", json!(self.rv.to_string()));
         self.objects
@@ -692,7 +705,7 @@ impl Inner {
             .or_default()
             .insert((namespace.to_string(), name.to_string()), next.clone());
         self.publish(store, ChangeKind::Modified, info, namespace, next.clone(), Some(current));
-        Ok(next)
+        next
     }
 
     /// A pod being deleted gracefully stays until the kubelet has stopped it.
@@ -812,14 +825,7 @@ impl Inner {
             set_meta(&mut next, "finalizers", json!(unique));
         }
         // Bypass commit's immutable-field protection: deletion sets them.
-        self.rv += 1;
-        set_meta(&mut next, "resourceVersion", json!(self.rv.to_string()));
-        self.objects
-            .entry(info.key())
-            .or_default()
-            .insert((namespace.to_string(), name.to_string()), next.clone());
-        self.publish(store, ChangeKind::Modified, info, namespace, next.clone(), Some(current));
-        Ok(next)
+        Ok(self.store_modified(store, info, namespace, name, next, current))
     }
 
     fn all_objects(&self) -> Vec<(ResourceKey, String, String, Value)> {
