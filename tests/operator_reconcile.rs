@@ -64,6 +64,9 @@ fn serve(state: &mut ApiState, method: &Method, path: &str, body: &Value) -> Res
     }
     if let Some(object_path) = path.strip_suffix("/status") {
         let Some(object) = state.objects.get_mut(object_path) else { return not_found() };
+        if *method == Method::GET {
+            return respond(StatusCode::OK, object);
+        }
         let mut status = body["status"].clone();
         if let Some(fields) = status.as_object_mut() {
             fields.retain(|_, v| !v.is_null());

@@ -102,7 +102,7 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
 
     // 5. maintain and 6. roll: each records its decisions, figures and checklist evidence in
     //    the status written below, and says how soon it wants to look again.
-    rollout::step::refresh_owned_status(ctx, mc, &observed, &mut new_status).await;
+    rollout::step::refresh_owned_status(ctx, mc, &mut new_status).await;
     let maintain_requeue = maintain::run(ctx, mc, &observed, &mut new_status).await;
     let rollout_requeue = rollout::run(ctx, mc, &observed, &mut new_status).await?;
 

@@ -87,22 +87,11 @@ pub fn pod_views(observed: &Observed) -> Vec<PodView> {
 ///
 /// The reconcile's `MapCache` comes from the controller's cache, which can lag behind this
 /// operator's own last status write (a reconcile triggered by a pod event); deciding on a stale
-/// rollout state would repeat steps. Read only while it matters: a rollout is (or may be) in
-/// progress, or a maintenance run is open. On a read error the cached values stay.
-pub async fn refresh_owned_status(
-    ctx: &Context,
-    mc: &MapCache,
-    observed: &Observed,
-    status: &mut MapCacheStatus,
-) {
-    let open_run = status.pods.iter().any(|p| {
-        [&p.last_compaction, &p.last_rebuild]
-            .into_iter()
-            .any(|r| r.as_ref().is_some_and(|r| r.finished_at.is_none()))
-    });
-    if status.rollout.is_none() && observed.outdated_pods().next().is_none() && !open_run {
-        return;
-    }
+/// rollout state would repeat steps, and writing status back from a stale copy would erase the
+/// evidence the last reconcile recorded (the e2e hot update lost a finished pod's checklist that
+/// way when this read was skipped once the rollout had ended). So it is read on every reconcile:
+/// one GET. On a read error the cached values stay.
+pub async fn refresh_owned_status(ctx: &Context, mc: &MapCache, status: &mut MapCacheStatus) {
     let api: Api<MapCache> =
         Api::namespaced(ctx.client.clone(), &mc.namespace().unwrap_or_default());
     let Ok(fresh) = api.get_status(&mc.name_any()).await else {
