@@ -6,7 +6,8 @@ mod server_support;
 use std::collections::HashSet;
 
 use redis::AsyncCommands;
-use server_support::{post_json, start, start_with};
+use server_support::{TestNode, cmd, post_json, start, start_with};
+use tokio::io::AsyncReadExt;
 
 #[tokio::test]
 async fn redis_crate_client_works_unchanged() {
@@ -120,4 +121,38 @@ async fn scan_returns_every_stable_key_while_shards_compact_and_shrink() {
         (0..4000).step_by(8).filter(|i| !seen.contains(&format!("k:{i}"))).collect();
     assert!(missing.is_empty(), "SCAN missed {} stable keys", missing.len());
     assert!(seen.iter().all(|k| k.starts_with("k:")));
+}
+
+/// Connections are spread over the connection threads (`--io-threads`): clients served by
+/// different threads see each other's writes at once, and stopping the node closes every open
+/// connection on every thread.
+#[tokio::test]
+async fn clients_on_every_connection_thread_share_the_store_and_are_closed_on_stop() {
+    let node = start_with(|c| c.io_threads = 3).await;
+    assert_eq!(node.handle.io_threads(), 3);
+    let mut conns = Vec::new();
+    for _ in 0..6 {
+        conns.push(node.raw().await);
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.expect(&cmd(&["SET", &format!("k{i}"), &format!("v{i}")]), b"+OK\r\n").await;
+    }
+    for c in conns.iter_mut() {
+        for i in 0..6 {
+            c.expect(&cmd(&["GET", &format!("k{i}")]), format!("$2\r\nv{i}\r\n").as_bytes()).await;
+        }
+    }
+    let TestNode { handle, dir: _dir } = node;
+    handle.abort();
+    for mut c in conns {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            c.stream.read_to_end(&mut rest),
+        )
+        .await
+        .expect("the connection is closed when the node stops");
+        // A reset instead of a clean close is a close too.
+        assert_eq!(read.unwrap_or(0), 0, "nothing more arrives: {rest:?}");
+    }
 }

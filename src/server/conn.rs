@@ -38,13 +38,18 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             Ok(_) => {}
         }
         let mut close = false;
+        // Per-read bookkeeping is done once for the whole pipelined batch, not per command.
+        let mut executed = 0u64;
         loop {
             match resp::parse_command(&mut input, client.authenticated) {
                 Ok(Parsed::Incomplete) => break,
                 Ok(Parsed::Empty) => continue,
                 Ok(Parsed::Command(args)) => {
-                    task.set_state(TaskState::Executing);
-                    node.tasks.touch_client_activity();
+                    if executed == 0 {
+                        task.set_state(TaskState::Executing);
+                        node.tasks.touch_client_activity();
+                    }
+                    executed += 1;
                     let started = Instant::now();
                     let now_ms = node.store.now_ms();
                     let mut ctx = Ctx { node: &node, client: &mut client, task: &task, now_ms };
@@ -55,7 +60,6 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                         None => node.metrics.unknown_commands.inc(),
                     };
                     node.metrics.command_duration.observe(started.elapsed().as_secs_f64());
-                    node.total_commands.fetch_add(1, Ordering::Relaxed);
                     reply.encode(client.proto, &mut output);
                     if client.close_after_reply {
                         close = true;
@@ -70,6 +74,9 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                     break;
                 }
             }
+        }
+        if executed > 0 {
+            node.total_commands.fetch_add(executed, Ordering::Relaxed);
         }
         if !output.is_empty() {
             task.set_state(TaskState::Writing);

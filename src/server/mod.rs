@@ -5,6 +5,7 @@
 //! - [`resp`]: RESP request parser (multibulk + inline) and reply encoder (RESP2/RESP3).
 //! - [`commands`]: the command table and one module per command family.
 //! - [`conn`]: one client connection (pipelined read, execute, write).
+//! - [`io`]: the connection threads (one single-threaded runtime each) connections run on.
 //! - [`store`]: the sharded storage, memory accounting, eviction, active expiry, lock profile.
 //! - [`tasks`]: the task registry behind the task dump.
 //! - [`snapshot`]: the snapshot file format, write + verify, restore.
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod commands;
 pub mod conn;
 pub mod glob;
+pub mod io;
 pub mod metrics;
 pub mod node;
 pub mod resp;
@@ -75,6 +77,10 @@ pub struct ServeArgs {
     /// Redis AUTH password for the `default` user (prefer the env var MAPCACHE_PASSWORD).
     #[arg(long, env = "MAPCACHE_PASSWORD", hide_env_values = true)]
     pub requirepass: Option<String>,
+    /// Threads serving client connections, each with its own single-threaded runtime;
+    /// 0 = one per CPU.
+    #[arg(long, env = "MAPCACHE_IO_THREADS", default_value_t = 0)]
+    pub io_threads: usize,
     /// Log format.
     #[arg(long, env = "MAPCACHE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -121,6 +127,10 @@ impl ServeArgs {
         config.admin_bind = self.admin_bind;
         config.admin_port = self.admin_port;
         config.shards = self.shards;
+        config.io_threads = match self.io_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         config.maxmemory = self.maxmemory;
         config.eviction_policy = self.eviction_policy;
         config.admin_token = admin_token;

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::admin;
-use super::conn;
+use super::io::IoThreads;
 use super::snapshot::{self, SnapshotError, SnapshotInfo};
 use super::state::{Config, MaintenanceFigures, MaintenanceKind, NodeState};
 use super::tasks::{TaskKind, TaskState};
@@ -32,6 +32,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the connection threads: {0}")]
+    IoThreads(#[source] std::io::Error),
     #[error("cannot restore from {dir}: {source}")]
     Restore {
         dir: String,
@@ -40,13 +42,15 @@ pub enum StartError {
     },
 }
 
-/// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
+/// A running node. Dropping it does not stop its tasks; call [`NodeHandle::shutdown`]. (Its
+/// connection threads stop once both this handle and the accept loop are gone.)
 #[derive(Debug)]
 pub struct NodeHandle {
     pub node: Arc<NodeState>,
     resp_addr: SocketAddr,
     admin_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
+    io: Arc<IoThreads>,
 }
 
 /// The node as a library: tests start it in-process on port 0.
@@ -114,10 +118,19 @@ impl Node {
                 });
             }
         }
+        let io = match IoThreads::start(&node, node.config.io_threads) {
+            Ok(io) => io,
+            Err(source) => {
+                for t in &tasks {
+                    t.abort();
+                }
+                return Err(StartError::IoThreads(source));
+            }
+        };
         node.set_ready();
-        tasks.push(tokio::spawn(accept_loop(node.clone(), resp)));
+        tasks.push(tokio::spawn(accept_loop(node.clone(), resp, io.clone())));
         tasks.push(tokio::spawn(maintenance_loop(node.clone())));
-        Ok(NodeHandle { node, resp_addr, admin_addr, tasks })
+        Ok(NodeHandle { node, resp_addr, admin_addr, tasks, io })
     }
 }
 
@@ -137,14 +150,22 @@ impl NodeHandle {
         for t in &self.tasks {
             t.abort();
         }
+        self.io.stop();
         result
     }
 
-    /// Stops every task at once, without drain or snapshot (a crash, for tests).
+    /// Stops every task at once and closes every connection, without drain or snapshot (a
+    /// crash, for tests).
     pub fn abort(self) {
         for t in &self.tasks {
             t.abort();
         }
+        self.io.stop();
+    }
+
+    /// How many connection threads serve clients.
+    pub fn io_threads(&self) -> usize {
+        self.io.len()
     }
 }
 
@@ -183,14 +204,12 @@ fn restore(node: &NodeState) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-async fn accept_loop(node: Arc<NodeState>, listener: TcpListener) {
+async fn accept_loop(node: Arc<NodeState>, listener: TcpListener, io: Arc<IoThreads>) {
     let mut stop = node.stop_accepting.subscribe();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(conn::serve(node.clone(), stream, peer));
-                }
+                Ok((stream, peer)) => io.dispatch(stream, peer),
                 Err(err) => {
                     tracing::warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -27,6 +27,8 @@ pub struct Config {
     pub admin_port: u16,
     /// A power of two.
     pub shards: usize,
+    /// Connection threads (at least one is started).
+    pub io_threads: usize,
     /// Bytes; 0 = unlimited.
     pub maxmemory: u64,
     pub eviction_policy: EvictionPolicy,
@@ -56,6 +58,7 @@ impl Config {
             admin_bind: IpAddr::from([127, 0, 0, 1]),
             admin_port: 0,
             shards: 4,
+            io_threads: 2,
             maxmemory: 0,
             eviction_policy: EvictionPolicy::Noeviction,
             data_dir: data_dir.into(),

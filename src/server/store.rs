@@ -489,6 +489,12 @@ fn growth_headroom(stats: &EngineStats) -> usize {
     }
 }
 
+/// `bytes` in an allocation of exactly its own length, sharing nothing: what the store keeps
+/// must not pin a larger buffer it was sliced from.
+pub fn detach(bytes: Bytes) -> Bytes {
+    Bytes::copy_from_slice(&bytes)
+}
+
 /// A held shard lock. Keeps the memory accounting and the lock profile's holder in step.
 pub struct ShardGuard<'a> {
     map: MutexGuard<'a, Map<Bytes, Entry>>,
@@ -508,16 +514,6 @@ impl ShardGuard<'_> {
         &mut self.map
     }
 
-    /// Removes `key` if its TTL passed (lazy expiry). True when it was expired.
-    fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
-        let expired = self.map.get(key).is_some_and(|e| e.is_expired(now_ms));
-        if expired {
-            self.remove(key);
-            self.store.expired_total.inc();
-        }
-        expired
-    }
-
     /// The live entry for `key` (an expired one is removed first, as Redis's `lookupKey`).
     pub fn get_live(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
         self.get_live_mut(key, now_ms).map(|e| &*e)
@@ -525,14 +521,26 @@ impl ShardGuard<'_> {
 
     /// As `get_live`, and marks the entry accessed (for LRU).
     pub fn get_live_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
-        self.expire_if_needed(key, now_ms);
+        // Lazy expiry: an expired key is removed (an engine tombstone) and reads as absent.
+        if self.map.get(key)?.is_expired(now_ms) {
+            self.remove(key);
+            self.store.expired_total.inc();
+            return None;
+        }
         let entry = self.map.get_mut(key)?;
         entry.last_access_ms = now_ms;
         Some(entry)
     }
 
     /// Inserts or replaces, keeping the memory accounting exact.
-    pub fn insert(&mut self, key: Bytes, entry: Entry) -> Option<Entry> {
+    ///
+    /// The key and the value are copied into allocations of their own ([`detach`]): arguments
+    /// arrive as slices of the connection's read buffer (and restored entries as slices of a
+    /// snapshot block), and storing such a slice would keep the whole buffer alive for as long as
+    /// the key lives, memory the accounting never sees.
+    pub fn insert(&mut self, key: Bytes, mut entry: Entry) -> Option<Entry> {
+        let key = detach(key);
+        entry.value = detach(entry.value);
         let added = entry_cost(&key, &entry.value);
         self.shard.data_bytes.fetch_add(added, Ordering::Relaxed);
         let key_len = key.len();
@@ -552,7 +560,7 @@ impl ShardGuard<'_> {
         };
         let old_len = entry.value.len();
         let new_len = value.len();
-        entry.value = value;
+        entry.value = detach(value);
         self.shard.data_bytes.fetch_add(new_len, Ordering::Relaxed);
         self.shard.data_bytes.fetch_sub(old_len, Ordering::Relaxed);
         true
@@ -573,10 +581,11 @@ impl ShardGuard<'_> {
 
 impl Drop for ShardGuard<'_> {
     fn drop(&mut self) {
-        self.shard.table_bytes.store(self.map.stats().bytes_allocated, Ordering::Relaxed);
-        self.shard.len.store(self.map.len(), Ordering::Relaxed);
-        self.shard.busy.store(self.map.phase() != crate::engine::Phase::Idle, Ordering::Relaxed);
-        self.shard.growth_headroom.store(growth_headroom(&self.map.stats()), Ordering::Relaxed);
+        let stats = self.map.stats();
+        self.shard.table_bytes.store(stats.bytes_allocated, Ordering::Relaxed);
+        self.shard.len.store(stats.len, Ordering::Relaxed);
+        self.shard.busy.store(stats.phase != crate::engine::Phase::Idle, Ordering::Relaxed);
+        self.shard.growth_headroom.store(growth_headroom(&stats), Ordering::Relaxed);
         if let Some(t) = self.task {
             t.set_holds_lock(None);
             let _ = self.shard.holder.compare_exchange(t.id, 0, Ordering::SeqCst, Ordering::SeqCst);
@@ -607,6 +616,26 @@ mod tests {
         drop(g);
         let data: usize = s.shards.iter().map(|s| s.data_bytes.load(Ordering::Relaxed)).sum();
         assert_eq!(data, 0);
+    }
+
+    #[test]
+    fn stored_keys_and_values_do_not_pin_the_buffer_they_were_sliced_from() {
+        let s = store(0, EvictionPolicy::Noeviction);
+        // A read buffer holding a whole SET frame; the parser hands out slices of it.
+        let frame = Bytes::from(vec![b'x'; 16 * 1024]);
+        let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        let (key, value) = (frame.slice(0..3), frame.slice(3..8));
+        let idx = s.shard_of(&key);
+        let mut g = s.lock(idx, None);
+        g.insert(key.clone(), Entry::new(value, 0, 0));
+        assert!(g.set_value(&key, frame.slice(8..12)));
+        g.insert(frame.slice(12..20), Entry::new(frame.slice(20..30), 0, 0));
+        for (k, e) in g.map().iter() {
+            assert!(!range.contains(&(k.as_ptr() as usize)), "key {k:?} points into the frame");
+            let v = e.value.as_ptr() as usize;
+            assert!(!range.contains(&v), "value of {k:?} points into the frame");
+        }
+        assert_eq!(g.map().get(&b"xxx"[..]).map(|e| e.value.len()), Some(4));
     }
 
     #[test]

@@ -204,7 +204,8 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> (Option<u16>, Reply) {
     if matches!(spec.kind, Kind::Write | Kind::WriteGrow) && ctx.node.is_draining() {
         return (Some(index), Reply::error("READONLY You can't write against a draining node."));
     }
-    if spec.kind == Kind::WriteGrow {
+    // Without a limit there is nothing to reserve (`ensure_memory` would return at once).
+    if spec.kind == Kind::WriteGrow && ctx.node.store.maxmemory() != 0 {
         let keys = key_positions(spec, args.len());
         let incoming: usize = args[1..].iter().map(|a| a.len()).sum::<usize>()
             + super::store::ENTRY_OVERHEAD * keys.len().max(1);
