@@ -78,10 +78,25 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         if executed > 0 {
             node.total_commands.fetch_add(executed, Ordering::Relaxed);
         }
+        // The batch is done once its replies are encoded: the task leaves the in-flight states
+        // before the replies go out, so a client that has read its reply never finds its
+        // connection still counted in flight. A reply the socket cannot take at once (a slow
+        // reader, a large reply) shows as Writing until it is delivered.
+        let settled = if input.is_empty() { TaskState::Idle } else { TaskState::Reading };
+        task.set_command(None);
+        task.set_state(settled);
         if !output.is_empty() {
-            task.set_state(TaskState::Writing);
-            if stream.write_all(&output).await.is_err() {
-                break;
+            let written = match stream.try_write(&output) {
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => 0,
+                Err(_) => break,
+            };
+            if written < output.len() {
+                task.set_state(TaskState::Writing);
+                if stream.write_all(&output[written..]).await.is_err() {
+                    break;
+                }
+                task.set_state(settled);
             }
             output.clear();
         }
@@ -89,8 +104,6 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             let _ = stream.shutdown().await;
             break;
         }
-        task.set_command(None);
-        task.set_state(if input.is_empty() { TaskState::Idle } else { TaskState::Reading });
         // Give back memory after a large request.
         if input.is_empty() && input.capacity() > 1 << 20 {
             input = BytesMut::with_capacity(16 * 1024);

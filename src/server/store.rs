@@ -532,25 +532,28 @@ impl ShardGuard<'_> {
         Some(entry)
     }
 
-    /// Inserts or replaces, keeping the memory accounting exact.
+    /// Inserts or replaces, keeping the memory accounting exact. Returns the replaced entry,
+    /// expired or not.
     ///
-    /// The key and the value are copied into allocations of their own ([`detach`]): arguments
-    /// arrive as slices of the connection's read buffer (and restored entries as slices of a
-    /// snapshot block), and storing such a slice would keep the whole buffer alive for as long as
-    /// the key lives, memory the accounting never sees.
+    /// The value, and the key when it is new, are copied into allocations of their own
+    /// ([`detach`]): arguments arrive as slices of the connection's read buffer (and restored
+    /// entries as slices of a snapshot block), and storing such a slice would keep the whole
+    /// buffer alive for as long as the key lives, memory the accounting never sees. A replaced
+    /// entry keeps the key already stored.
     pub fn insert(&mut self, key: Bytes, mut entry: Entry) -> Option<Entry> {
-        let key = detach(key);
         entry.value = detach(entry.value);
-        let added = entry_cost(&key, &entry.value);
-        self.shard.data_bytes.fetch_add(added, Ordering::Relaxed);
-        let key_len = key.len();
-        let old = self.map.insert(key, entry);
-        if let Some(old) = &old {
-            self.shard
-                .data_bytes
-                .fetch_sub(key_len + old.value.len() + ENTRY_OVERHEAD, Ordering::Relaxed);
+        if let Some(slot) = self.map.get_mut(&key[..]) {
+            let new_len = entry.value.len();
+            let old = std::mem::replace(slot, entry);
+            self.shard.data_bytes.fetch_add(new_len, Ordering::Relaxed);
+            self.shard.data_bytes.fetch_sub(old.value.len(), Ordering::Relaxed);
+            return Some(old);
         }
-        old
+        let key = detach(key);
+        self.shard.data_bytes.fetch_add(entry_cost(&key, &entry.value), Ordering::Relaxed);
+        let replaced = self.map.insert(key, entry);
+        debug_assert!(replaced.is_none(), "get_mut found no entry");
+        replaced
     }
 
     /// Replaces the value of an existing entry in place (APPEND, SETRANGE, INCR), keeping TTL.

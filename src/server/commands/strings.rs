@@ -122,6 +122,14 @@ pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 fn set_generic(ctx: &mut Ctx<'_>, key: Bytes, value: Bytes, opts: SetOptions) -> Reply {
     let now = ctx.now_ms;
     let mut guard = lock(ctx, &key);
+    if !(opts.nx || opts.xx || opts.get) && opts.expiry.is_none() {
+        // Plain SET: one upsert, no read of the old entry first. A replaced entry that had
+        // expired counts as expired, as Redis's lookupKeyWrite would have counted it.
+        if guard.insert(key, Entry::new(value, 0, now)).is_some_and(|old| old.is_expired(now)) {
+            ctx.node.store.expired_total.inc();
+        }
+        return Reply::ok();
+    }
     let old = guard.get_live(&key, now).cloned();
     let ok_reply = |old: &Option<Entry>| {
         if opts.get {
