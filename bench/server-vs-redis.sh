@@ -2,6 +2,7 @@
 # redis-benchmark against `mapcache serve` and Debian's redis-server, same machine, same run.
 # Needs: apt-get install -y redis-tools redis-server; a release build (cargo build --release).
 # Usage: bench/server-vs-redis.sh [requests=500000] [clients=50]
+# MAPCACHE_ARGS adds flags to `mapcache serve` (e.g. MAPCACHE_ARGS="--io-threads 1").
 # Prints one CSV row per (server, pipeline, test): requests/s and p50/p99 latency in ms.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" serve --port "$MC_PORT" --admin-port "$MC_ADMIN" --data-dir "$work/mc" --shards 16 >"$work/mc.out" 2>"$work/mc.err" &
+# shellcheck disable=SC2086 # MAPCACHE_ARGS is a list of flags
+"$BIN" serve --port "$MC_PORT" --admin-port "$MC_ADMIN" --data-dir "$work/mc" --shards 16 ${MAPCACHE_ARGS:-} >"$work/mc.out" 2>"$work/mc.err" &
 mc_pid=$!
 redis-server --port "$REDIS_PORT" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
 redis_pid=$!

@@ -557,16 +557,18 @@ impl ShardGuard<'_> {
     }
 
     /// Replaces the value of an existing entry in place (APPEND, SETRANGE, INCR), keeping TTL.
-    pub fn set_value(&mut self, key: &[u8], value: Bytes) -> bool {
+    /// `value` must own its allocation (built by the command, not sliced from a request): it is
+    /// stored as it is. An absent key gets the value back, unstored.
+    pub fn set_value(&mut self, key: &[u8], value: Bytes) -> Result<(), Bytes> {
         let Some(entry) = self.map.get_mut(key) else {
-            return false;
+            return Err(value);
         };
         let old_len = entry.value.len();
         let new_len = value.len();
-        entry.value = detach(value);
+        entry.value = value;
         self.shard.data_bytes.fetch_add(new_len, Ordering::Relaxed);
         self.shard.data_bytes.fetch_sub(old_len, Ordering::Relaxed);
-        true
+        Ok(())
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
@@ -631,7 +633,7 @@ mod tests {
         let idx = s.shard_of(&key);
         let mut g = s.lock(idx, None);
         g.insert(key.clone(), Entry::new(value, 0, 0));
-        assert!(g.set_value(&key, frame.slice(8..12)));
+        assert!(g.set_value(&key, Bytes::from(vec![b'y'; 4])).is_ok());
         g.insert(frame.slice(12..20), Entry::new(frame.slice(20..30), 0, 0));
         for (k, e) in g.map().iter() {
             assert!(!range.contains(&(k.as_ptr() as usize)), "key {k:?} points into the frame");

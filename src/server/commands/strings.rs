@@ -301,8 +301,7 @@ fn incr_generic(ctx: &mut Ctx<'_>, key: &Bytes, by: i64) -> Reply {
     let Some(next) = current.checked_add(by) else {
         return Reply::error("ERR increment or decrement would overflow");
     };
-    let value = Bytes::from(next.to_string());
-    if !guard.set_value(key, value.clone()) {
+    if let Err(value) = guard.set_value(key, Bytes::from(next.to_string())) {
         guard.insert(key.clone(), Entry::new(value, 0, now));
     }
     Reply::Integer(next)
@@ -363,8 +362,8 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         return Reply::error("ERR increment would produce NaN or Infinity");
     }
     let value = Bytes::from(format_double(next));
-    if !guard.set_value(&args[1], value.clone()) {
-        guard.insert(args[1].clone(), Entry::new(value.clone(), 0, now));
+    if let Err(value) = guard.set_value(&args[1], value.clone()) {
+        guard.insert(args[1].clone(), Entry::new(value, 0, now));
     }
     Reply::Bulk(value)
 }
@@ -387,7 +386,8 @@ pub fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             let mut joined = BytesMut::with_capacity(total);
             joined.extend_from_slice(&entry.value);
             joined.extend_from_slice(&args[2]);
-            guard.set_value(&args[1], joined.freeze());
+            // The key was just read under this lock, so it is there.
+            let _ = guard.set_value(&args[1], joined.freeze());
             Reply::Integer(total as i64)
         }
     }
@@ -453,10 +453,8 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
     value[offset..offset + patch.len()].copy_from_slice(patch);
     let len = value.len() as i64;
-    if existing.is_some() {
-        guard.set_value(&args[1], value.freeze());
-    } else {
-        guard.insert(args[1].clone(), Entry::new(value.freeze(), 0, now));
+    if let Err(value) = guard.set_value(&args[1], value.freeze()) {
+        guard.insert(args[1].clone(), Entry::new(value, 0, now));
     }
     Reply::Integer(len)
 }
