@@ -1,9 +1,14 @@
-//! One bucket: 8 tophash bytes, 8 keys, 8 values, an overflow pointer (Go's `bmap`), and the
-//! raw allocation of bucket arrays and overflow buckets.
+//! One bucket: 8 tophash bytes, an overflow pointer, 8 keys, 8 values (Go's `bmap`, with the
+//! overflow pointer moved from the end to the header), and the raw allocation of bucket arrays
+//! and overflow buckets.
 //!
 //! Keys are grouped together and values together (Go's layout), so a lookup that walks the
 //! tophash bytes and then the keys touches neither the values nor padding between key/value
-//! pairs. All memory comes zeroed from the allocator: a zeroed bucket is a valid empty bucket
+//! pairs. The overflow pointer sits right after the tophash bytes (a 16-byte header when keys
+//! are 8-aligned), so a miss, or a walk down an overflow chain, reads the bucket's first cache
+//! line only; at Go's end-of-bucket position every miss in a full bucket read its last line
+//! too. Go's field order is an implementation detail of its compiler-generated `bmap`; the
+//! slot count, the tophash states and their semantics are what this engine keeps. All memory comes zeroed from the allocator: a zeroed bucket is a valid empty bucket
 //! (every tophash `EMPTY_REST`, no overflow), so a fresh array needs no initialisation pass and
 //! large arrays stay untouched pages until used.
 
@@ -17,12 +22,13 @@ use super::tophash::{BUCKET_CNT, Group, is_evacuated_mark};
 pub(crate) struct Bucket<K, V> {
     /// One state or tophash byte per slot; see `tophash.rs`.
     pub(crate) tophash: [u8; BUCKET_CNT],
+    /// Next bucket of the chain, null at its end. Owned by this bucket. In the header, on the
+    /// tophash bytes' cache line, because every probe that does not stop in this bucket reads it.
+    pub(crate) overflow: *mut Bucket<K, V>,
     /// Initialised exactly where `tophash[i] >= MIN_TOP_HASH`.
     pub(crate) keys: [MaybeUninit<K>; BUCKET_CNT],
     /// Initialised exactly where `tophash[i] >= MIN_TOP_HASH`.
     pub(crate) values: [MaybeUninit<V>; BUCKET_CNT],
-    /// Next bucket of the chain, null at its end. Owned by this bucket.
-    pub(crate) overflow: *mut Bucket<K, V>,
 }
 
 impl<K, V> Bucket<K, V> {
@@ -54,6 +60,22 @@ impl<K, V> Bucket<K, V> {
             }
         }
     }
+}
+
+/// Asks the CPU to start loading the cache line at `addr` (a hint: it never faults and has no
+/// architectural effect, whatever the address). Used where the engine knows which bucket it will
+/// read next while it waits on another cache miss, so the two misses overlap.
+#[inline(always)]
+pub(crate) fn prefetch<T>(addr: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: `prefetcht0` reads nothing architecturally and cannot fault, for any address;
+        // SSE, which provides it, is part of the x86_64 baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(addr.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 /// Size in bytes of one bucket, as counted by `stats().bytes_allocated`.
@@ -107,11 +129,19 @@ unsafe impl Send for EmptyArray {}
 /// thread. The end of an evacuation frees the old array in the middle of some write, and
 /// unmapping it costs about 0.4 ms per MiB (60 ms for the old array of a 2^21-bucket map,
 /// measured with `strace -T`); off the writer's thread it no longer lands on one insert.
-/// Falls back to freeing inline if no thread can be spawned.
+///
+/// With `trim` (the end of a shrink or a compaction, which free many overflow buckets) the
+/// helper thread also returns the allocator's free pages to the OS: the overflow buckets are
+/// small heap blocks that glibc keeps after `free`, so without a trim the RSS after an online
+/// shrink of 1e7 entries stayed 1.7x a fresh map's. Only large arrays are trimmed after: a
+/// trim walks the heap holding the allocator's arena lock, which is worth it when megabytes of
+/// overflow buckets came free (about one per five buckets at Go's load factor), not after
+/// every small compaction. Falls back to freeing inline, without a trim, if no thread can be
+/// spawned.
 ///
 /// # Safety
 /// As [`free_array`].
-pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: usize) {
+pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: usize, trim: bool) {
     let layout = array_layout::<K, V>(len);
     if layout.size() < OFF_THREAD_FREE_BYTES {
         // SAFETY: forwarded contract.
@@ -123,6 +153,9 @@ pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: us
         let array = array;
         // SAFETY: same pointer and layout as the allocation; ownership moved here.
         unsafe { alloc::dealloc(array.ptr, array.layout) };
+        if trim {
+            release_free_memory();
+        }
     });
     if spawned.is_err() {
         // The closure (and with it the array) was dropped without running: `EmptyArray` has
@@ -130,6 +163,22 @@ pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: us
         // the failed spawn, so free through our copy.
         // SAFETY: same pointer and layout as the allocation; the thread never ran.
         unsafe { alloc::dealloc(ptr.cast(), layout) };
+    }
+}
+
+/// Returns the C allocator's free pages to the OS (glibc's `malloc_trim(0)`: every arena, and
+/// free pages inside the heap too, not only its top). A no-op on other platforms, whose
+/// allocators either return memory on their own or have no such call.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            /// glibc, `<malloc.h>`: `int malloc_trim(size_t pad)`.
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: `malloc_trim` takes the arena locks itself and may be called from any thread
+        // at any time; it only releases pages that hold no allocated block.
+        unsafe { malloc_trim(0) };
     }
 }
 
@@ -147,31 +196,37 @@ pub(crate) unsafe fn free_overflow<K, V>(ptr: *mut Bucket<K, V>) {
     unsafe { free_array(ptr, 1) }
 }
 
+/// `true` when dropping a `K` or a `V` runs code. When neither does, dropping a table only has
+/// to free its overflow buckets and arrays, not visit every slot.
+#[inline]
+pub(crate) const fn entries_need_drop<K, V>() -> bool {
+    std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>()
+}
+
 /// Drops every live entry of the chain starting at `head` and frees its overflow buckets
-/// (not `head` itself, which lives in an array). Returns `(overflow buckets freed, of which
-/// were all empty)`.
+/// (not `head` itself, which lives in an array). When the entries have no drop glue, only the
+/// overflow buckets are visited, and the slots of `head` are left as they are (callers zero or
+/// free the array).
 ///
 /// # Safety
 /// `head` points to a valid bucket whose chain this call may consume; full slots hold owned,
 /// initialised entries.
-pub(crate) unsafe fn drop_chain<K, V>(head: *mut Bucket<K, V>) -> (usize, usize) {
-    let mut freed = (0, 0);
+pub(crate) unsafe fn drop_chain<K, V>(head: *mut Bucket<K, V>) {
     // SAFETY: `head` is valid (caller's contract); each overflow pointer is owned by the
     // bucket before it, so it is freed exactly once, after its entries are dropped.
     unsafe {
         let mut next = (*head).overflow;
         (*head).overflow = ptr::null_mut();
-        (*head).drop_entries(super::tophash::EMPTY_REST);
+        if entries_need_drop::<K, V>() {
+            (*head).drop_entries(super::tophash::EMPTY_REST);
+        }
         while !next.is_null() {
             let b = next;
             next = (*b).overflow;
-            if (*b).group().all_empty() {
-                freed.1 += 1;
+            if entries_need_drop::<K, V>() {
+                (*b).drop_entries(super::tophash::EMPTY_REST);
             }
-            (*b).drop_entries(super::tophash::EMPTY_REST);
             free_overflow(b);
-            freed.0 += 1;
         }
     }
-    freed
 }
