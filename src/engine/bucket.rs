@@ -8,7 +8,10 @@
 //! are 8-aligned), so a miss, or a walk down an overflow chain, reads the bucket's first cache
 //! line only; at Go's end-of-bucket position every miss in a full bucket read its last line
 //! too. Go's field order is an implementation detail of its compiler-generated `bmap`; the
-//! slot count, the tophash states and their semantics are what this engine keeps. All memory comes zeroed from the allocator: a zeroed bucket is a valid empty bucket
+//! slot count, the tophash states and their semantics are what this engine keeps.
+//!
+//! All memory comes zeroed (from the allocator, or straight from the OS for arrays of 1 MiB and
+//! more, see `MAP_ARRAY_BYTES`): a zeroed bucket is a valid empty bucket
 //! (every tophash `EMPTY_REST`, no overflow), so a fresh array needs no initialisation pass and
 //! large arrays stay untouched pages until used.
 
@@ -95,7 +98,7 @@ pub(crate) fn alloc_array<K, V>(len: usize) -> *mut Bucket<K, V> {
     debug_assert!(len > 0);
     let layout = array_layout::<K, V>(len);
     // SAFETY: the layout is non-zero sized (a bucket holds at least its tophash bytes).
-    let ptr = unsafe { alloc::alloc_zeroed(layout) };
+    let ptr = unsafe { raw_alloc_zeroed(layout) };
     if ptr.is_null() {
         alloc::handle_alloc_error(layout);
     }
@@ -109,7 +112,105 @@ pub(crate) fn alloc_array<K, V>(len: usize) -> *mut Bucket<K, V> {
 /// entries and overflow chains must have been dropped or moved out already.
 pub(crate) unsafe fn free_array<K, V>(ptr: *mut Bucket<K, V>, len: usize) {
     // SAFETY: same pointer and layout as the allocation (caller's contract).
-    unsafe { alloc::dealloc(ptr.cast(), array_layout::<K, V>(len)) }
+    unsafe { raw_free(ptr.cast(), array_layout::<K, V>(len)) }
+}
+
+/// Arrays at least this large are mapped straight from the OS (where [`os`] exists). glibc's
+/// `calloc` serves requests below its mmap threshold from the heap, and that threshold rises
+/// (up to 32 MiB) each time a mapped block is freed, so after a few doublings the next array of
+/// up to 32 MiB came from reused heap memory that `calloc` had to zero with `memset` inside the
+/// insert that started the grow: 3.9 ms of CPU for the 19 MiB array of a 2^17-bucket map, the
+/// worst single insert while growing to 1e7. Fresh anonymous pages are zero already and are
+/// faulted in one at a time as evacuation first writes them.
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+const MAP_ARRAY_BYTES: usize = 1 << 20;
+
+/// `true` when an array of this layout is mapped from the OS rather than the allocator.
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[inline]
+fn mapped(layout: Layout) -> bool {
+    layout.size() >= MAP_ARRAY_BYTES && layout.align() <= 4096
+}
+
+/// Zeroed memory for `layout`, null on failure.
+///
+/// # Safety
+/// `layout` has a non-zero size.
+unsafe fn raw_alloc_zeroed(layout: Layout) -> *mut u8 {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    if mapped(layout) {
+        return os::map_zeroed(layout.size());
+    }
+    // SAFETY: non-zero size (caller's contract).
+    unsafe { alloc::alloc_zeroed(layout) }
+}
+
+/// Frees memory from [`raw_alloc_zeroed`].
+///
+/// # Safety
+/// `ptr` came from `raw_alloc_zeroed(layout)` with this `layout` and is not used afterwards.
+unsafe fn raw_free(ptr: *mut u8, layout: Layout) {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    if mapped(layout) {
+        // SAFETY: a mapping of exactly `layout.size()` bytes at `ptr` (same `mapped` decision).
+        unsafe { os::unmap(ptr, layout.size()) };
+        return;
+    }
+    // SAFETY: same pointer and layout as the allocation (caller's contract).
+    unsafe { alloc::dealloc(ptr, layout) }
+}
+
+/// Anonymous private mappings for large bucket arrays (Linux on x86_64 and aarch64, where the
+/// `mmap` constants below hold).
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod os {
+    use std::ffi::{c_int, c_long, c_void};
+
+    unsafe extern "C" {
+        /// POSIX, `<sys/mman.h>`.
+        fn mmap(
+            addr: *mut c_void,
+            len: usize,
+            prot: c_int,
+            flags: c_int,
+            fd: c_int,
+            offset: c_long,
+        ) -> *mut c_void;
+        /// POSIX, `<sys/mman.h>`.
+        fn munmap(addr: *mut c_void, len: usize) -> c_int;
+    }
+
+    const PROT_READ: c_int = 0x1;
+    const PROT_WRITE: c_int = 0x2;
+    const MAP_PRIVATE: c_int = 0x02;
+    const MAP_ANONYMOUS: c_int = 0x20;
+
+    /// `len` bytes of fresh zero pages (page-aligned), null on failure.
+    pub(super) fn map_zeroed(len: usize) -> *mut u8 {
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing aliases
+        // nothing; `MAP_FAILED` (-1) is turned into null.
+        let ptr = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                len,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr as isize == -1 { std::ptr::null_mut() } else { ptr.cast() }
+    }
+
+    /// Unmaps a mapping from [`map_zeroed`].
+    ///
+    /// # Safety
+    /// `ptr` and `len` are exactly those of one live mapping from `map_zeroed`, not used again.
+    pub(super) unsafe fn unmap(ptr: *mut u8, len: usize) {
+        // SAFETY: caller's contract.
+        let rc = unsafe { munmap(ptr.cast(), len) };
+        debug_assert_eq!(rc, 0, "munmap of a bucket array failed");
+    }
 }
 
 /// Arrays at least this large are freed on a helper thread by [`free_array_off_thread`].
@@ -152,7 +253,7 @@ pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: us
     let spawned = std::thread::Builder::new().name("mapcache-free".into()).spawn(move || {
         let array = array;
         // SAFETY: same pointer and layout as the allocation; ownership moved here.
-        unsafe { alloc::dealloc(array.ptr, array.layout) };
+        unsafe { raw_free(array.ptr, array.layout) };
         if trim {
             release_free_memory();
         }
@@ -162,7 +263,7 @@ pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: us
         // no Drop, so the memory is still ours to free. We cannot get the pointer back out of
         // the failed spawn, so free through our copy.
         // SAFETY: same pointer and layout as the allocation; the thread never ran.
-        unsafe { alloc::dealloc(ptr.cast(), layout) };
+        unsafe { raw_free(ptr.cast(), layout) };
     }
 }
 
