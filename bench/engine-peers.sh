@@ -41,7 +41,7 @@ function field(name,   i, kv) {
   return ""
 }
 $1 == "throughput" { t[field("keys") " " field("workload"), field("map")] = field("ns_per_op"); rows[field("keys") " " field("workload")] = 1 }
-$1 == "latency"    { lat[field("map")] = sprintf("p50 %6d  p99 %7d  p99.99 %9d  max %11d ns  (total %ss)", field("p50_ns"), field("p99_ns"), field("p9999_ns"), field("max_ns"), field("total_s")) }
+$1 == "latency"    { lat[field("map")] = sprintf("wall: p50 %6d  p99 %7d  p99.99 %9d  max %11d ns | thread cpu: p50 %6d  p99 %7d  p99.99 %9d  max %11d ns  (total %ss)", field("p50_ns"), field("p99_ns"), field("p9999_ns"), field("max_ns"), field("cpu_p50_ns"), field("cpu_p99_ns"), field("cpu_p9999_ns"), field("cpu_max_ns"), field("total_s")) }
 $1 == "memory"     { mem[field("map")] = $0 }
 function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
 END {

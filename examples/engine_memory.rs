@@ -56,8 +56,9 @@ fn main() {
                 assert_eq!(m.get(&key(steps * 10 % n)), Some(&(steps * 10 % n)));
                 steps += 1;
             }
-            // The old array goes back to the allocator on a helper thread (see
-            // `free_array_off_thread`): give it a moment before reading RSS.
+            // The old array goes back to the allocator, and the freed overflow buckets' pages
+            // to the OS (`malloc_trim`), on a helper thread (see `free_array_off_thread`):
+            // give it a moment before reading RSS.
             std::thread::sleep(std::time::Duration::from_millis(500));
             let shrunk = rss() - base;
             let s = m.stats();

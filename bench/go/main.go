@@ -2,7 +2,8 @@
 // evacuation) as the engine's peer. The same workloads as examples/engine_*.rs:
 //
 //	go run . throughput N ROUNDS   insert, lookup_hit, lookup_miss, iterate, churn, remove (u64, str16)
-//	go run . latency N             every insert timed while growing to N: p50/p99/p99.99/max
+//	go run . latency N             every insert timed while growing to N: p50/p99/p99.99/max,
+//	                               wall time and the OS thread's CPU time (Linux)
 //	go run . memory N              RSS full, after removing 90%, after GC (Go maps never shrink)
 //
 // No external modules. Run by bench/engine-peers.sh.
@@ -178,26 +179,35 @@ func throughputStr(n int, rounds int) {
 }
 
 func latency(n int) {
+	pinThread()
 	m := map[uint64]uint64{}
 	ns := make([]int64, n)
+	cpu := make([]int64, n)
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		k := key(uint64(i))
+		c := threadCPUNanos()
 		t := time.Now()
 		m[k] = uint64(i)
 		ns[i] = time.Since(t).Nanoseconds()
+		cpu[i] = threadCPUNanos() - c
 	}
 	total := time.Since(start).Seconds()
-	sort.Slice(ns, func(a, b int) bool { return ns[a] < ns[b] })
-	pct := func(p float64) int64 {
-		i := int(float64(n) * p)
-		if i >= n {
-			i = n - 1
+	pcts := func(xs []int64) (int64, int64, int64, int64) {
+		sort.Slice(xs, func(a, b int) bool { return xs[a] < xs[b] })
+		pct := func(p float64) int64 {
+			i := int(float64(n) * p)
+			if i >= n {
+				i = n - 1
+			}
+			return xs[i]
 		}
-		return ns[i]
+		return pct(0.5), pct(0.99), pct(0.9999), xs[n-1]
 	}
-	fmt.Printf("latency map=go n=%d p50_ns=%d p99_ns=%d p9999_ns=%d max_ns=%d total_s=%.2f\n",
-		n, pct(0.5), pct(0.99), pct(0.9999), ns[n-1], total)
+	p50, p99, p9999, max := pcts(ns)
+	c50, c99, c9999, cmax := pcts(cpu)
+	fmt.Printf("latency map=go n=%d p50_ns=%d p99_ns=%d p9999_ns=%d max_ns=%d cpu_p50_ns=%d cpu_p99_ns=%d cpu_p9999_ns=%d cpu_max_ns=%d total_s=%.2f\n",
+		n, p50, p99, p9999, max, c50, c99, c9999, cmax, total)
 }
 
 // rss reads VmRSS from /proc/self/status, in bytes.

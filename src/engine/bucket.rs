@@ -1,9 +1,17 @@
-//! One bucket: 8 tophash bytes, 8 keys, 8 values, an overflow pointer (Go's `bmap`), and the
-//! raw allocation of bucket arrays and overflow buckets.
+//! One bucket: 8 tophash bytes, an overflow pointer, 8 keys, 8 values (Go's `bmap`, with the
+//! overflow pointer moved from the end to the header), and the raw allocation of bucket arrays
+//! and overflow buckets.
 //!
 //! Keys are grouped together and values together (Go's layout), so a lookup that walks the
 //! tophash bytes and then the keys touches neither the values nor padding between key/value
-//! pairs. All memory comes zeroed from the allocator: a zeroed bucket is a valid empty bucket
+//! pairs. The overflow pointer sits right after the tophash bytes (a 16-byte header when keys
+//! are 8-aligned), so a miss, or a walk down an overflow chain, reads the bucket's first cache
+//! line only; at Go's end-of-bucket position every miss in a full bucket read its last line
+//! too. Go's field order is an implementation detail of its compiler-generated `bmap`; the
+//! slot count, the tophash states and their semantics are what this engine keeps.
+//!
+//! All memory comes zeroed (from the allocator, or straight from the OS for arrays of 1 MiB and
+//! more, see `MAP_ARRAY_BYTES`): a zeroed bucket is a valid empty bucket
 //! (every tophash `EMPTY_REST`, no overflow), so a fresh array needs no initialisation pass and
 //! large arrays stay untouched pages until used.
 
@@ -17,12 +25,13 @@ use super::tophash::{BUCKET_CNT, Group, is_evacuated_mark};
 pub(crate) struct Bucket<K, V> {
     /// One state or tophash byte per slot; see `tophash.rs`.
     pub(crate) tophash: [u8; BUCKET_CNT],
+    /// Next bucket of the chain, null at its end. Owned by this bucket. In the header, on the
+    /// tophash bytes' cache line, because every probe that does not stop in this bucket reads it.
+    pub(crate) overflow: *mut Bucket<K, V>,
     /// Initialised exactly where `tophash[i] >= MIN_TOP_HASH`.
     pub(crate) keys: [MaybeUninit<K>; BUCKET_CNT],
     /// Initialised exactly where `tophash[i] >= MIN_TOP_HASH`.
     pub(crate) values: [MaybeUninit<V>; BUCKET_CNT],
-    /// Next bucket of the chain, null at its end. Owned by this bucket.
-    pub(crate) overflow: *mut Bucket<K, V>,
 }
 
 impl<K, V> Bucket<K, V> {
@@ -56,6 +65,22 @@ impl<K, V> Bucket<K, V> {
     }
 }
 
+/// Asks the CPU to start loading the cache line at `addr` (a hint: it never faults and has no
+/// architectural effect, whatever the address). Used where the engine knows which bucket it will
+/// read next while it waits on another cache miss, so the two misses overlap.
+#[inline(always)]
+pub(crate) fn prefetch<T>(addr: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: `prefetcht0` reads nothing architecturally and cannot fault, for any address;
+        // SSE, which provides it, is part of the x86_64 baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(addr.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
 /// Size in bytes of one bucket, as counted by `stats().bytes_allocated`.
 pub(crate) const fn bucket_size<K, V>() -> usize {
     std::mem::size_of::<Bucket<K, V>>()
@@ -73,7 +98,7 @@ pub(crate) fn alloc_array<K, V>(len: usize) -> *mut Bucket<K, V> {
     debug_assert!(len > 0);
     let layout = array_layout::<K, V>(len);
     // SAFETY: the layout is non-zero sized (a bucket holds at least its tophash bytes).
-    let ptr = unsafe { alloc::alloc_zeroed(layout) };
+    let ptr = unsafe { raw_alloc_zeroed(layout) };
     if ptr.is_null() {
         alloc::handle_alloc_error(layout);
     }
@@ -87,7 +112,105 @@ pub(crate) fn alloc_array<K, V>(len: usize) -> *mut Bucket<K, V> {
 /// entries and overflow chains must have been dropped or moved out already.
 pub(crate) unsafe fn free_array<K, V>(ptr: *mut Bucket<K, V>, len: usize) {
     // SAFETY: same pointer and layout as the allocation (caller's contract).
-    unsafe { alloc::dealloc(ptr.cast(), array_layout::<K, V>(len)) }
+    unsafe { raw_free(ptr.cast(), array_layout::<K, V>(len)) }
+}
+
+/// Arrays at least this large are mapped straight from the OS (where [`os`] exists). glibc's
+/// `calloc` serves requests below its mmap threshold from the heap, and that threshold rises
+/// (up to 32 MiB) each time a mapped block is freed, so after a few doublings the next array of
+/// up to 32 MiB came from reused heap memory that `calloc` had to zero with `memset` inside the
+/// insert that started the grow: 3.9 ms of CPU for the 19 MiB array of a 2^17-bucket map, the
+/// worst single insert while growing to 1e7. Fresh anonymous pages are zero already and are
+/// faulted in one at a time as evacuation first writes them.
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+const MAP_ARRAY_BYTES: usize = 1 << 20;
+
+/// `true` when an array of this layout is mapped from the OS rather than the allocator.
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[inline]
+fn mapped(layout: Layout) -> bool {
+    layout.size() >= MAP_ARRAY_BYTES && layout.align() <= 4096
+}
+
+/// Zeroed memory for `layout`, null on failure.
+///
+/// # Safety
+/// `layout` has a non-zero size.
+unsafe fn raw_alloc_zeroed(layout: Layout) -> *mut u8 {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    if mapped(layout) {
+        return os::map_zeroed(layout.size());
+    }
+    // SAFETY: non-zero size (caller's contract).
+    unsafe { alloc::alloc_zeroed(layout) }
+}
+
+/// Frees memory from [`raw_alloc_zeroed`].
+///
+/// # Safety
+/// `ptr` came from `raw_alloc_zeroed(layout)` with this `layout` and is not used afterwards.
+unsafe fn raw_free(ptr: *mut u8, layout: Layout) {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    if mapped(layout) {
+        // SAFETY: a mapping of exactly `layout.size()` bytes at `ptr` (same `mapped` decision).
+        unsafe { os::unmap(ptr, layout.size()) };
+        return;
+    }
+    // SAFETY: same pointer and layout as the allocation (caller's contract).
+    unsafe { alloc::dealloc(ptr, layout) }
+}
+
+/// Anonymous private mappings for large bucket arrays (Linux on x86_64 and aarch64, where the
+/// `mmap` constants below hold).
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod os {
+    use std::ffi::{c_int, c_long, c_void};
+
+    unsafe extern "C" {
+        /// POSIX, `<sys/mman.h>`.
+        fn mmap(
+            addr: *mut c_void,
+            len: usize,
+            prot: c_int,
+            flags: c_int,
+            fd: c_int,
+            offset: c_long,
+        ) -> *mut c_void;
+        /// POSIX, `<sys/mman.h>`.
+        fn munmap(addr: *mut c_void, len: usize) -> c_int;
+    }
+
+    const PROT_READ: c_int = 0x1;
+    const PROT_WRITE: c_int = 0x2;
+    const MAP_PRIVATE: c_int = 0x02;
+    const MAP_ANONYMOUS: c_int = 0x20;
+
+    /// `len` bytes of fresh zero pages (page-aligned), null on failure.
+    pub(super) fn map_zeroed(len: usize) -> *mut u8 {
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing aliases
+        // nothing; `MAP_FAILED` (-1) is turned into null.
+        let ptr = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                len,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr as isize == -1 { std::ptr::null_mut() } else { ptr.cast() }
+    }
+
+    /// Unmaps a mapping from [`map_zeroed`].
+    ///
+    /// # Safety
+    /// `ptr` and `len` are exactly those of one live mapping from `map_zeroed`, not used again.
+    pub(super) unsafe fn unmap(ptr: *mut u8, len: usize) {
+        // SAFETY: caller's contract.
+        let rc = unsafe { munmap(ptr.cast(), len) };
+        debug_assert_eq!(rc, 0, "munmap of a bucket array failed");
+    }
 }
 
 /// Arrays at least this large are freed on a helper thread by [`free_array_off_thread`].
@@ -107,11 +230,19 @@ unsafe impl Send for EmptyArray {}
 /// thread. The end of an evacuation frees the old array in the middle of some write, and
 /// unmapping it costs about 0.4 ms per MiB (60 ms for the old array of a 2^21-bucket map,
 /// measured with `strace -T`); off the writer's thread it no longer lands on one insert.
-/// Falls back to freeing inline if no thread can be spawned.
+///
+/// With `trim` (the end of a shrink or a compaction, which free many overflow buckets) the
+/// helper thread also returns the allocator's free pages to the OS: the overflow buckets are
+/// small heap blocks that glibc keeps after `free`, so without a trim the RSS after an online
+/// shrink of 1e7 entries stayed 1.7x a fresh map's. Only large arrays are trimmed after: a
+/// trim walks the heap holding the allocator's arena lock, which is worth it when megabytes of
+/// overflow buckets came free (about one per five buckets at Go's load factor), not after
+/// every small compaction. Falls back to freeing inline, without a trim, if no thread can be
+/// spawned.
 ///
 /// # Safety
 /// As [`free_array`].
-pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: usize) {
+pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: usize, trim: bool) {
     let layout = array_layout::<K, V>(len);
     if layout.size() < OFF_THREAD_FREE_BYTES {
         // SAFETY: forwarded contract.
@@ -122,14 +253,33 @@ pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: us
     let spawned = std::thread::Builder::new().name("mapcache-free".into()).spawn(move || {
         let array = array;
         // SAFETY: same pointer and layout as the allocation; ownership moved here.
-        unsafe { alloc::dealloc(array.ptr, array.layout) };
+        unsafe { raw_free(array.ptr, array.layout) };
+        if trim {
+            release_free_memory();
+        }
     });
     if spawned.is_err() {
         // The closure (and with it the array) was dropped without running: `EmptyArray` has
         // no Drop, so the memory is still ours to free. We cannot get the pointer back out of
         // the failed spawn, so free through our copy.
         // SAFETY: same pointer and layout as the allocation; the thread never ran.
-        unsafe { alloc::dealloc(ptr.cast(), layout) };
+        unsafe { raw_free(ptr.cast(), layout) };
+    }
+}
+
+/// Returns the C allocator's free pages to the OS (glibc's `malloc_trim(0)`: every arena, and
+/// free pages inside the heap too, not only its top). A no-op on other platforms, whose
+/// allocators either return memory on their own or have no such call.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            /// glibc, `<malloc.h>`: `int malloc_trim(size_t pad)`.
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: `malloc_trim` takes the arena locks itself and may be called from any thread
+        // at any time; it only releases pages that hold no allocated block.
+        unsafe { malloc_trim(0) };
     }
 }
 
@@ -147,31 +297,37 @@ pub(crate) unsafe fn free_overflow<K, V>(ptr: *mut Bucket<K, V>) {
     unsafe { free_array(ptr, 1) }
 }
 
+/// `true` when dropping a `K` or a `V` runs code. When neither does, dropping a table only has
+/// to free its overflow buckets and arrays, not visit every slot.
+#[inline]
+pub(crate) const fn entries_need_drop<K, V>() -> bool {
+    std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>()
+}
+
 /// Drops every live entry of the chain starting at `head` and frees its overflow buckets
-/// (not `head` itself, which lives in an array). Returns `(overflow buckets freed, of which
-/// were all empty)`.
+/// (not `head` itself, which lives in an array). When the entries have no drop glue, only the
+/// overflow buckets are visited, and the slots of `head` are left as they are (callers zero or
+/// free the array).
 ///
 /// # Safety
 /// `head` points to a valid bucket whose chain this call may consume; full slots hold owned,
 /// initialised entries.
-pub(crate) unsafe fn drop_chain<K, V>(head: *mut Bucket<K, V>) -> (usize, usize) {
-    let mut freed = (0, 0);
+pub(crate) unsafe fn drop_chain<K, V>(head: *mut Bucket<K, V>) {
     // SAFETY: `head` is valid (caller's contract); each overflow pointer is owned by the
     // bucket before it, so it is freed exactly once, after its entries are dropped.
     unsafe {
         let mut next = (*head).overflow;
         (*head).overflow = ptr::null_mut();
-        (*head).drop_entries(super::tophash::EMPTY_REST);
+        if entries_need_drop::<K, V>() {
+            (*head).drop_entries(super::tophash::EMPTY_REST);
+        }
         while !next.is_null() {
             let b = next;
             next = (*b).overflow;
-            if (*b).group().all_empty() {
-                freed.1 += 1;
+            if entries_need_drop::<K, V>() {
+                (*b).drop_entries(super::tophash::EMPTY_REST);
             }
-            (*b).drop_entries(super::tophash::EMPTY_REST);
             free_overflow(b);
-            freed.0 += 1;
         }
     }
-    freed
 }

@@ -18,20 +18,29 @@ use super::bucket::Bucket;
 use super::table::RawTable;
 
 /// Iterator over `(&K, &V)`; see the module docs for order and guarantees.
+///
+/// Per entry the hot path is one bitmask step; per bucket, one tophash load and one overflow
+/// pointer read from the same (header) cache line. The old array, when an evacuation is in
+/// progress, is walked first with an `evacuated` check per head; the current array (all of the
+/// walk when the map is idle) has no per-bucket check beyond its index.
 pub struct Iter<'a, K, V> {
     table: &'a RawTable<K, V>,
-    /// Still walking the old array (only while an evacuation is in progress).
+    /// The array being walked: the old one first while an evacuation is in progress.
+    array: *const Bucket<K, V>,
+    /// `len - 1` of `array`.
+    mask: usize,
+    /// `array` is the old array (its evacuated heads are skipped).
     in_old: bool,
     /// Random first bucket index (masked per array).
     start: usize,
-    /// Buckets of the current array (old or new) already started.
-    step: usize,
-    /// The bucket being read, null between chains.
+    /// Heads of `array` not yet started.
+    heads_left: usize,
+    /// The bucket being read (null before the first head).
     bucket: *const Bucket<K, V>,
     /// Full slots of `bucket` not yet returned, rotated by `offset` (bit `8j+7` = slot `j+offset`).
     pending: u64,
-    /// Random slot rotation.
-    offset: usize,
+    /// Random slot rotation, in bits (`8 * slots`).
+    offset_bits: u32,
     /// Entries not yet returned.
     remaining: usize,
     marker: PhantomData<(&'a K, &'a V)>,
@@ -39,35 +48,52 @@ pub struct Iter<'a, K, V> {
 
 impl<'a, K, V> Iter<'a, K, V> {
     pub(crate) fn new(table: &'a RawTable<K, V>, random: u64) -> Self {
+        let (array, b) = if table.growing() {
+            (table.oldbuckets as *const Bucket<K, V>, table.old_b)
+        } else {
+            (table.buckets as *const Bucket<K, V>, table.b)
+        };
         Self {
             table,
+            array,
+            mask: (1usize << b) - 1,
             in_old: table.growing(),
             start: random as usize,
-            step: 0,
+            heads_left: 1usize << b,
             bucket: std::ptr::null(),
             pending: 0,
-            offset: (random >> 61) as usize,
+            offset_bits: 8 * (random >> 61) as u32,
             remaining: table.count,
             marker: PhantomData,
         }
     }
 
-    /// Moves to the next chain head holding entries; `false` when every array is done.
-    fn next_head(&mut self) -> bool {
-        loop {
-            let len = if self.in_old { 1usize << self.table.old_b } else { 1usize << self.table.b };
-            if self.step == len {
-                if self.in_old {
-                    self.in_old = false;
-                    self.step = 0;
-                    continue;
-                }
-                return false;
+    /// Moves to the next bucket holding the chain after `bucket`, or the next head; `false`
+    /// when every array is done.
+    #[inline]
+    fn advance(&mut self) -> bool {
+        if !self.bucket.is_null() {
+            // SAFETY: `self.bucket` is live for `'a`; its overflow is null or a live bucket.
+            let next = unsafe { (*self.bucket).overflow };
+            if !next.is_null() {
+                self.enter(next);
+                return true;
             }
-            let index = self.start.wrapping_add(self.step) & (len - 1);
-            self.step += 1;
-            let head =
-                if self.in_old { self.table.old_bucket(index) } else { self.table.bucket(index) };
+        }
+        loop {
+            if self.heads_left == 0 {
+                if !self.in_old {
+                    return false;
+                }
+                self.in_old = false;
+                self.array = self.table.buckets;
+                self.mask = self.table.mask();
+                self.heads_left = self.mask + 1;
+            }
+            self.heads_left -= 1;
+            let index = self.start.wrapping_add(self.heads_left) & self.mask;
+            // SAFETY: `index <= mask`, inside the live array `array` of the borrowed table.
+            let head = unsafe { self.array.add(index) };
             // SAFETY: `head` is in a live array of the borrowed table.
             if self.in_old && unsafe { (*head).evacuated() } {
                 continue;
@@ -77,46 +103,74 @@ impl<'a, K, V> Iter<'a, K, V> {
         }
     }
 
+    #[inline]
     fn enter(&mut self, bucket: *const Bucket<K, V>) {
         self.bucket = bucket;
         // SAFETY: `bucket` is live for `'a`.
         let full = unsafe { (*bucket).group().match_full().0 };
-        self.pending = full.rotate_right(8 * self.offset as u32);
+        self.pending = full.rotate_right(self.offset_bits);
+    }
+
+    /// The entry of the lowest pending slot (which the caller then clears).
+    ///
+    /// # Safety
+    /// `self.pending != 0`, and `self.bucket` is the live bucket it was computed from.
+    #[inline]
+    unsafe fn pending_entry(&self) -> (&'a K, &'a V) {
+        let rotated = self.pending.trailing_zeros() + self.offset_bits;
+        let i = (rotated as usize / 8) & 7;
+        // SAFETY: slot `i` is full (from `match_full`) and the table is borrowed for `'a`, so
+        // the entry stays put and initialised.
+        unsafe {
+            let b = &*self.bucket;
+            (b.keys[i].assume_init_ref(), b.values[i].assume_init_ref())
+        }
     }
 }
 
 impl<'a, K, V> Iterator for Iter<'a, K, V> {
     type Item = (&'a K, &'a V);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
             return None;
         }
-        loop {
-            if self.bucket.is_null() && !self.next_head() {
+        while self.pending == 0 {
+            if !self.advance() {
                 debug_assert!(false, "iterator ran out with {} entries left", self.remaining);
                 return None;
             }
-            if self.pending != 0 {
-                let j = self.pending.trailing_zeros() as usize / 8;
+        }
+        // SAFETY: `pending != 0`, computed from `self.bucket`.
+        let entry = unsafe { self.pending_entry() };
+        self.pending &= self.pending - 1;
+        self.remaining -= 1;
+        Some(entry)
+    }
+
+    /// Internal iteration (`for_each`, `sum`, `count`, ...): the same walk as `next` with the
+    /// cursor in registers, stopping as soon as the last entry is returned.
+    #[inline]
+    fn fold<B, F>(mut self, init: B, mut f: F) -> B
+    where
+        F: FnMut(B, Self::Item) -> B,
+    {
+        let mut acc = init;
+        while self.remaining != 0 {
+            while self.pending != 0 {
+                // SAFETY: `pending != 0`, computed from `self.bucket`.
+                let entry = unsafe { self.pending_entry() };
                 self.pending &= self.pending - 1;
-                let i = (j + self.offset) & 7;
                 self.remaining -= 1;
-                // SAFETY: slot `i` is full (from `match_full`) and the table is borrowed for
-                // `'a`, so the entry stays put and initialised.
-                return unsafe {
-                    let b = &*self.bucket;
-                    Some((b.keys[i].assume_init_ref(), b.values[i].assume_init_ref()))
-                };
+                acc = f(acc, entry);
             }
-            // SAFETY: `self.bucket` is live; its overflow is null or a live bucket.
-            let next = unsafe { (*self.bucket).overflow };
-            if next.is_null() {
-                self.bucket = std::ptr::null();
-            } else {
-                self.enter(next);
+            if self.remaining == 0 || !self.advance() {
+                break;
             }
         }
+        debug_assert_eq!(self.remaining, 0, "iterator ran out early");
+        acc
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

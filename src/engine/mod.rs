@@ -3,9 +3,11 @@
 //!
 //! # Layout
 //!
-//! A map is an array of `2^B` buckets. Each bucket holds up to 8 entries: 8 tophash bytes, then
-//! the 8 keys, then the 8 values (keys together and values together, as Go, so there is no
-//! padding between a key and its value), then an overflow pointer. The low-order bits of a
+//! A map is an array of `2^B` buckets. Each bucket holds up to 8 entries: 8 tophash bytes and
+//! the overflow pointer (a 16-byte header for 8-aligned keys), then the 8 keys, then the 8
+//! values (keys together and values together, as Go, so there is no padding between a key and
+//! its value). Go puts the overflow pointer at the end of the bucket; here it shares the
+//! tophash bytes' cache line, so a miss or an overflow walk reads one line per bucket, not two. The low-order bits of a
 //! key's hash select its bucket; the top 8 bits are its tophash, which tells the entries of one
 //! bucket apart without touching the keys. When more than 8 keys hash to a bucket, an overflow
 //! bucket is chained on.

@@ -402,7 +402,31 @@ fn iteration_returns_every_entry_once_in_every_phase() {
         let unique: HashSet<u64> = seen.iter().copied().collect();
         assert_eq!((seen.len(), unique.len()), (m.len(), m.len()), "{phase:?}");
         assert!(unique.iter().all(|k| m.get(k) == Some(k)));
+        assert_internal_iteration_matches_next(&m);
     }
+    // And when idle (the walk of the current array only).
+    let m: Map<u64, u64> = (0..3000).map(|k| (k, k)).collect();
+    assert_eq!(m.phase(), Phase::Idle);
+    assert_internal_iteration_matches_next(&m);
+}
+
+/// `fold` (behind `for_each`, `sum`, `count`, ...) walks the same entries as `next`, also when
+/// it takes over an iterator that `next` has already advanced into the middle of a chain.
+fn assert_internal_iteration_matches_next<S: BuildHasher>(m: &Map<u64, u64, S>) {
+    let expected: HashSet<u64> = m.iter().map(|(k, _)| *k).collect();
+    assert_eq!(expected.len(), m.len());
+    for already_taken in [0, 1, 7, m.len() / 2, m.len()] {
+        let mut it = m.iter();
+        let mut seen: Vec<u64> = it.by_ref().take(already_taken).map(|(k, _)| *k).collect();
+        assert_eq!(it.len(), m.len() - already_taken);
+        it.for_each(|(k, v)| {
+            assert_eq!(k, v);
+            seen.push(*k);
+        });
+        let unique: HashSet<u64> = seen.iter().copied().collect();
+        assert_eq!((seen.len(), &unique), (m.len(), &expected), "after {already_taken} by next");
+    }
+    assert_eq!(m.iter().map(|(_, v)| *v).sum::<u64>(), expected.iter().sum::<u64>());
 }
 
 #[test]
