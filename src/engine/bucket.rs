@@ -160,30 +160,10 @@ unsafe fn raw_free(ptr: *mut u8, layout: Layout) {
     unsafe { alloc::dealloc(ptr, layout) }
 }
 
-/// Anonymous private mappings for large bucket arrays (Linux on x86_64 and aarch64, where the
-/// `mmap` constants below hold).
+/// Anonymous private mappings for large bucket arrays.
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod os {
-    use std::ffi::{c_int, c_long, c_void};
-
-    unsafe extern "C" {
-        /// POSIX, `<sys/mman.h>`.
-        fn mmap(
-            addr: *mut c_void,
-            len: usize,
-            prot: c_int,
-            flags: c_int,
-            fd: c_int,
-            offset: c_long,
-        ) -> *mut c_void;
-        /// POSIX, `<sys/mman.h>`.
-        fn munmap(addr: *mut c_void, len: usize) -> c_int;
-    }
-
-    const PROT_READ: c_int = 0x1;
-    const PROT_WRITE: c_int = 0x2;
-    const MAP_PRIVATE: c_int = 0x02;
-    const MAP_ANONYMOUS: c_int = 0x20;
+    use libc::{MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap};
 
     /// `len` bytes of fresh zero pages (page-aligned), null on failure.
     pub(super) fn map_zeroed(len: usize) -> *mut u8 {
@@ -199,7 +179,7 @@ mod os {
                 0,
             )
         };
-        if ptr as isize == -1 { std::ptr::null_mut() } else { ptr.cast() }
+        if ptr == MAP_FAILED { std::ptr::null_mut() } else { ptr.cast() }
     }
 
     /// Unmaps a mapping from [`map_zeroed`].
@@ -273,13 +253,9 @@ pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: us
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        unsafe extern "C" {
-            /// glibc, `<malloc.h>`: `int malloc_trim(size_t pad)`.
-            fn malloc_trim(pad: usize) -> std::ffi::c_int;
-        }
         // SAFETY: `malloc_trim` takes the arena locks itself and may be called from any thread
         // at any time; it only releases pages that hold no allocated block.
-        unsafe { malloc_trim(0) };
+        unsafe { libc::malloc_trim(0) };
     }
 }
 
