@@ -40,6 +40,9 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         let mut close = false;
         // Per-read bookkeeping is done once for the whole pipelined batch, not per command.
         let mut executed = 0u64;
+        // Each command's duration runs from the end of the previous one (or the read) to its
+        // reply: parse plus execution, one clock read per command.
+        let mut mark = Instant::now();
         loop {
             match resp::parse_command(&mut input, client.authenticated) {
                 Ok(Parsed::Incomplete) => break,
@@ -50,7 +53,6 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                         node.tasks.touch_client_activity();
                     }
                     executed += 1;
-                    let started = Instant::now();
                     let now_ms = node.store.now_ms();
                     let mut ctx = Ctx { node: &node, client: &mut client, task: &task, now_ms };
                     let (index, reply) = commands::execute(&mut ctx, &args);
@@ -59,8 +61,10 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                         Some(i) => node.metrics.commands[i as usize].inc(),
                         None => node.metrics.unknown_commands.inc(),
                     };
-                    node.metrics.command_duration.observe(started.elapsed().as_secs_f64());
                     reply.encode(client.proto, &mut output);
+                    let done = Instant::now();
+                    node.metrics.command_duration.observe((done - mark).as_secs_f64());
+                    mark = done;
                     if client.close_after_reply {
                         close = true;
                         break;

@@ -292,7 +292,7 @@ impl Reply {
                     s.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }).collect();
                 line(out, b'-', &clean);
             }
-            Reply::Integer(n) => line(out, b':', itoa(*n).as_bytes()),
+            Reply::Integer(n) => line_int(out, b':', *n),
             Reply::Bulk(b) => bulk(out, b),
             Reply::Nil => match proto {
                 Protocol::Resp2 => out.extend_from_slice(b"$-1\r\n"),
@@ -303,15 +303,15 @@ impl Reply {
                 Protocol::Resp3 => out.extend_from_slice(b"_\r\n"),
             },
             Reply::Array(items) => {
-                line(out, b'*', itoa(items.len() as i64).as_bytes());
+                line_int(out, b'*', items.len() as i64);
                 for item in items {
                     item.encode(proto, out);
                 }
             }
             Reply::Map(pairs) => {
                 match proto {
-                    Protocol::Resp2 => line(out, b'*', itoa(pairs.len() as i64 * 2).as_bytes()),
-                    Protocol::Resp3 => line(out, b'%', itoa(pairs.len() as i64).as_bytes()),
+                    Protocol::Resp2 => line_int(out, b'*', pairs.len() as i64 * 2),
+                    Protocol::Resp3 => line_int(out, b'%', pairs.len() as i64),
                 }
                 for (k, v) in pairs {
                     k.encode(proto, out);
@@ -328,7 +328,7 @@ impl Reply {
             Reply::Verbatim(text) => match proto {
                 Protocol::Resp2 => bulk(out, text.as_bytes()),
                 Protocol::Resp3 => {
-                    line(out, b'=', itoa(text.len() as i64 + 4).as_bytes());
+                    line_int(out, b'=', text.len() as i64 + 4);
                     out.extend_from_slice(b"txt:");
                     out.extend_from_slice(text.as_bytes());
                     out.extend_from_slice(b"\r\n");
@@ -336,6 +336,11 @@ impl Reply {
             },
         }
     }
+}
+
+/// A line holding an integer (`:n`, `*n`, `$n`...), formatted without an allocation.
+fn line_int(out: &mut BytesMut, prefix: u8, n: i64) {
+    line(out, prefix, itoa::Buffer::new().format(n).as_bytes());
 }
 
 fn line(out: &mut BytesMut, tag: u8, body: &[u8]) {
@@ -346,13 +351,9 @@ fn line(out: &mut BytesMut, tag: u8, body: &[u8]) {
 }
 
 fn bulk(out: &mut BytesMut, data: &[u8]) {
-    line(out, b'$', itoa(data.len() as i64).as_bytes());
+    line_int(out, b'$', data.len() as i64);
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
-}
-
-fn itoa(n: i64) -> String {
-    n.to_string()
 }
 
 /// Formats a double as Redis's `INCRBYFLOAT` does (`%.17Lg`, trailing zeros trimmed): the

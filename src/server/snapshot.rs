@@ -21,7 +21,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::store::{Entry, Store};
+use super::store::{Entry, Key, Store};
 
 pub const MAGIC: &[u8; 8] = b"MAPCACHE";
 pub const FORMAT_VERSION: u32 = 1;
@@ -181,7 +181,7 @@ pub fn write(
     let mut payload = Vec::with_capacity(BLOCK_TARGET_BYTES + 4096);
     let mut in_block = 0u32;
     for shard in 0..store.shard_count() {
-        let entries: Vec<(Bytes, Entry)> = {
+        let entries: Vec<(Key, Entry)> = {
             let guard = store.lock(shard, None);
             guard
                 .map()
@@ -453,7 +453,7 @@ mod tests {
         assert_eq!(load_into(&restored, decoded), 1000);
         let key = Bytes::from("key:7");
         let g = restored.lock(restored.shard_of(&key), None);
-        let entry = g.map().get(&key).unwrap();
+        let entry = g.map().get(&key[..]).unwrap();
         assert_eq!(entry.value, Bytes::from("value:7"));
         assert_eq!(entry.expires_at_ms, 10_007);
     }

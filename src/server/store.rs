@@ -1,5 +1,5 @@
 //! Sharded storage: N shards (a power of two), each a `parking_lot::Mutex` around one engine
-//! `Map<Bytes, Entry>`. A key goes to a shard by a hash of its own (a seed independent of the
+//! `Map<Key, Entry>`. A key goes to a shard by a hash of its own (a seed independent of the
 //! engine's per-map seed), so shard choice and bucket choice do not correlate.
 //!
 //! Lock contention is observable: [`Store::lock`] tries the lock first; when that fails it counts
@@ -18,13 +18,21 @@ use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 use prometheus_client::metrics::counter::Counter;
 use rand::Rng;
+use smallvec::SmallVec;
 
 use super::clock::Clock;
 use super::tasks::{Task, TaskState};
 use crate::engine::{EngineStats, Map};
 
-/// Accounted bytes per entry beyond its key and value: the two `Bytes` handles and their shared
-/// allocation headers, the TTL and LRU fields, and the engine slot (tophash byte included).
+/// A stored key: up to 24 bytes inline in the engine's slot (no allocation, and no pointer to
+/// chase when a probe compares keys), longer keys on the heap. Hashes and compares as `[u8]`, so
+/// maps are probed with plain byte slices.
+pub type Key = SmallVec<[u8; 24]>;
+
+/// Accounted bytes per entry beyond its key and value: the engine slot (tophash byte, the
+/// 32-byte key with its inline room, the value's `Bytes` handle, the TTL and LRU fields), the
+/// value's allocation and shared header, and a long key's heap allocation. An upper bound: a
+/// short key costs nothing beyond its slot.
 pub const ENTRY_OVERHEAD: usize = 96;
 
 /// How many recent contention events each shard remembers for the lock profile's max wait.
@@ -103,7 +111,7 @@ pub struct OutOfMemory;
 
 /// One shard: the map and the counters the lock profile reads.
 pub struct Shard {
-    map: Mutex<Map<Bytes, Entry>>,
+    map: Mutex<Map<Key, Entry>>,
     /// Accounted bytes of the entries (keys + values + overhead).
     data_bytes: AtomicUsize,
     /// The engine's `bytes_allocated`, refreshed whenever the lock is released.
@@ -399,7 +407,7 @@ impl Store {
         let mut rng = rand::rng();
         let n = self.shards.len();
         // Candidates: (shard, key, score); the lowest score is evicted.
-        let mut best: Option<(usize, Bytes, u64)> = None;
+        let mut best: Option<(usize, Key, u64)> = None;
         let samples = match policy {
             EvictionPolicy::AllkeysRandom => 1,
             _ => 5,
@@ -497,7 +505,7 @@ pub fn detach(bytes: Bytes) -> Bytes {
 
 /// A held shard lock. Keeps the memory accounting and the lock profile's holder in step.
 pub struct ShardGuard<'a> {
-    map: MutexGuard<'a, Map<Bytes, Entry>>,
+    map: MutexGuard<'a, Map<Key, Entry>>,
     shard: &'a Shard,
     pub index: usize,
     store: &'a Store,
@@ -505,12 +513,12 @@ pub struct ShardGuard<'a> {
 }
 
 impl ShardGuard<'_> {
-    pub fn map(&self) -> &Map<Bytes, Entry> {
+    pub fn map(&self) -> &Map<Key, Entry> {
         &self.map
     }
 
     /// Direct access for maintenance (compact, rebuild, steps) and snapshot restore.
-    pub fn map_mut(&mut self) -> &mut Map<Bytes, Entry> {
+    pub fn map_mut(&mut self) -> &mut Map<Key, Entry> {
         &mut self.map
     }
 
@@ -521,15 +529,45 @@ impl ShardGuard<'_> {
 
     /// As `get_live`, and marks the entry accessed (for LRU).
     pub fn get_live_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+        // One probe. The borrow checker cannot see that the entry is only returned on the path
+        // that does not touch the map again (a conditional return of a borrow), so the entry
+        // goes through a raw pointer.
+        let entry: *mut Entry = self.map.get_mut(key)?;
+        // SAFETY: `entry` points at a live value inside the map, valid until the map is next
+        // changed; on the expired path it is not used after `remove` changes the map, and on the
+        // live path it is returned with the lifetime of `&mut self`, which keeps the map
+        // untouched for as long as the reference lives.
+        let entry = unsafe { &mut *entry };
         // Lazy expiry: an expired key is removed (an engine tombstone) and reads as absent.
-        if self.map.get(key)?.is_expired(now_ms) {
+        if entry.is_expired(now_ms) {
             self.remove(key);
             self.store.expired_total.inc();
             return None;
         }
-        let entry = self.map.get_mut(key)?;
         entry.last_access_ms = now_ms;
         Some(entry)
+    }
+
+    /// Runs `f` on the live entry for `key` (`None` when absent or expired) in one probe, keeping
+    /// the memory accounting exact when `f` replaces the value. A value `f` stores must own its
+    /// allocation (built by the command, not sliced from a request).
+    pub fn update_live<R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        f: impl FnOnce(Option<&mut Entry>) -> R,
+    ) -> R {
+        let shard = self.shard;
+        match self.get_live_mut(key, now_ms) {
+            None => f(None),
+            Some(entry) => {
+                let before = entry.value.len();
+                let result = f(Some(&mut *entry));
+                shard.data_bytes.fetch_add(entry.value.len(), Ordering::Relaxed);
+                shard.data_bytes.fetch_sub(before, Ordering::Relaxed);
+                result
+            }
+        }
     }
 
     /// Inserts or replaces, keeping the memory accounting exact. Returns the replaced entry,
@@ -549,7 +587,7 @@ impl ShardGuard<'_> {
             self.shard.data_bytes.fetch_sub(old.value.len(), Ordering::Relaxed);
             return Some(old);
         }
-        let key = detach(key);
+        let key = Key::from_slice(&key);
         self.shard.data_bytes.fetch_add(entry_cost(&key, &entry.value), Ordering::Relaxed);
         let replaced = self.map.insert(key, entry);
         debug_assert!(replaced.is_none(), "get_mut found no entry");
@@ -644,6 +682,36 @@ mod tests {
     }
 
     #[test]
+    fn update_live_keeps_the_accounting_exact_and_long_keys_live_on_the_heap() {
+        let s = store(0, EvictionPolicy::Noeviction);
+        let data = |s: &Store| -> usize {
+            s.shards.iter().map(|s| s.data_bytes.load(Ordering::Relaxed)).sum()
+        };
+        let short = Bytes::from("k");
+        let long = Bytes::from(vec![b'L'; 40]);
+        let mut g = s.lock(s.shard_of(&short), None);
+        g.insert(short.clone(), Entry::new(Bytes::from("9"), 0, 0));
+        let next = g.update_live(&short, 0, |e| {
+            let e = e.expect("live");
+            e.value = Bytes::from_static(b"10");
+            10
+        });
+        assert_eq!(next, 10);
+        assert!(g.update_live(b"absent", 0, |e| e.is_none()));
+        drop(g);
+        assert_eq!(data(&s), 1 + 2 + ENTRY_OVERHEAD);
+        let mut g = s.lock(s.shard_of(&long), None);
+        g.insert(long.clone(), Entry::new(Bytes::from("v"), 0, 0));
+        let (stored, _) = g.map().get_key_value(&long[..]).expect("long key stored");
+        assert!(stored.spilled(), "a 40-byte key is on the heap");
+        assert_eq!(&stored[..], &long[..]);
+        drop(g);
+        assert_eq!(data(&s), 1 + 2 + 40 + 1 + 2 * ENTRY_OVERHEAD);
+        let g = s.lock(s.shard_of(&short), None);
+        assert!(!g.map().get_key_value(&short[..]).expect("short key").0.spilled());
+    }
+
+    #[test]
     fn noeviction_refuses_past_maxmemory() {
         let s = store(1, EvictionPolicy::Noeviction);
         assert_eq!(s.ensure_memory(1_000_000, &[0], None), Err(OutOfMemory));
@@ -660,7 +728,7 @@ mod tests {
         assert!(s.evict_one(None));
         assert_eq!(s.evicted_total.get(), 1);
         let b = Bytes::from("b");
-        assert!(s.lock(s.shard_of(&b), None).map().get(&b).is_none());
+        assert!(s.lock(s.shard_of(&b), None).map().get(&b[..]).is_none());
         assert!(!s.evict_one(None), "no key with a TTL is left");
         assert_eq!(s.len(None), 2);
     }

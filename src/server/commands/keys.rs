@@ -192,7 +192,7 @@ pub fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         let guard = store.lock(shard, Some(ctx.task));
         for (key, entry) in guard.map().iter() {
             if !entry.is_expired(now) && glob_match(&args[1], key) {
-                found.push(Reply::Bulk(key.clone()));
+                found.push(Reply::Bulk(Bytes::copy_from_slice(key)));
             }
         }
     }
@@ -270,7 +270,7 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
     Reply::Array(vec![
         Reply::Bulk(Bytes::from(next.to_string())),
-        Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+        Reply::Array(keys.iter().map(|k| Reply::Bulk(Bytes::copy_from_slice(k))).collect()),
     ])
 }
 
@@ -287,13 +287,13 @@ pub fn randomkey(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
         if let Some((key, entry)) = guard.map().sample(rng.random())
             && !entry.is_expired(now)
         {
-            return Reply::Bulk(key.clone());
+            return Reply::Bulk(Bytes::copy_from_slice(key));
         }
     }
     for shard in 0..n {
         let guard = store.lock(shard, Some(ctx.task));
         if let Some((key, _)) = guard.map().iter().find(|(_, e)| !e.is_expired(now)) {
-            return Reply::Bulk(key.clone());
+            return Reply::Bulk(Bytes::copy_from_slice(key));
         }
     }
     Reply::Nil

@@ -152,7 +152,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("time", 1, Admin, NO_KEYS, server::time),
 ];
 
-static BY_NAME: LazyLock<HashMap<&'static str, u16>> =
+/// Name -> table index. foldhash, not the default SipHash: this lookup runs once per command.
+static BY_NAME: LazyLock<HashMap<&'static str, u16, foldhash::fast::FixedState>> =
     LazyLock::new(|| COMMANDS.iter().enumerate().map(|(i, c)| (c.name, i as u16)).collect());
 
 /// The table index of a command name (any case).
