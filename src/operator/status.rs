@@ -64,6 +64,11 @@ pub fn set_condition(
     }
 }
 
+/// The StatefulSet ordinal at the end of a pod name (`cache-2` -> 2).
+fn ordinal(name: &str) -> Option<u32> {
+    name.rsplit_once('-').and_then(|(_, n)| n.parse().ok())
+}
+
 /// Whether condition `type_` is present and True.
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
@@ -98,6 +103,17 @@ pub fn observed_status(
             pod_status
         })
         .collect();
+    // A pod between its deletion and its replacement's creation is not observed, but it is
+    // still one of the cache's ordinals: keep its entry (not ready) so the evidence recorded for
+    // it (checklist, maintenance) survives the replacement. A reconcile in that window dropped it.
+    let previous_pods = previous.map(|p| p.pods.as_slice()).unwrap_or_default();
+    for known in previous_pods {
+        let in_range = ordinal(&known.name).is_some_and(|o| i64::from(o) < i64::from(replicas));
+        if in_range && !status.pods.iter().any(|p| p.name == known.name) {
+            status.pods.push(PodStatus { ready: false, ..known.clone() });
+        }
+    }
+    status.pods.sort_by_key(|p| ordinal(&p.name));
     sum_pod_figures(&mut status);
 
     let ready = status.ready_replicas;
@@ -395,6 +411,38 @@ mod tests {
             [("cache-0", 10), ("cache-1", 0)]
         );
         assert_eq!((status.keys, status.tombstones), (10, 4));
+    }
+
+    #[test]
+    fn a_pod_between_deletion_and_replacement_keeps_its_checklist_evidence() {
+        let mc = MapCache::test();
+        let item = crate::operator::crd::ChecklistItem {
+            name: "no-inflight".into(),
+            passed: true,
+            evidence: "0 connections executing".into(),
+            checked_at: "2026-11-22T07:00:00Z".into(),
+        };
+        let previous = MapCacheStatus {
+            pods: vec![
+                PodStatus { name: "cache-0".into(), ready: true, ..PodStatus::default() },
+                PodStatus {
+                    name: "cache-2".into(),
+                    ready: true,
+                    checklist: vec![item.clone()],
+                    ..PodStatus::default()
+                },
+            ],
+            ..MapCacheStatus::default()
+        };
+        // cache-2 was evicted and its replacement is not created yet.
+        let observed =
+            from_pods("cache", &[pod(0, true, "r1"), pod(1, true, "r1")], "r2".into(), None);
+        let status = observed_status(&mc, &observed, Some(&previous), &at(1));
+        assert_eq!(
+            status.pods.iter().map(|p| (p.name.as_str(), p.ready)).collect::<Vec<_>>(),
+            [("cache-0", true), ("cache-1", true), ("cache-2", false)]
+        );
+        assert_eq!(status.pods[2].checklist, vec![item]);
     }
 
     #[test]
