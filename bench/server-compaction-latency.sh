@@ -3,6 +3,7 @@
 # Loads 1e6 keys, deletes half (tombstones), then runs redis-benchmark GETs three times:
 # before, while POST /v1/compact runs (started right after the benchmark begins), and after.
 # Needs: redis-tools, curl, a release build. Usage: bench/server-compaction-latency.sh [keys=1000000]
+# MAPCACHE_ARGS adds flags to `mapcache serve` (e.g. MAPCACHE_ARGS="--io-threads 2").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEYS="${1:-1000000}"
@@ -12,7 +13,8 @@ work="$(mktemp -d)"
 cleanup() { [[ -n "${pid:-}" ]] && kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-"$BIN" serve --port "$PORT" --admin-port "$ADMIN" --data-dir "$work" --shards 16 >"$work/out" 2>"$work/err" &
+# shellcheck disable=SC2086 # MAPCACHE_ARGS is a list of flags
+"$BIN" serve --port "$PORT" --admin-port "$ADMIN" --data-dir "$work" --shards 16 ${MAPCACHE_ARGS:-} >"$work/out" 2>"$work/err" &
 pid=$!
 for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -22,7 +24,7 @@ seq 0 $((KEYS - 1)) | awk '{ printf "*3\r\n$3\r\nSET\r\n$%d\r\nkey:%s\r\n$5\r\nv
 echo "deleting half" >&2
 seq 0 2 $((KEYS - 1)) | awk '{ printf "*2\r\n$3\r\nDEL\r\n$%d\r\nkey:%s\r\n", length("key:" $1), $1 }' \
   | redis-cli -p "$PORT" --pipe >/dev/null
-curl -s "http://127.0.0.1:$ADMIN/v1/stats" | head -c 300 >&2; echo >&2
+stats="$(curl -s "http://127.0.0.1:$ADMIN/v1/stats")"; echo "${stats:0:300}" >&2  # not `| head`: curl fails on the closed pipe under pipefail
 
 run() {  # $1 = phase label
   redis-benchmark -p "$PORT" -t get -c 50 -n 300000 -r "$KEYS" --csv -q 2>/dev/null | tail -n +2 | tr -d '"' \

@@ -35,6 +35,54 @@ async fn pipelined_commands_are_answered_in_order() {
     .await;
 }
 
+/// The connection parses up to 32 commands ahead of executing them (to prefetch their keys).
+/// None of that shows: in one write of many more commands, an AUTH in the middle lifts the
+/// unauthenticated limits for the very next command (a 20 KB value, over the 16 KB pre-AUTH
+/// bulk limit), replies stay in order, and a protocol error after them is answered last.
+#[tokio::test]
+async fn long_pipelines_run_in_order_across_auth_and_end_at_a_protocol_error() {
+    let node = start_with(|c| c.requirepass = Some("s3cret".into())).await;
+    let big = "v".repeat(20 * 1024);
+    let mut request = cmd(&["GET", "k"]);
+    request.extend(cmd(&["AUTH", "s3cret"]));
+    request.extend(cmd(&["SET", "big", &big]));
+    let mut expected = b"-NOAUTH Authentication required.\r\n+OK\r\n+OK\r\n".to_vec();
+    for i in 0..100 {
+        let (key, value) = (format!("k{i}"), format!("{}", i * 7));
+        request.extend(cmd(&["SET", &key, &value]));
+        request.extend(cmd(&["INCR", &key]));
+        expected.extend(format!("+OK\r\n:{}\r\n", i * 7 + 1).into_bytes());
+    }
+    request.extend(cmd(&["STRLEN", "big"]));
+    expected.extend(b":20480\r\n");
+    request.extend(b"*1\r\n$-5\r\n");
+    expected.extend(b"-ERR Protocol error: invalid bulk length\r\n");
+    let mut c = node.raw().await;
+    let got = c.send_until_closed(&request).await;
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&expected));
+}
+
+/// QUIT in the middle of a long pipeline: everything before it runs and is answered, nothing
+/// after it runs.
+#[tokio::test]
+async fn quit_in_a_long_pipeline_stops_what_follows() {
+    let node = start().await;
+    let mut request = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        request.extend(cmd(&["SET", &format!("q{i}"), "1"]));
+        expected.extend(b"+OK\r\n");
+    }
+    request.extend(cmd(&["QUIT"]));
+    expected.extend(b"+OK\r\n");
+    request.extend(cmd(&["SET", "after-quit", "1"]));
+    let mut c = node.raw().await;
+    let got = c.send_until_closed(&request).await;
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&expected));
+    let mut check = node.raw().await;
+    check.expect(&cmd(&["EXISTS", "q39", "after-quit"]), b":1\r\n").await;
+}
+
 #[tokio::test]
 async fn error_strings_match_redis_byte_for_byte() {
     let node = start().await;

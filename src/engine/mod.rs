@@ -86,6 +86,7 @@
 mod bucket;
 mod evacuate;
 mod iter;
+mod prefetch;
 #[cfg(test)]
 mod proptests;
 mod scan;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -15,6 +15,9 @@ use super::commands::{self, ClientState, Ctx};
 use super::resp::{self, Parsed, Protocol, Reply};
 use super::state::NodeState;
 use super::tasks::{TaskKind, TaskState};
+
+/// Commands parsed ahead of execution within one read (their keys are prefetched together).
+const PARSE_AHEAD: usize = 32;
 
 /// Serves one connection until the client closes it, sends QUIT, or breaks the protocol.
 pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr) {
@@ -32,6 +35,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
     };
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
+    let mut ahead: Vec<Vec<Bytes>> = Vec::with_capacity(PARSE_AHEAD);
     loop {
         match stream.read_buf(&mut input).await {
             Ok(0) | Err(_) => break,
@@ -43,42 +47,72 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         // Each command's duration runs from the end of the previous one (or the read) to its
         // reply: parse plus execution, one clock read per command.
         let mut mark = Instant::now();
-        loop {
-            match resp::parse_command(&mut input, client.authenticated) {
-                Ok(Parsed::Incomplete) => break,
-                Ok(Parsed::Empty) => continue,
-                Ok(Parsed::Command(args)) => {
-                    if executed == 0 {
-                        task.set_state(TaskState::Executing);
-                        node.tasks.touch_client_activity();
+        'batch: loop {
+            // Parse ahead up to PARSE_AHEAD complete commands, then ask for their keys' buckets
+            // before running the first, so their cache misses overlap. Before AUTH, one command
+            // at a time: the parser's limits depend on whether the client is authenticated.
+            let mut ended = false;
+            let mut error = None;
+            while ahead.len() < PARSE_AHEAD {
+                match resp::parse_command(&mut input, client.authenticated) {
+                    Ok(Parsed::Incomplete) => {
+                        ended = true;
+                        break;
                     }
-                    executed += 1;
-                    let now_ms = node.store.now_ms();
-                    let mut ctx = Ctx { node: &node, client: &mut client, task: &task, now_ms };
-                    let (index, reply) = commands::execute(&mut ctx, &args);
-                    task.set_command(index);
-                    match index {
-                        Some(i) => node.metrics.commands[i as usize].inc(),
-                        None => node.metrics.unknown_commands.inc(),
-                    };
-                    reply.encode(client.proto, &mut output);
-                    let done = Instant::now();
-                    node.metrics.command_duration.observe((done - mark).as_secs_f64());
-                    mark = done;
-                    if client.close_after_reply {
-                        close = true;
+                    Ok(Parsed::Empty) => {}
+                    Ok(Parsed::Command(args)) => {
+                        ahead.push(args);
+                        if !client.authenticated {
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        error = Some(err);
                         break;
                     }
                 }
-                Err(err) => {
-                    tracing::debug!(%peer, error = %err, "protocol error, closing connection");
-                    Reply::error(format!("ERR Protocol error: {err}"))
-                        .encode(client.proto, &mut output);
-                    close = true;
-                    break;
+            }
+            if ahead.len() > 1 {
+                for args in &ahead {
+                    commands::prefetch_keys(&node, args);
                 }
             }
+            for args in ahead.drain(..) {
+                if executed == 0 {
+                    task.set_state(TaskState::Executing);
+                    node.tasks.touch_client_activity();
+                }
+                executed += 1;
+                let now_ms = node.store.now_ms();
+                let mut ctx = Ctx { node: &node, client: &mut client, task: &task, now_ms };
+                let (index, reply) = commands::execute(&mut ctx, &args);
+                task.set_command(index);
+                match index {
+                    Some(i) => node.metrics.commands[i as usize].inc(),
+                    None => node.metrics.unknown_commands.inc(),
+                };
+                reply.encode(client.proto, &mut output);
+                let done = Instant::now();
+                node.metrics.command_duration.observe((done - mark).as_secs_f64());
+                mark = done;
+                if client.close_after_reply {
+                    // QUIT: what the client sent after it is not run.
+                    close = true;
+                    break 'batch;
+                }
+            }
+            if let Some(err) = error {
+                tracing::debug!(%peer, error = %err, "protocol error, closing connection");
+                Reply::error(format!("ERR Protocol error: {err}"))
+                    .encode(client.proto, &mut output);
+                close = true;
+                break;
+            }
+            if ended {
+                break;
+            }
         }
+        ahead.clear();
         if executed > 0 {
             node.total_commands.fetch_add(executed, Ordering::Relaxed);
         }

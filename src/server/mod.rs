@@ -78,7 +78,7 @@ pub struct ServeArgs {
     #[arg(long, env = "MAPCACHE_PASSWORD", hide_env_values = true)]
     pub requirepass: Option<String>,
     /// Threads serving client connections, each with its own single-threaded runtime;
-    /// 0 = one per CPU.
+    /// 0 = half the CPUs (at least one), leaving the rest to maintenance, snapshots and clients.
     #[arg(long, env = "MAPCACHE_IO_THREADS", default_value_t = 0)]
     pub io_threads: usize,
     /// Log format.
@@ -128,7 +128,7 @@ impl ServeArgs {
         config.admin_port = self.admin_port;
         config.shards = self.shards;
         config.io_threads = match self.io_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => default_io_threads(std::thread::available_parallelism().map_or(1, |n| n.get())),
             n => n,
         };
         config.maxmemory = self.maxmemory;
@@ -139,6 +139,13 @@ impl ServeArgs {
         config.clock = Arc::new(clock::SystemClock);
         Ok(config)
     }
+}
+
+/// `--io-threads 0`: half the CPUs, at least one. A connection thread pinned by its
+/// connections should not compete for a core with maintenance, snapshots, or clients on the
+/// same machine (docs/operations.md has the measurements behind this).
+fn default_io_threads(cpus: usize) -> usize {
+    (cpus / 2).max(1)
 }
 
 fn init_logging(format: LogFormat) {
@@ -216,5 +223,19 @@ async fn wait_for_signal() -> &'static str {
     {
         let _ = tokio::signal::ctrl_c().await;
         "SIGINT"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_io_threads_is_half_the_cpus_and_at_least_one() {
+        assert_eq!(default_io_threads(1), 1);
+        assert_eq!(default_io_threads(2), 1);
+        assert_eq!(default_io_threads(3), 1);
+        assert_eq!(default_io_threads(4), 2);
+        assert_eq!(default_io_threads(16), 8);
     }
 }

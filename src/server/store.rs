@@ -249,6 +249,16 @@ impl Store {
             .sum()
     }
 
+    /// Starts loading `key`'s bucket into the cache ahead of a command that will read or write
+    /// it (see `Map::prefetch`). Skipped when the shard is locked by someone else: a hint never
+    /// waits.
+    #[inline]
+    pub fn prefetch(&self, key: &[u8]) {
+        if let Some(map) = self.shards[self.shard_of(key)].map.try_lock() {
+            map.prefetch(key);
+        }
+    }
+
     /// Locks one shard. When the lock is busy the contention is counted and `task` is shown as
     /// waiting for it until it gets the lock.
     pub fn lock<'a>(&'a self, index: usize, task: Option<&'a Task>) -> ShardGuard<'a> {

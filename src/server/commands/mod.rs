@@ -223,12 +223,32 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> (Option<u16>, Reply) {
 
 /// The argument indexes holding keys, from the table's (first, last, step).
 fn key_positions(spec: &CommandSpec, argc: usize) -> Vec<usize> {
+    key_range(spec, argc).collect()
+}
+
+fn key_range(
+    spec: &CommandSpec,
+    argc: usize,
+) -> std::iter::StepBy<std::ops::RangeInclusive<usize>> {
     let (first, last, step) = spec.keys;
     if first <= 0 || argc <= first as usize {
-        return Vec::new();
+        #[allow(clippy::reversed_empty_ranges)]
+        return (1..=0).step_by(1);
     }
     let last = if last < 0 { argc as i32 + last } else { last.min(argc as i32 - 1) };
-    (first..=last).step_by(step.max(1) as usize).map(|i| i as usize).collect()
+    (first as usize..=last as usize).step_by(step.max(1) as usize)
+}
+
+/// Starts loading the buckets of the keys `args` names, for a pipelined batch whose commands
+/// are all parsed before the first runs: their cache misses overlap instead of queueing. Unknown
+/// commands and commands without keys are skipped; nothing is checked or executed here.
+pub fn prefetch_keys(node: &NodeState, args: &[Bytes]) {
+    let Some(index) = lookup(&args[0]) else {
+        return;
+    };
+    for i in key_range(&COMMANDS[index as usize], args.len()) {
+        node.store.prefetch(&args[i]);
+    }
 }
 
 // ---- argument helpers shared by the families ----
