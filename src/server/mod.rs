@@ -27,6 +27,7 @@ pub mod snapshot;
 pub mod state;
 pub mod store;
 pub mod tasks;
+pub mod value;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -247,6 +247,8 @@ pub enum Reply {
     Error(String),
     Integer(i64),
     Bulk(Bytes),
+    /// A stored value as a bulk string, without copying an inline value into an allocation.
+    Value(crate::server::value::Value),
     /// RESP2 `$-1`, RESP3 `_`.
     Nil,
     /// RESP2 `*-1`, RESP3 `_`.
@@ -294,6 +296,7 @@ impl Reply {
             }
             Reply::Integer(n) => line_int(out, b':', *n),
             Reply::Bulk(b) => bulk(out, b),
+            Reply::Value(v) => bulk(out, v),
             Reply::Nil => match proto {
                 Protocol::Resp2 => out.extend_from_slice(b"$-1\r\n"),
                 Protocol::Resp3 => out.extend_from_slice(b"_\r\n"),

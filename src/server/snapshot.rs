@@ -454,7 +454,7 @@ mod tests {
         let key = Bytes::from("key:7");
         let g = restored.lock(restored.shard_of(&key), None);
         let entry = g.map().get(&key[..]).unwrap();
-        assert_eq!(entry.value, Bytes::from("value:7"));
+        assert_eq!(&*entry.value, b"value:7");
         assert_eq!(entry.expires_at_ms, 10_007);
     }
 

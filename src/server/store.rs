@@ -22,6 +22,7 @@ use smallvec::SmallVec;
 
 use super::clock::Clock;
 use super::tasks::{Task, TaskState};
+use super::value::Value;
 use crate::engine::{EngineStats, Map};
 
 /// A stored key: up to 24 bytes inline in the engine's slot (no allocation, and no pointer to
@@ -30,9 +31,9 @@ use crate::engine::{EngineStats, Map};
 pub type Key = SmallVec<[u8; 24]>;
 
 /// Accounted bytes per entry beyond its key and value: the engine slot (tophash byte, the
-/// 32-byte key with its inline room, the value's `Bytes` handle, the TTL and LRU fields), the
-/// value's allocation and shared header, and a long key's heap allocation. An upper bound: a
-/// short key costs nothing beyond its slot.
+/// 32-byte key with its inline room, the 32-byte value with its inline room, the TTL and LRU
+/// fields), a long value's allocation and shared header, and a long key's heap allocation. An
+/// upper bound: a short key or value (up to 24 / 23 bytes) costs nothing beyond its slot.
 pub const ENTRY_OVERHEAD: usize = 96;
 
 /// How many recent contention events each shard remembers for the lock profile's max wait.
@@ -41,7 +42,7 @@ const RECENT_WAITS: usize = 1024;
 /// One value with its expiry and last access.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub value: Bytes,
+    pub value: Value,
     /// Absolute expiry in Unix milliseconds; 0 = no TTL.
     pub expires_at_ms: u64,
     /// Unix milliseconds of the last read or write, for allkeys-lru.
@@ -49,8 +50,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(value: Bytes, expires_at_ms: u64, now_ms: u64) -> Self {
-        Self { value, expires_at_ms, last_access_ms: now_ms }
+    /// `value` is taken as it is ([`ShardGuard::insert`] makes it its own).
+    pub fn new(value: impl Into<Value>, expires_at_ms: u64, now_ms: u64) -> Self {
+        Self { value: value.into(), expires_at_ms, last_access_ms: now_ms }
     }
 
     pub fn is_expired(&self, now_ms: u64) -> bool {
@@ -507,12 +509,6 @@ fn growth_headroom(stats: &EngineStats) -> usize {
     }
 }
 
-/// `bytes` in an allocation of exactly its own length, sharing nothing: what the store keeps
-/// must not pin a larger buffer it was sliced from.
-pub fn detach(bytes: Bytes) -> Bytes {
-    Bytes::copy_from_slice(&bytes)
-}
-
 /// A held shard lock. Keeps the memory accounting and the lock profile's holder in step.
 pub struct ShardGuard<'a> {
     map: MutexGuard<'a, Map<Key, Entry>>,
@@ -584,12 +580,12 @@ impl ShardGuard<'_> {
     /// expired or not.
     ///
     /// The value, and the key when it is new, are copied into allocations of their own
-    /// ([`detach`]): arguments arrive as slices of the connection's read buffer (and restored
+    /// ([`Value::detach`]; a short value is stored inline): arguments arrive as slices of the connection's read buffer (and restored
     /// entries as slices of a snapshot block), and storing such a slice would keep the whole
     /// buffer alive for as long as the key lives, memory the accounting never sees. A replaced
     /// entry keeps the key already stored.
     pub fn insert(&mut self, key: Bytes, mut entry: Entry) -> Option<Entry> {
-        entry.value = detach(entry.value);
+        entry.value = entry.value.detach();
         if let Some(slot) = self.map.get_mut(&key[..]) {
             let new_len = entry.value.len();
             let old = std::mem::replace(slot, entry);
@@ -613,7 +609,7 @@ impl ShardGuard<'_> {
         };
         let old_len = entry.value.len();
         let new_len = value.len();
-        entry.value = value;
+        entry.value = Value::from_owned(value);
         self.shard.data_bytes.fetch_add(new_len, Ordering::Relaxed);
         self.shard.data_bytes.fetch_sub(old_len, Ordering::Relaxed);
         Ok(())
@@ -703,7 +699,7 @@ mod tests {
         g.insert(short.clone(), Entry::new(Bytes::from("9"), 0, 0));
         let next = g.update_live(&short, 0, |e| {
             let e = e.expect("live");
-            e.value = Bytes::from_static(b"10");
+            e.value = Bytes::from_static(b"10").into();
             10
         });
         assert_eq!(next, 10);

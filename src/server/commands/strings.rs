@@ -7,16 +7,24 @@ use bytes::{Bytes, BytesMut};
 use super::{Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, int_arg, is, parse_i64, wrong_arity};
 use crate::server::resp::{PROTO_MAX_BULK_LEN, Reply, format_double};
 use crate::server::store::{Entry, ShardGuard};
+use crate::server::value::Value;
 
 pub(super) fn lock<'a>(ctx: &'a Ctx<'_>, key: &[u8]) -> ShardGuard<'a> {
     let store = &ctx.node.store;
     store.lock(store.shard_of(key), Some(ctx.task))
 }
 
-/// A stored value for a reply. A short one is copied: cheaper than sharing it, which touches
-/// the shared allocation's reference count (another cache line, written) twice per reply.
-fn reply_value(value: &Bytes) -> Bytes {
-    if value.len() <= 64 { Bytes::copy_from_slice(value) } else { value.clone() }
+/// A stored value for a reply. An inline one is copied along in the reply, and a short shared
+/// one into a new buffer: cheaper than sharing it, which touches the shared allocation's
+/// reference count (another cache line, written) twice per reply.
+fn reply_value(value: &Value) -> Reply {
+    if value.is_inline() {
+        Reply::Value(value.clone())
+    } else if value.len() <= 64 {
+        Reply::Bulk(Bytes::copy_from_slice(value))
+    } else {
+        Reply::Bulk(value.to_bytes())
+    }
 }
 
 /// The expiry requested by SET/GETEX options.
@@ -55,7 +63,7 @@ pub fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let mut guard = lock(ctx, &args[1]);
     match guard.get_live(&args[1], now) {
-        Some(entry) => Reply::Bulk(reply_value(&entry.value)),
+        Some(entry) => reply_value(&entry.value),
         None => Reply::Nil,
     }
 }
@@ -139,7 +147,7 @@ fn set_generic(ctx: &mut Ctx<'_>, key: Bytes, value: Bytes, opts: SetOptions) ->
     let old = guard.get_live(&key, now).cloned();
     let ok_reply = |old: &Option<Entry>| {
         if opts.get {
-            old.as_ref().map_or(Reply::Nil, |e| Reply::Bulk(e.value.clone()))
+            old.as_ref().map_or(Reply::Nil, |e| reply_value(&e.value))
         } else {
             Reply::ok()
         }
@@ -199,7 +207,7 @@ pub fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     if guard.get_live(&args[1], now).is_none() {
         return Reply::Nil;
     }
-    guard.remove(&args[1]).map_or(Reply::Nil, |e| Reply::Bulk(e.value))
+    guard.remove(&args[1]).map_or(Reply::Nil, |e| Reply::Bulk(e.value.into_bytes()))
 }
 
 pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
@@ -228,7 +236,7 @@ pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let Some(entry) = guard.get_live_mut(&args[1], now) else {
         return Reply::Nil;
     };
-    let value = entry.value.clone();
+    let reply = reply_value(&entry.value);
     match expiry {
         Expiry::At(at) if at <= now => {
             guard.remove(&args[1]);
@@ -237,7 +245,7 @@ pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         Expiry::Persist => entry.expires_at_ms = 0,
         Expiry::Unset | Expiry::KeepTtl => {}
     }
-    Reply::Bulk(value)
+    reply
 }
 
 pub fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
@@ -246,7 +254,7 @@ pub fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         .iter()
         .map(|key| {
             let mut guard = lock(ctx, key);
-            guard.get_live(key, now).map_or(Reply::Nil, |e| Reply::Bulk(e.value.clone()))
+            guard.get_live(key, now).map_or(Reply::Nil, |e| reply_value(&e.value))
         })
         .collect();
     Reply::Array(values)
@@ -306,13 +314,13 @@ fn incr_generic(ctx: &mut Ctx<'_>, key: &Bytes, by: i64) -> Reply {
         let next = current
             .checked_add(by)
             .ok_or_else(|| Reply::error("ERR increment or decrement would overflow"))?;
-        entry.value = Bytes::copy_from_slice(itoa::Buffer::new().format(next).as_bytes());
+        entry.value = Value::copy_from_slice(itoa::Buffer::new().format(next).as_bytes());
         Ok(Some(next))
     });
     match updated {
         Ok(Some(next)) => Reply::Integer(next),
         Ok(None) => {
-            let value = Bytes::copy_from_slice(itoa::Buffer::new().format(by).as_bytes());
+            let value = Value::copy_from_slice(itoa::Buffer::new().format(by).as_bytes());
             guard.insert(key.clone(), Entry::new(value, 0, now));
             Reply::Integer(by)
         }
@@ -440,7 +448,7 @@ pub fn getrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     if start > end || len == 0 {
         return Reply::bulk(Bytes::new());
     }
-    Reply::Bulk(entry.value.slice(start as usize..=end as usize))
+    Reply::Bulk(entry.value.to_bytes().slice(start as usize..=end as usize))
 }
 
 pub fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
@@ -459,8 +467,7 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     if offset.saturating_add(patch.len()) > PROTO_MAX_BULK_LEN {
         return Reply::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
     }
-    let old = existing.clone().unwrap_or_default();
-    let mut value = BytesMut::from(&old[..]);
+    let mut value = BytesMut::from(existing.as_deref().unwrap_or_default());
     if value.len() < offset + patch.len() {
         value.resize(offset + patch.len(), 0);
     }
