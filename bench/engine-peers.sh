@@ -6,6 +6,8 @@
 #   bench/engine-peers.sh                  # N=1e6 throughput, 1e7 latency and memory
 #   N=100000 BIG=1000000 ROUNDS=3 bench/engine-peers.sh
 #
+# The latency part also times `noop` (the same loop around no map): its tail is the machine's.
+#
 # Needs: cargo, and Go 1.19 (`apt-get install -y golang-1.19-go`; GO=/usr/lib/go-1.19/bin/go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +31,7 @@ fi
 {
   "$EX/engine_throughput" "$N" "$ROUNDS"
   [ "$HAVE_GO" = 1 ] && "$OUT/gobench" throughput "$N" "$ROUNDS"
-  for m in engine hashbrown; do "$EX/engine_latency" "$m" "$BIG"; done
+  for m in noop engine hashbrown; do "$EX/engine_latency" "$m" "$BIG"; done
   [ "$HAVE_GO" = 1 ] && "$OUT/gobench" latency "$BIG"
   for m in engine hashbrown fresh; do "$EX/engine_memory" "$m" "$BIG"; done
   [ "$HAVE_GO" = 1 ] && "$OUT/gobench" memory "$BIG"

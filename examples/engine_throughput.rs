@@ -4,6 +4,8 @@
 //! Prints one line per (map, keys, workload) with ns/op, best of `rounds` runs.
 //!
 //! `cargo run --release --example engine_throughput -- 1000000 3`
+//! `cargo run --release --example engine_throughput -- 1000000 3 str16 engine` (only those keys
+//! and that map; `all` or nothing for every one)
 
 use std::collections::HashMap as StdHashMap;
 use std::hash::Hash;
@@ -132,28 +134,47 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let key_filter = args.next().unwrap_or_else(|| "all".into());
+    let map_filter = args.next().unwrap_or_else(|| "all".into());
+    let want = |filter: &str, name: &str| filter == "all" || filter == name;
     let u = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let keys: Vec<u64> = (0..n).map(u).collect();
-    let misses: Vec<u64> = (n..2 * n).map(u).collect();
-    run::<u64, Map<u64, u64>>("engine", "u64", &keys, &misses, rounds);
-    run::<u64, hashbrown::HashMap<u64, u64, DefaultHashBuilder>>(
-        "hashbrown",
-        "u64",
-        &keys,
-        &misses,
-        rounds,
-    );
-    run::<u64, StdHashMap<u64, u64>>("std", "u64", &keys, &misses, rounds);
-    let s = |i: u64| format!("{:016x}", u(i));
-    let keys: Vec<String> = (0..n).map(s).collect();
-    let misses: Vec<String> = (n..2 * n).map(s).collect();
-    run::<String, Map<String, u64>>("engine", "str16", &keys, &misses, rounds);
-    run::<String, hashbrown::HashMap<String, u64, DefaultHashBuilder>>(
-        "hashbrown",
-        "str16",
-        &keys,
-        &misses,
-        rounds,
-    );
-    run::<String, StdHashMap<String, u64>>("std", "str16", &keys, &misses, rounds);
+    if want(&key_filter, "u64") {
+        let keys: Vec<u64> = (0..n).map(u).collect();
+        let misses: Vec<u64> = (n..2 * n).map(u).collect();
+        if want(&map_filter, "engine") {
+            run::<u64, Map<u64, u64>>("engine", "u64", &keys, &misses, rounds);
+        }
+        if want(&map_filter, "hashbrown") {
+            run::<u64, hashbrown::HashMap<u64, u64, DefaultHashBuilder>>(
+                "hashbrown",
+                "u64",
+                &keys,
+                &misses,
+                rounds,
+            );
+        }
+        if want(&map_filter, "std") {
+            run::<u64, StdHashMap<u64, u64>>("std", "u64", &keys, &misses, rounds);
+        }
+    }
+    if want(&key_filter, "str16") {
+        let s = |i: u64| format!("{:016x}", u(i));
+        let keys: Vec<String> = (0..n).map(s).collect();
+        let misses: Vec<String> = (n..2 * n).map(s).collect();
+        if want(&map_filter, "engine") {
+            run::<String, Map<String, u64>>("engine", "str16", &keys, &misses, rounds);
+        }
+        if want(&map_filter, "hashbrown") {
+            run::<String, hashbrown::HashMap<String, u64, DefaultHashBuilder>>(
+                "hashbrown",
+                "str16",
+                &keys,
+                &misses,
+                rounds,
+            );
+        }
+        if want(&map_filter, "std") {
+            run::<String, StdHashMap<String, u64>>("std", "str16", &keys, &misses, rounds);
+        }
+    }
 }

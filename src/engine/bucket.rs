@@ -18,6 +18,8 @@
 use std::alloc::{self, Layout};
 use std::mem::MaybeUninit;
 use std::ptr;
+use std::sync::OnceLock;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use super::tophash::{BUCKET_CNT, Group, is_evacuated_mark};
 
@@ -97,6 +99,11 @@ fn array_layout<K, V>(len: usize) -> Layout {
 pub(crate) fn alloc_array<K, V>(len: usize) -> *mut Bucket<K, V> {
     debug_assert!(len > 0);
     let layout = array_layout::<K, V>(len);
+    if layout.size() >= OFF_THREAD_FREE_BYTES {
+        // Start the helper thread before the first array it will free exists: now the heap is
+        // as small as it will be when that array is freed, and the spawn's allocations are cheap.
+        let _ = freer();
+    }
     // SAFETY: the layout is non-zero sized (a bucket holds at least its tophash bytes).
     let ptr = unsafe { raw_alloc_zeroed(layout) };
     if ptr.is_null() {
@@ -193,23 +200,73 @@ mod os {
     }
 }
 
-/// Arrays at least this large are freed on a helper thread by [`free_array_off_thread`].
+/// Arrays at least this large are freed on the helper thread by [`free_array_off_thread`].
 const OFF_THREAD_FREE_BYTES: usize = 2 << 20;
 
-/// An emptied bucket array on its way to the allocator.
-struct EmptyArray {
+/// Emptied arrays waiting for the helper thread. When the helper is this far behind, the next
+/// array is freed inline instead (correct, only slower for that one write).
+const FREER_QUEUE: usize = 16;
+
+/// An emptied bucket array on its way to the allocator, and whether to trim after freeing it.
+struct FreeJob {
     ptr: *mut u8,
     layout: Layout,
+    trim: bool,
 }
 
 // SAFETY: the array holds no entries (only tophash bytes and null overflow pointers) and no
-// one else refers to it; the global allocator may free memory from any thread.
-unsafe impl Send for EmptyArray {}
+// one else refers to it; the global allocator and `munmap` may free memory from any thread.
+unsafe impl Send for FreeJob {}
 
-/// As [`free_array`], but a large array goes back to the allocator on a short-lived helper
-/// thread. The end of an evacuation frees the old array in the middle of some write, and
-/// unmapping it costs about 0.4 ms per MiB (60 ms for the old array of a 2^21-bucket map,
-/// measured with `strace -T`); off the writer's thread it no longer lands on one insert.
+impl FreeJob {
+    /// Frees the array, then trims if asked.
+    ///
+    /// # Safety
+    /// `ptr` came from `raw_alloc_zeroed(layout)`, nobody uses it any more, and the job runs once.
+    unsafe fn run(self) {
+        // SAFETY: caller's contract.
+        unsafe { raw_free(self.ptr, self.layout) };
+        if self.trim {
+            release_free_memory();
+        }
+    }
+}
+
+/// The process-wide helper thread (`mapcache-free`) that frees large emptied arrays, or `None`
+/// when no thread could be spawned. Started once, by the first allocation of an array it may
+/// later free (see [`alloc_array`]), and parked on its queue ever after.
+///
+/// One long-lived thread, not a thread per array: spawning a thread allocates (its handle, its
+/// packet, the closure), and at the end of a large evacuation glibc's unsorted free list holds
+/// tens of thousands of just-freed old overflow buckets, which the first allocation of an
+/// unusual size sorts through (up to 10 000 chunks, a cache miss each). A spawn per array cost
+/// the insert that ended the doubling to 2^21 buckets 1.8–2.0 ms of CPU, nearly all of it in
+/// `_int_malloc`'s unsorted-bin loop (perf, `cpu-clock`); a send on the bounded queue allocates
+/// nothing.
+fn freer() -> Option<&'static SyncSender<FreeJob>> {
+    static FREER: OnceLock<Option<SyncSender<FreeJob>>> = OnceLock::new();
+    FREER
+        .get_or_init(|| {
+            let (sender, receiver) = sync_channel::<FreeJob>(FREER_QUEUE);
+            let spawned =
+                std::thread::Builder::new().name("mapcache-free".into()).spawn(move || {
+                    for job in receiver {
+                        // SAFETY: each job was sent once by `free_array_off_thread`, whose caller
+                        // gave up the array (see its contract).
+                        unsafe { job.run() };
+                    }
+                });
+            spawned.ok().map(|_| sender)
+        })
+        .as_ref()
+}
+
+/// As [`free_array`], but a large array goes back to the allocator on the helper thread
+/// ([`freer`]). The end of an evacuation frees the old array in the middle of some write, and
+/// unmapping it costs about 0.1–0.4 ms per MiB (15–20 ms for the 144 MiB old array of a
+/// 2^21-bucket map); off the writer's thread it no longer lands on one insert. The writer only
+/// queues the array: the memory is returned to the OS shortly after the evacuation ends (as
+/// soon as the helper runs), not inside the write that ended it.
 ///
 /// With `trim` (the end of a shrink or a compaction, which free many overflow buckets) the
 /// helper thread also returns the allocator's free pages to the OS: the overflow buckets are
@@ -217,8 +274,8 @@ unsafe impl Send for EmptyArray {}
 /// shrink of 1e7 entries stayed 1.7x a fresh map's. Only large arrays are trimmed after: a
 /// trim walks the heap holding the allocator's arena lock, which is worth it when megabytes of
 /// overflow buckets came free (about one per five buckets at Go's load factor), not after
-/// every small compaction. Falls back to freeing inline, without a trim, if no thread can be
-/// spawned.
+/// every small compaction. Falls back to freeing inline, without a trim, if there is no helper
+/// thread or its queue is full.
 ///
 /// # Safety
 /// As [`free_array`].
@@ -229,22 +286,16 @@ pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: us
         unsafe { free_array(ptr, len) };
         return;
     }
-    let array = EmptyArray { ptr: ptr.cast(), layout };
-    let spawned = std::thread::Builder::new().name("mapcache-free".into()).spawn(move || {
-        let array = array;
-        // SAFETY: same pointer and layout as the allocation; ownership moved here.
-        unsafe { raw_free(array.ptr, array.layout) };
-        if trim {
-            release_free_memory();
-        }
-    });
-    if spawned.is_err() {
-        // The closure (and with it the array) was dropped without running: `EmptyArray` has
-        // no Drop, so the memory is still ours to free. We cannot get the pointer back out of
-        // the failed spawn, so free through our copy.
-        // SAFETY: same pointer and layout as the allocation; the thread never ran.
-        unsafe { raw_free(ptr.cast(), layout) };
-    }
+    let job = FreeJob { ptr: ptr.cast(), layout, trim };
+    let refused = match freer() {
+        Some(sender) => match sender.try_send(job) {
+            Ok(()) => return,
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
+        },
+        None => job,
+    };
+    // SAFETY: the job was not queued, so it is still ours to free, once.
+    unsafe { raw_free(refused.ptr, refused.layout) };
 }
 
 /// Returns the C allocator's free pages to the OS (glibc's `malloc_trim(0)`: every arena, and

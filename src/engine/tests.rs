@@ -654,3 +654,29 @@ fn growth_past_the_off_thread_free_threshold_keeps_every_entry() {
     assert_eq!((s.b, s.phase, s.len), (15, Phase::Idle, 110_000));
     assert!((0..110_000).step_by(7).all(|k| m.get(&k) == Some(&!k)));
 }
+
+/// Threads of this process named `name` (Linux: `/proc/self/task/*/comm`).
+#[cfg(target_os = "linux")]
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn large_arrays_are_freed_by_one_long_lived_helper_thread() {
+    // Two maps each free a 2.25 MiB old array (2^14 buckets) when they double to 2^15; both
+    // go to the same parked helper, which stays for the next one (no thread per array).
+    for _ in 0..2 {
+        let mut m: Map<u64, u64> = Map::new();
+        for k in 0..110_000 {
+            m.insert(k, k);
+        }
+        m.maintenance_step(usize::MAX);
+        assert_eq!((m.stats().b, m.phase()), (15, Phase::Idle));
+        assert_eq!(threads_named("mapcache-free"), 1);
+    }
+}
