@@ -339,6 +339,12 @@ async fn maintenance_loop(node: Arc<NodeState>) {
         }
         // Shard locks are blocking locks: take them on the blocking pool, never on a runtime
         // worker, so a long-held shard cannot stall the admin API or other connections.
+        if !expire
+            && !node.maintenance.lock().running
+            && node.store.busy_shards_unlocked().is_empty()
+        {
+            continue;
+        }
         let (worker, worker_task) = (node.clone(), task.clone());
         let ran = tokio::task::spawn_blocking(move || {
             worker_task.set_state(TaskState::Executing);
@@ -368,6 +374,11 @@ fn maintenance_tick(node: &NodeState, task: &super::tasks::Task) {
     };
     let mut all_idle = true;
     for (shard, pending) in pending.iter_mut().enumerate() {
+        // An idle shard with nothing to start is not locked: every lock taken here is one a
+        // connection may have to wait for.
+        if !*pending && !node.store.is_busy_unlocked(shard) {
+            continue;
+        }
         let mut guard = node.store.lock(shard, Some(task));
         let map = guard.map_mut();
         if *pending && map.phase() == Phase::Idle {

@@ -353,6 +353,12 @@ impl Store {
     }
 
     /// Shards whose evacuation was in progress at their last lock release, read without locking.
+    /// Whether shard `index` was growing, compacting or shrinking when its lock was last
+    /// released (no lock taken: a hint that is at most one release old).
+    pub fn is_busy_unlocked(&self, index: usize) -> bool {
+        self.shards[index].busy.load(Ordering::Relaxed)
+    }
+
     pub fn busy_shards_unlocked(&self) -> Vec<usize> {
         self.shards
             .iter()
