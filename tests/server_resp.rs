@@ -347,6 +347,36 @@ async fn active_expiry_removes_keys_nobody_reads() {
     assert_eq!(store.expired_total.get(), 200);
 }
 
+/// Active expiry skips shards that never held a key with a TTL; a TTL given later to a stored
+/// key (EXPIRE, GETEX) must still make its shard a candidate.
+#[tokio::test]
+async fn active_expiry_finds_ttls_given_by_expire_and_getex() {
+    let clock = ManualClock::new(1_000_000);
+    let node = start_with({
+        let clock = clock.clone();
+        move |c| c.clock = clock
+    })
+    .await;
+    let mut c = node.raw().await;
+    for i in 0..50 {
+        c.expect(&cmd(&["SET", &format!("e{i}"), "v"]), b"+OK\r\n").await;
+        c.expect(&cmd(&["SET", &format!("g{i}"), "v"]), b"+OK\r\n").await;
+    }
+    c.expect(&cmd(&["SET", "keep", "v"]), b"+OK\r\n").await;
+    for i in 0..50 {
+        c.expect(&cmd(&["PEXPIRE", &format!("e{i}"), "100"]), b":1\r\n").await;
+        c.expect(&cmd(&["GETEX", &format!("g{i}"), "PX", "100"]), b"$1\r\nv\r\n").await;
+    }
+    clock.advance_ms(1_000);
+    let store = &node.handle.node.store;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.len(None) > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.len(None), 1);
+    assert_eq!(store.expired_total.get(), 100);
+}
+
 #[tokio::test]
 async fn noeviction_refuses_writes_past_maxmemory_with_redis_oom_error() {
     let node = start_with(|c| c.maxmemory = 64 * 1024).await;

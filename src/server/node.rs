@@ -339,6 +339,8 @@ async fn maintenance_loop(node: Arc<NodeState>) {
         }
         // Shard locks are blocking locks: take them on the blocking pool, never on a runtime
         // worker, so a long-held shard cannot stall the admin API or other connections.
+        // Active expiry has nothing to do before any key has had a TTL.
+        let expire = expire && node.store.may_have_ttl_unlocked();
         if !expire
             && !node.maintenance.lock().running
             && node.store.busy_shards_unlocked().is_empty()

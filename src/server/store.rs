@@ -122,6 +122,10 @@ pub struct Shard {
     len: AtomicUsize,
     /// The map's phase was not `Idle` at the last release.
     busy: AtomicBool,
+    /// A key with a TTL has been stored here since the shard was last cleared. Active expiry
+    /// skips shards without one, as Redis's `activeExpireCycle` skips a database whose
+    /// `expires` dict is empty (sticky: cleared only with the shard).
+    may_have_ttl: AtomicBool,
     /// Table bytes the next insert may add: a whole new bucket array (twice the current one)
     /// when it would cross Go's load factor, else one overflow bucket. Reserved by
     /// `ensure_memory` so a write admitted under maxmemory cannot push the tables past it.
@@ -194,6 +198,7 @@ impl Store {
                     table_bytes: AtomicUsize::new(table),
                     len: AtomicUsize::new(0),
                     busy: AtomicBool::new(false),
+                    may_have_ttl: AtomicBool::new(false),
                     growth_headroom: AtomicUsize::new(table),
                     waiters: AtomicUsize::new(0),
                     contentions: AtomicU64::new(0),
@@ -359,6 +364,11 @@ impl Store {
         self.shards[index].busy.load(Ordering::Relaxed)
     }
 
+    /// Whether any shard may hold a key with a TTL (see `Shard::may_have_ttl`); no lock taken.
+    pub fn may_have_ttl_unlocked(&self) -> bool {
+        self.shards.iter().any(|s| s.may_have_ttl.load(Ordering::Relaxed))
+    }
+
     pub fn busy_shards_unlocked(&self) -> Vec<usize> {
         self.shards
             .iter()
@@ -469,6 +479,9 @@ impl Store {
         budget: Duration,
         task: Option<&Task>,
     ) -> usize {
+        if !self.shards[index].may_have_ttl.load(Ordering::Relaxed) {
+            return 0;
+        }
         let started = Instant::now();
         let mut rng = rand::rng();
         let mut expired = 0;
@@ -592,6 +605,9 @@ impl ShardGuard<'_> {
     /// entry keeps the key already stored.
     pub fn insert(&mut self, key: Bytes, mut entry: Entry) -> Option<Entry> {
         entry.value = entry.value.detach();
+        if entry.expires_at_ms != 0 {
+            self.note_ttl();
+        }
         if let Some(slot) = self.map.get_mut(&key[..]) {
             let new_len = entry.value.len();
             let old = std::mem::replace(slot, entry);
@@ -627,9 +643,16 @@ impl ShardGuard<'_> {
         Some(old)
     }
 
+    /// Records that a key in this shard has a TTL now. Whoever sets `expires_at_ms` on a stored
+    /// entry directly (EXPIRE, GETEX) calls this; `insert` does it itself.
+    pub fn note_ttl(&self) {
+        self.shard.may_have_ttl.store(true, Ordering::Relaxed);
+    }
+
     /// Removes every entry and releases the tables.
     pub fn clear(&mut self) {
         self.map.clear_and_release();
+        self.shard.may_have_ttl.store(false, Ordering::Relaxed);
         self.shard.data_bytes.store(0, Ordering::Relaxed);
     }
 }

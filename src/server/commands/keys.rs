@@ -100,6 +100,7 @@ fn expire_generic(
         guard.remove(&args[1]);
     } else {
         entry.expires_at_ms = when as u64;
+        guard.note_ttl();
     }
     Reply::Integer(1)
 }

@@ -241,7 +241,10 @@ pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         Expiry::At(at) if at <= now => {
             guard.remove(&args[1]);
         }
-        Expiry::At(at) => entry.expires_at_ms = at,
+        Expiry::At(at) => {
+            entry.expires_at_ms = at;
+            guard.note_ttl();
+        }
         Expiry::Persist => entry.expires_at_ms = 0,
         Expiry::Unset | Expiry::KeepTtl => {}
     }
