@@ -324,39 +324,50 @@ async fn ttls_follow_the_injected_clock() {
     assert_eq!(node.handle.node.store.expired_total.get(), 2, "k and p expired lazily");
 }
 
-#[tokio::test]
-async fn active_expiry_removes_keys_nobody_reads() {
+/// A node on a manual clock at 1,000,000 ms, for active-expiry tests.
+async fn start_on_manual_clock() -> (server_support::TestNode, std::sync::Arc<ManualClock>) {
     let clock = ManualClock::new(1_000_000);
     let node = start_with({
         let clock = clock.clone();
         move |c| c.clock = clock
     })
     .await;
+    (node, clock)
+}
+
+/// Waits (up to 20 s) for active expiry to bring the node down to `keys` keys, then checks that
+/// it did, and how many keys it expired.
+async fn assert_actively_expired_down_to(
+    node: &server_support::TestNode,
+    keys: usize,
+    expired: u64,
+) {
+    let store = &node.handle.node.store;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.len(None) > keys && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.len(None), keys);
+    assert_eq!(store.expired_total.get(), expired);
+}
+
+#[tokio::test]
+async fn active_expiry_removes_keys_nobody_reads() {
+    let (node, clock) = start_on_manual_clock().await;
     let mut c = node.raw().await;
     for i in 0..200 {
         c.expect(&cmd(&["SET", &format!("t{i}"), "v", "PX", "100"]), b"+OK\r\n").await;
     }
     c.expect(&cmd(&["SET", "keep", "v"]), b"+OK\r\n").await;
     clock.advance_ms(1_000);
-    let store = &node.handle.node.store;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while store.len(None) > 1 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(store.len(None), 1);
-    assert_eq!(store.expired_total.get(), 200);
+    assert_actively_expired_down_to(&node, 1, 200).await;
 }
 
 /// Active expiry skips shards that never held a key with a TTL; a TTL given later to a stored
 /// key (EXPIRE, GETEX) must still make its shard a candidate.
 #[tokio::test]
 async fn active_expiry_finds_ttls_given_by_expire_and_getex() {
-    let clock = ManualClock::new(1_000_000);
-    let node = start_with({
-        let clock = clock.clone();
-        move |c| c.clock = clock
-    })
-    .await;
+    let (node, clock) = start_on_manual_clock().await;
     let mut c = node.raw().await;
     for i in 0..50 {
         c.expect(&cmd(&["SET", &format!("e{i}"), "v"]), b"+OK\r\n").await;
@@ -368,13 +379,7 @@ async fn active_expiry_finds_ttls_given_by_expire_and_getex() {
         c.expect(&cmd(&["GETEX", &format!("g{i}"), "PX", "100"]), b"$1\r\nv\r\n").await;
     }
     clock.advance_ms(1_000);
-    let store = &node.handle.node.store;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while store.len(None) > 1 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(store.len(None), 1);
-    assert_eq!(store.expired_total.get(), 100);
+    assert_actively_expired_down_to(&node, 1, 100).await;
 }
 
 #[tokio::test]
