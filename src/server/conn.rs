@@ -35,7 +35,8 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
     };
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
-    let mut ahead: Vec<Vec<Bytes>> = Vec::with_capacity(PARSE_AHEAD);
+    // Each parsed command with its command-table index, looked up once.
+    let mut ahead: Vec<(Option<u16>, Vec<Bytes>)> = Vec::with_capacity(PARSE_AHEAD);
     loop {
         match stream.read_buf(&mut input).await {
             Ok(0) | Err(_) => break,
@@ -61,7 +62,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                     }
                     Ok(Parsed::Empty) => {}
                     Ok(Parsed::Command(args)) => {
-                        ahead.push(args);
+                        ahead.push((commands::lookup(&args[0]), args));
                         if !client.authenticated {
                             break;
                         }
@@ -73,11 +74,11 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 }
             }
             if ahead.len() > 1 {
-                for args in &ahead {
-                    commands::prefetch_keys(&node, args);
+                for (index, args) in &ahead {
+                    commands::prefetch_keys(&node, *index, args);
                 }
             }
-            for args in ahead.drain(..) {
+            for (index, args) in ahead.drain(..) {
                 if executed == 0 {
                     task.set_state(TaskState::Executing);
                     node.tasks.touch_client_activity();
@@ -85,7 +86,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 executed += 1;
                 let now_ms = node.store.now_ms();
                 let mut ctx = Ctx { node: &node, client: &mut client, task: &task, now_ms };
-                let (index, reply) = commands::execute(&mut ctx, &args);
+                let (index, reply) = commands::execute(&mut ctx, index, &args);
                 task.set_command(index);
                 match index {
                     Some(i) => node.metrics.commands[i as usize].inc(),

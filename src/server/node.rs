@@ -343,7 +343,7 @@ async fn maintenance_loop(node: Arc<NodeState>) {
         let expire = expire && node.store.may_have_ttl_unlocked();
         if !expire
             && !node.maintenance.lock().running
-            && node.store.busy_shards_unlocked().is_empty()
+            && !(0..node.store.shard_count()).any(|i| node.store.is_busy_unlocked(i))
         {
             continue;
         }

@@ -357,7 +357,6 @@ impl Store {
         self.shards.iter().map(|s| s.len.load(Ordering::Relaxed)).sum()
     }
 
-    /// Shards whose evacuation was in progress at their last lock release, read without locking.
     /// Whether shard `index` was growing, compacting or shrinking when its lock was last
     /// released (no lock taken: a hint that is at most one release old).
     pub fn is_busy_unlocked(&self, index: usize) -> bool {
@@ -369,6 +368,7 @@ impl Store {
         self.shards.iter().any(|s| s.may_have_ttl.load(Ordering::Relaxed))
     }
 
+    /// Shards whose evacuation was in progress at their last lock release, read without locking.
     pub fn busy_shards_unlocked(&self) -> Vec<usize> {
         self.shards
             .iter()
@@ -599,10 +599,10 @@ impl ShardGuard<'_> {
     /// expired or not.
     ///
     /// The value, and the key when it is new, are copied into allocations of their own
-    /// ([`Value::detach`]; a short value is stored inline): arguments arrive as slices of the connection's read buffer (and restored
-    /// entries as slices of a snapshot block), and storing such a slice would keep the whole
-    /// buffer alive for as long as the key lives, memory the accounting never sees. A replaced
-    /// entry keeps the key already stored.
+    /// ([`Value::detach`]; a short value is stored inline): arguments arrive as slices of the
+    /// connection's read buffer (and restored entries as slices of a snapshot block), and storing
+    /// such a slice would keep the whole buffer alive for as long as the key lives, memory the
+    /// accounting never sees. A replaced entry keeps the key already stored.
     pub fn insert(&mut self, key: Bytes, mut entry: Entry) -> Option<Entry> {
         entry.value = entry.value.detach();
         if entry.expires_at_ms != 0 {

@@ -189,9 +189,10 @@ pub fn wrong_arity(name: &str) -> Reply {
     Reply::error(format!("ERR wrong number of arguments for '{name}' command"))
 }
 
-/// Executes one command. `args` is never empty (the parser skips empty frames).
-pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> (Option<u16>, Reply) {
-    let Some(index) = lookup(&args[0]) else {
+/// Executes one command, `index` being `lookup(&args[0])` (the connection looks each name up
+/// once, for the prefetch and for this). `args` is never empty (the parser skips empty frames).
+pub fn execute(ctx: &mut Ctx<'_>, index: Option<u16>, args: &[Bytes]) -> (Option<u16>, Reply) {
+    let Some(index) = index else {
         return (None, unknown_command(args));
     };
     let spec = &COMMANDS[index as usize];
@@ -242,8 +243,8 @@ fn key_range(
 /// Starts loading the buckets of the keys `args` names, for a pipelined batch whose commands
 /// are all parsed before the first runs: their cache misses overlap instead of queueing. Unknown
 /// commands and commands without keys are skipped; nothing is checked or executed here.
-pub fn prefetch_keys(node: &NodeState, args: &[Bytes]) {
-    let Some(index) = lookup(&args[0]) else {
+pub fn prefetch_keys(node: &NodeState, index: Option<u16>, args: &[Bytes]) {
+    let Some(index) = index else {
         return;
     };
     for i in key_range(&COMMANDS[index as usize], args.len()) {
