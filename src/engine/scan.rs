@@ -82,13 +82,13 @@ impl<K, V> RawTable<K, V> {
     }
 
     /// A pseudo-random live entry: bucket `seed & mask` (or the old bucket holding its keys
-    /// while it is not evacuated), then the first full slot from a seed-chosen rotation; empty
+    /// while it is not evacuated), then a seed-chosen full slot, each equally likely; empty
     /// buckets move on to the next index. O(1) expected at ordinary fill.
     pub(crate) fn sample(&self, seed: u64) -> Option<(&K, &V)> {
         if self.count == 0 {
             return None;
         }
-        let rotation = (seed >> 61) as u32;
+        let pick = (seed >> 40) as u32;
         let mut index = seed as usize;
         for _ in 0..=self.mask() {
             index &= self.mask();
@@ -107,9 +107,12 @@ impl<K, V> RawTable<K, V> {
                         continue;
                     }
                     while !b.is_null() {
-                        let full = (*b).group().match_full().0.rotate_right(8 * rotation);
-                        if full != 0 {
-                            let i = (full.trailing_zeros() as usize / 8 + rotation as usize) & 7;
+                        let mut full = (*b).group().match_full();
+                        if full.any() {
+                            // Every full slot of the bucket equally likely (the first full slot
+                            // after a random start would favour a slot that follows empty ones).
+                            let nth = pick as usize % full.count();
+                            let i = full.nth(nth).unwrap_or(0);
                             return Some((
                                 (*b).keys[i].assume_init_ref(),
                                 (*b).values[i].assume_init_ref(),
