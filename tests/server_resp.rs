@@ -322,6 +322,8 @@ async fn ttls_follow_the_injected_clock() {
     c.expect(&cmd(&["SET", "at", "v", "PXAT", "1009999"]), b"+OK\r\n").await;
     c.expect(&cmd(&["EXISTS", "at"]), b":0\r\n").await;
     assert_eq!(node.handle.node.store.expired_total.get(), 2, "k and p expired lazily");
+    // Every command above that gave, changed or took a TTL kept the TTL index exact.
+    assert_eq!(node.handle.node.store.check_ttl_index(), Ok(()));
 }
 
 /// A node on a manual clock at 1,000,000 ms, for active-expiry tests.
@@ -380,6 +382,36 @@ async fn active_expiry_finds_ttls_given_by_expire_and_getex() {
     }
     clock.advance_ms(1_000);
     assert_actively_expired_down_to(&node, 1, 100).await;
+}
+
+/// The keyspace line of INFO.
+async fn info_keyspace(c: &mut redis::aio::MultiplexedConnection) -> String {
+    let info: String = redis::cmd("INFO").arg("keyspace").query_async(c).await.expect("INFO");
+    info.lines().find(|l| l.starts_with("db0:")).unwrap_or_default().to_string()
+}
+
+/// Active expiry samples each shard's TTL index (Redis's `expires` dict), not all of its keys:
+/// 30 expired keys among 50,000 without a TTL go within a few ticks. Sampling all keys, each of
+/// them turns up in about 1 round in 150 (20 samples among ~3,100 keys a shard, one round every
+/// 100 ms), so the last of the 30 would take about a minute.
+#[tokio::test]
+async fn active_expiry_finds_a_few_keys_with_a_ttl_among_many_without() {
+    let (node, clock) = start_on_manual_clock().await;
+    let mut c = node.redis().await;
+    let mut pipe = redis::pipe();
+    for i in 0..50_000 {
+        pipe.cmd("SET").arg(format!("keep{i}")).arg("v").ignore();
+    }
+    for i in 0..30 {
+        pipe.cmd("SET").arg(format!("ttl{i}")).arg("v").arg("PX").arg(100).ignore();
+    }
+    pipe.query_async::<()>(&mut c).await.expect("pipeline");
+    let before = info_keyspace(&mut c).await;
+    assert!(before.starts_with("db0:keys=50030,expires=30,avg_ttl="), "{before}");
+    clock.advance_ms(1_000);
+    assert_actively_expired_down_to(&node, 50_000, 30).await;
+    assert_eq!(info_keyspace(&mut c).await, "db0:keys=50000,expires=0,avg_ttl=0");
+    assert_eq!(node.handle.node.store.check_ttl_index(), Ok(()));
 }
 
 #[tokio::test]

@@ -400,8 +400,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
         cursor
     }
 
-    /// A pseudo-random entry (random bucket, then the first occupied slot from a random offset),
-    /// for eviction and active-expiry sampling. `seed` is the caller's random number.
+    /// A pseudo-random entry (a random bucket, drawn again while empty, then a random full slot
+    /// of it), for eviction and active-expiry sampling. `seed` is the caller's random number.
     pub fn sample(&self, seed: u64) -> Option<(&K, &V)> {
         self.table.sample(seed)
     }

@@ -82,15 +82,28 @@ impl<K, V> RawTable<K, V> {
     }
 
     /// A pseudo-random live entry: bucket `seed & mask` (or the old bucket holding its keys
-    /// while it is not evacuated), then a seed-chosen full slot, each equally likely; empty
-    /// buckets move on to the next index. O(1) expected at ordinary fill.
+    /// while it is not evacuated), then a seed-chosen full slot, each equally likely. An empty
+    /// bucket draws another random bucket, up to `SAMPLE_RANDOM_PROBES` times, as Redis's
+    /// `dictGetRandomKey`, and only then moves on index by index. (Moving on at once would favour
+    /// the key after the longest run of empty buckets: in a sparse map, one key could come back
+    /// nearly every time, and the keys sampled and removed first lengthen its run further.)
+    /// O(1) expected at ordinary fill.
     pub(crate) fn sample(&self, seed: u64) -> Option<(&K, &V)> {
         if self.count == 0 {
             return None;
         }
-        let pick = (seed >> 40) as u32;
+        let mut seed = seed;
         let mut index = seed as usize;
-        for _ in 0..=self.mask() {
+        for probe in 0..=self.mask() {
+            if probe > 0 {
+                index = if probe < SAMPLE_RANDOM_PROBES {
+                    seed = splitmix64(seed);
+                    seed as usize
+                } else {
+                    index.wrapping_add(1)
+                };
+            }
+            let pick = (seed >> 40) as u32;
             index &= self.mask();
             let mut heads = [self.bucket(index), std::ptr::null_mut()];
             if self.growing() {
@@ -122,12 +135,23 @@ impl<K, V> RawTable<K, V> {
                     }
                 }
             }
-            index = index.wrapping_add(1);
         }
         // Only reachable mid-shrink, when the entries sit in old buckets the probes did not
         // pick: fall back to the first entry in iteration order.
         super::iter::Iter::new(self, seed).next()
     }
+}
+
+/// Random bucket draws `sample` makes before it walks on index by index: enough for a map
+/// filled to 1/256 of its buckets to find a key this way 98 times in 100.
+const SAMPLE_RANDOM_PROBES: usize = 1024;
+
+/// One step of the splitmix64 generator: the next well-mixed value after `x`.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

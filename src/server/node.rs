@@ -340,7 +340,7 @@ async fn maintenance_loop(node: Arc<NodeState>) {
         // Shard locks are blocking locks: take them on the blocking pool, never on a runtime
         // worker, so a long-held shard cannot stall the admin API or other connections.
         // Active expiry has nothing to do before any key has had a TTL.
-        let expire = expire && node.store.may_have_ttl_unlocked();
+        let expire = expire && node.store.ttl_keys_unlocked() > 0;
         if !expire
             && !node.maintenance.lock().running
             && !(0..node.store.shard_count()).any(|i| node.store.is_busy_unlocked(i))
@@ -382,6 +382,7 @@ fn maintenance_tick(node: &NodeState, task: &super::tasks::Task) {
             continue;
         }
         let mut guard = node.store.lock(shard, Some(task));
+        guard.tend_ttl_index(node.config.maintenance_budget);
         let map = guard.map_mut();
         if *pending && map.phase() == Phase::Idle {
             let started = match kind {

@@ -122,6 +122,8 @@ pub struct NodeStats {
     pub ready: bool,
     pub draining: bool,
     pub keys: usize,
+    /// Keys with a TTL (the sizes of the shards' TTL indexes).
+    pub keys_with_ttl: usize,
     pub tombstones: usize,
     pub tombstone_ratio: f64,
     pub fill_ratio: f64,
@@ -238,6 +240,7 @@ impl NodeState {
             ready: self.is_ready(),
             draining: self.is_draining(),
             keys,
+            keys_with_ttl: self.store.ttl_keys_unlocked(),
             tombstones,
             tombstone_ratio: ratio(tombstones, keys + tombstones),
             fill_ratio: ratio(keys, current_buckets * 8),

@@ -1,6 +1,12 @@
 //! Sharded storage: N shards (a power of two), each a `parking_lot::Mutex` around one engine
-//! `Map<Key, Entry>`. A key goes to a shard by a hash of its own (a seed independent of the
-//! engine's per-map seed), so shard choice and bucket choice do not correlate.
+//! `Map<Key, Entry>` and its TTL index. A key goes to a shard by a hash of its own (a seed
+//! independent of the engine's per-map seed), so shard choice and bucket choice do not correlate.
+//!
+//! The TTL index of a shard is the set of its keys whose entry has a TTL (a second engine map,
+//! Redis's `expires` dict). Active expiry and volatile-ttl eviction sample it, so they find the
+//! keys with a TTL however few they are among keys without one. Every [`ShardGuard`] method that
+//! stores, removes or re-times an entry keeps it in step; a TTL is changed only through
+//! [`ShardGuard::set_expiry`] (or by storing a new entry).
 //!
 //! Lock contention is observable: [`Store::lock`] tries the lock first; when that fails it counts
 //! a contention, registers the task as waiting (for `/v1/debug/tasks` and `/v1/debug/locks`), then
@@ -23,7 +29,7 @@ use smallvec::SmallVec;
 use super::clock::Clock;
 use super::tasks::{Task, TaskState};
 use super::value::Value;
-use crate::engine::{EngineStats, Map};
+use crate::engine::{EngineStats, Map, Phase};
 
 /// A stored key: up to 24 bytes inline in the engine's slot (no allocation, and no pointer to
 /// chase when a probe compares keys), longer keys on the heap. Hashes and compares as `[u8]`, so
@@ -35,6 +41,15 @@ pub type Key = SmallVec<[u8; 24]>;
 /// fields), a long value's allocation and shared header, and a long key's heap allocation. An
 /// upper bound: a short key or value (up to 24 / 23 bytes) costs nothing beyond its slot.
 pub const ENTRY_OVERHEAD: usize = 96;
+
+/// Accounted bytes per key in a shard's TTL index beyond the key's length (its slot is in the
+/// index's table bytes, which count like the map's): a long key's heap allocation header. An
+/// upper bound, as `ENTRY_OVERHEAD`.
+pub const TTL_INDEX_OVERHEAD: usize = 16;
+
+/// Keys of the TTL index one active-expiry round samples (Redis's
+/// `ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP`).
+const ACTIVE_EXPIRE_SAMPLES: usize = 20;
 
 /// How many recent contention events each shard remembers for the lock profile's max wait.
 const RECENT_WAITS: usize = 1024;
@@ -63,6 +78,11 @@ impl Entry {
 /// The accounted cost of one entry.
 pub fn entry_cost(key: &[u8], value: &[u8]) -> usize {
     key.len() + value.len() + ENTRY_OVERHEAD
+}
+
+/// The accounted cost of one key in the TTL index.
+pub fn ttl_index_cost(key: &[u8]) -> usize {
+    key.len() + TTL_INDEX_OVERHEAD
 }
 
 /// What to do when a write would take the node past `maxmemory`.
@@ -111,21 +131,29 @@ impl EvictionPolicy {
 #[error("OOM command not allowed when used memory > 'maxmemory'.")]
 pub struct OutOfMemory;
 
+/// What a shard's lock protects: the entries and the TTL index.
+pub struct ShardData {
+    map: Map<Key, Entry>,
+    /// The keys of `map` whose entry has a TTL (`expires_at_ms != 0`), exactly.
+    ttl_index: Map<Key, ()>,
+}
+
 /// One shard: the map and the counters the lock profile reads.
 pub struct Shard {
-    map: Mutex<Map<Key, Entry>>,
+    map: Mutex<ShardData>,
     /// Accounted bytes of the entries (keys + values + overhead).
     data_bytes: AtomicUsize,
-    /// The engine's `bytes_allocated`, refreshed whenever the lock is released.
+    /// The engine's `bytes_allocated` of the map and the TTL index, refreshed whenever the lock
+    /// is released.
     table_bytes: AtomicUsize,
     /// The map's `len()` as of the last release, so the checklist reads it without locking.
     len: AtomicUsize,
-    /// The map's phase was not `Idle` at the last release.
+    /// At the last release the map or the TTL index was not `Idle`, or the index was due for a
+    /// rebuild (see `ttl_index_wants_rebuild`): the maintenance tick has work here.
     busy: AtomicBool,
-    /// A key with a TTL has been stored here since the shard was last cleared. Active expiry
-    /// skips shards without one, as Redis's `activeExpireCycle` skips a database whose
-    /// `expires` dict is empty (sticky: cleared only with the shard).
-    may_have_ttl: AtomicBool,
+    /// Keys with a TTL as of the last release. Active expiry skips shards without one, as
+    /// Redis's `activeExpireCycle` skips a database whose `expires` dict is empty.
+    ttl_keys: AtomicUsize,
     /// Table bytes the next insert may add: a whole new bucket array (twice the current one)
     /// when it would cross Go's load factor, else one overflow bucket. Reserved by
     /// `ensure_memory` so a write admitted under maxmemory cannot push the tables past it.
@@ -177,6 +205,8 @@ pub struct Store {
     pub expired_total: Counter,
     /// Keys removed by the eviction policy.
     pub evicted_total: Counter,
+    /// Redis's `avg_ttl` estimate in milliseconds (see `note_sampled_ttl`).
+    avg_ttl_ms: AtomicU64,
 }
 
 impl Store {
@@ -190,15 +220,16 @@ impl Store {
         assert!(shards.is_power_of_two(), "shard count must be a power of two");
         let shards = (0..shards)
             .map(|_| {
-                let map = Map::new();
-                let table = map.stats().bytes_allocated;
+                let data = ShardData { map: Map::new(), ttl_index: Map::new() };
+                let table =
+                    data.map.stats().bytes_allocated + data.ttl_index.stats().bytes_allocated;
                 Shard {
-                    map: Mutex::new(map),
+                    map: Mutex::new(data),
                     data_bytes: AtomicUsize::new(0),
                     table_bytes: AtomicUsize::new(table),
                     len: AtomicUsize::new(0),
                     busy: AtomicBool::new(false),
-                    may_have_ttl: AtomicBool::new(false),
+                    ttl_keys: AtomicUsize::new(0),
                     growth_headroom: AtomicUsize::new(table),
                     waiters: AtomicUsize::new(0),
                     contentions: AtomicU64::new(0),
@@ -217,6 +248,7 @@ impl Store {
             policy: AtomicU8::new(policy as u8),
             expired_total: Counter::default(),
             evicted_total: Counter::default(),
+            avg_ttl_ms: AtomicU64::new(0),
         }
     }
 
@@ -261,8 +293,8 @@ impl Store {
     /// waits.
     #[inline]
     pub fn prefetch(&self, key: &[u8]) {
-        if let Some(map) = self.shards[self.shard_of(key)].map.try_lock() {
-            map.prefetch(key);
+        if let Some(data) = self.shards[self.shard_of(key)].map.try_lock() {
+            data.map.prefetch(key);
         }
     }
 
@@ -307,7 +339,7 @@ impl Store {
             t.set_holds_lock(Some(index));
             shard.holder.store(t.id, Ordering::SeqCst);
         }
-        ShardGuard { map, shard, index, store: self, task }
+        ShardGuard { data: map, shard, index, store: self, task }
     }
 
     /// Locks every shard in `indices` (sorted and deduplicated here) in ascending order, the one
@@ -363,9 +395,39 @@ impl Store {
         self.shards[index].busy.load(Ordering::Relaxed)
     }
 
-    /// Whether any shard may hold a key with a TTL (see `Shard::may_have_ttl`); no lock taken.
-    pub fn may_have_ttl_unlocked(&self) -> bool {
-        self.shards.iter().any(|s| s.may_have_ttl.load(Ordering::Relaxed))
+    /// Keys with a TTL over all shards as of each shard's last lock release (Redis's
+    /// `expires=` in INFO keyspace); no lock taken.
+    pub fn ttl_keys_unlocked(&self) -> usize {
+        self.shards.iter().map(|s| s.ttl_keys.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Checks every shard's TTL index against its map: exactly the keys whose entry has a TTL.
+    /// O(n): for tests and debugging.
+    #[doc(hidden)]
+    pub fn check_ttl_index(&self) -> Result<(), String> {
+        for index in 0..self.shards.len() {
+            let guard = self.lock(index, None);
+            let data = &*guard.data;
+            let mut with_ttl = 0;
+            for (key, entry) in data.map.iter() {
+                let indexed = data.ttl_index.contains_key(&key[..]);
+                if indexed != (entry.expires_at_ms != 0) {
+                    return Err(format!(
+                        "shard {index}: key {key:?} with expires_at_ms {} is{} in the TTL index",
+                        entry.expires_at_ms,
+                        if indexed { "" } else { " not" }
+                    ));
+                }
+                with_ttl += usize::from(indexed);
+            }
+            if with_ttl != data.ttl_index.len() {
+                return Err(format!(
+                    "shard {index}: {} keys in the TTL index, {with_ttl} entries with a TTL",
+                    data.ttl_index.len()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Shards whose evacuation was in progress at their last lock release, read without locking.
@@ -440,18 +502,35 @@ impl Store {
             EvictionPolicy::AllkeysRandom => 1,
             _ => 5,
         };
+        let volatile = policy == EvictionPolicy::VolatileTtl;
         let mut tries = 0;
         let mut taken = 0;
         while taken < samples && tries < samples * n * 2 {
             tries += 1;
-            let shard = rng.random_range(0..n);
+            let mut shard = rng.random_range(0..n);
+            if volatile {
+                // The first shard from a random start that has keys with a TTL.
+                let Some(found) = (0..n)
+                    .map(|i| (shard + i) % n)
+                    .find(|&s| self.shards[s].ttl_keys.load(Ordering::Relaxed) > 0)
+                else {
+                    break;
+                };
+                shard = found;
+            }
             let guard = self.lock(shard, task);
-            let Some((key, entry)) = guard.map().sample(rng.random()) else {
+            let data = &*guard.data;
+            let sampled = if volatile {
+                // Sample the TTL index (Redis samples its `expires` dict for volatile-*).
+                data.ttl_index.sample(rng.random()).and_then(|(k, ())| data.map.get_key_value(k))
+            } else {
+                data.map.sample(rng.random())
+            };
+            let Some((key, entry)) = sampled else {
                 continue;
             };
             let score = match policy {
                 EvictionPolicy::AllkeysLru => entry.last_access_ms,
-                EvictionPolicy::VolatileTtl if entry.expires_at_ms == 0 => continue,
                 EvictionPolicy::VolatileTtl => entry.expires_at_ms,
                 _ => 0,
             };
@@ -470,16 +549,17 @@ impl Store {
         true
     }
 
-    /// One round of Redis's active expiry on one shard: sample up to 20 keys; delete the expired;
-    /// repeat while more than 25% of sampled keys with a TTL were expired, within `budget`.
-    /// Returns the number of keys expired.
+    /// One round of Redis's active expiry on one shard: sample up to 20 keys of its TTL index;
+    /// delete the expired; repeat while more than 25% of the sampled keys were expired, within
+    /// `budget`. Folds the sampled keys' remaining TTL into `avg_ttl_ms`. Returns the number of
+    /// keys expired.
     pub fn active_expire_shard(
         &self,
         index: usize,
         budget: Duration,
         task: Option<&Task>,
     ) -> usize {
-        if !self.shards[index].may_have_ttl.load(Ordering::Relaxed) {
+        if self.shards[index].ttl_keys.load(Ordering::Relaxed) == 0 {
             return 0;
         }
         let started = Instant::now();
@@ -488,32 +568,55 @@ impl Store {
         loop {
             let now = self.now_ms();
             let mut guard = self.lock(index, task);
-            if guard.map().is_empty() {
+            // As Redis: as many samples as there are keys with a TTL, at most 20.
+            let samples = guard.data.ttl_index.len().min(ACTIVE_EXPIRE_SAMPLES);
+            if samples == 0 {
                 return expired;
             }
-            let mut with_ttl = 0;
-            let mut victims = Vec::new();
-            for _ in 0..20 {
-                if let Some((key, entry)) = guard.map().sample(rng.random())
-                    && entry.expires_at_ms != 0
-                {
-                    with_ttl += 1;
-                    if entry.is_expired(now) && !victims.contains(key) {
-                        victims.push(key.clone());
-                    }
+            let (mut round_expired, mut ttl_sum, mut ttl_count) = (0, 0u64, 0u64);
+            for _ in 0..samples {
+                let data = &*guard.data;
+                let Some((key, ())) = data.ttl_index.sample(rng.random()) else {
+                    break;
+                };
+                let Some(entry) = data.map.get(&key[..]) else {
+                    debug_assert!(false, "TTL index holds {key:?}, the map does not");
+                    continue;
+                };
+                if !entry.is_expired(now) {
+                    ttl_sum += entry.expires_at_ms - now;
+                    ttl_count += 1;
+                    continue;
                 }
-            }
-            for key in &victims {
-                if guard.remove(key).is_some() {
+                // Deleted at once, as Redis does, so the next sample cannot draw it again.
+                let key = key.clone();
+                if guard.remove(&key).is_some() {
                     self.expired_total.inc();
-                    expired += 1;
+                    round_expired += 1;
                 }
             }
+            expired += round_expired;
             drop(guard);
-            if with_ttl == 0 || victims.len() * 4 <= with_ttl || started.elapsed() >= budget {
+            if let Some(avg) = ttl_sum.checked_div(ttl_count) {
+                self.note_sampled_ttl(avg);
+            }
+            if round_expired * 4 <= samples || started.elapsed() >= budget {
                 return expired;
             }
         }
+    }
+
+    /// Redis's `avg_ttl` estimate: a running average of the remaining TTL of the keys active
+    /// expiry samples, each round weighing 1/50 (as `activeExpireCycle`).
+    fn note_sampled_ttl(&self, round_avg_ms: u64) {
+        let old = self.avg_ttl_ms.load(Ordering::Relaxed);
+        let new = if old == 0 { round_avg_ms } else { old / 50 * 49 + round_avg_ms / 50 };
+        self.avg_ttl_ms.store(new, Ordering::Relaxed);
+    }
+
+    /// The estimated average remaining TTL in milliseconds of keys with a TTL (0 when none).
+    pub fn avg_ttl_ms(&self) -> u64 {
+        if self.ttl_keys_unlocked() == 0 { 0 } else { self.avg_ttl_ms.load(Ordering::Relaxed) }
     }
 }
 
@@ -528,9 +631,10 @@ fn growth_headroom(stats: &EngineStats) -> usize {
     }
 }
 
-/// A held shard lock. Keeps the memory accounting and the lock profile's holder in step.
+/// A held shard lock. Keeps the memory accounting, the TTL index and the lock profile's holder
+/// in step.
 pub struct ShardGuard<'a> {
-    map: MutexGuard<'a, Map<Key, Entry>>,
+    data: MutexGuard<'a, ShardData>,
     shard: &'a Shard,
     pub index: usize,
     store: &'a Store,
@@ -539,12 +643,13 @@ pub struct ShardGuard<'a> {
 
 impl ShardGuard<'_> {
     pub fn map(&self) -> &Map<Key, Entry> {
-        &self.map
+        &self.data.map
     }
 
-    /// Direct access for maintenance (compact, rebuild, steps) and snapshot restore.
+    /// Direct access for maintenance (compact, rebuild, steps). Entries must not be added,
+    /// removed or re-timed through it: that is what the other methods are for.
     pub fn map_mut(&mut self) -> &mut Map<Key, Entry> {
-        &mut self.map
+        &mut self.data.map
     }
 
     /// The live entry for `key` (an expired one is removed first, as Redis's `lookupKey`).
@@ -552,12 +657,14 @@ impl ShardGuard<'_> {
         self.get_live_mut(key, now_ms).map(|e| &*e)
     }
 
-    /// As `get_live`, and marks the entry accessed (for LRU).
+    /// As `get_live`, and marks the entry accessed (for LRU). The caller may change the value
+    /// (keeping the accounting with `update_live` or `set_value`) but not `expires_at_ms`: a TTL
+    /// changes through `set_expiry`, which keeps the TTL index in step.
     pub fn get_live_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
         // One probe. The borrow checker cannot see that the entry is only returned on the path
         // that does not touch the map again (a conditional return of a borrow), so the entry
         // goes through a raw pointer.
-        let entry: *mut Entry = self.map.get_mut(key)?;
+        let entry: *mut Entry = self.data.map.get_mut(key)?;
         // SAFETY: `entry` points at a live value inside the map, valid until the map is next
         // changed; on the expired path it is not used after `remove` changes the map, and on the
         // live path it is returned with the lifetime of `&mut self`, which keeps the map
@@ -575,7 +682,8 @@ impl ShardGuard<'_> {
 
     /// Runs `f` on the live entry for `key` (`None` when absent or expired) in one probe, keeping
     /// the memory accounting exact when `f` replaces the value. A value `f` stores must own its
-    /// allocation (built by the command, not sliced from a request).
+    /// allocation (built by the command, not sliced from a request). `f` must not change the
+    /// entry's TTL.
     pub fn update_live<R>(
         &mut self,
         key: &[u8],
@@ -586,8 +694,9 @@ impl ShardGuard<'_> {
         match self.get_live_mut(key, now_ms) {
             None => f(None),
             Some(entry) => {
-                let before = entry.value.len();
+                let (before, ttl) = (entry.value.len(), entry.expires_at_ms);
                 let result = f(Some(&mut *entry));
+                debug_assert_eq!(entry.expires_at_ms, ttl, "update_live must not re-time {key:?}");
                 shard.data_bytes.fetch_add(entry.value.len(), Ordering::Relaxed);
                 shard.data_bytes.fetch_sub(before, Ordering::Relaxed);
                 result
@@ -595,8 +704,8 @@ impl ShardGuard<'_> {
         }
     }
 
-    /// Inserts or replaces, keeping the memory accounting exact. Returns the replaced entry,
-    /// expired or not.
+    /// Inserts or replaces, keeping the memory accounting and the TTL index exact. Returns the
+    /// replaced entry, expired or not.
     ///
     /// The value, and the key when it is new, are copied into allocations of their own
     /// ([`Value::detach`]; a short value is stored inline): arguments arrive as slices of the
@@ -605,28 +714,43 @@ impl ShardGuard<'_> {
     /// accounting never sees. A replaced entry keeps the key already stored.
     pub fn insert(&mut self, key: Bytes, mut entry: Entry) -> Option<Entry> {
         entry.value = entry.value.detach();
-        if entry.expires_at_ms != 0 {
-            self.note_ttl();
-        }
-        if let Some(slot) = self.map.get_mut(&key[..]) {
+        let has_ttl = entry.expires_at_ms != 0;
+        let data = &mut *self.data;
+        if let Some(slot) = data.map.get_mut(&key[..]) {
             let new_len = entry.value.len();
             let old = std::mem::replace(slot, entry);
             self.shard.data_bytes.fetch_add(new_len, Ordering::Relaxed);
             self.shard.data_bytes.fetch_sub(old.value.len(), Ordering::Relaxed);
+            self.retime(&key, old.expires_at_ms != 0, has_ttl);
             return Some(old);
         }
         let key = Key::from_slice(&key);
         self.shard.data_bytes.fetch_add(entry_cost(&key, &entry.value), Ordering::Relaxed);
-        let replaced = self.map.insert(key, entry);
+        if has_ttl {
+            self.index_ttl(key.clone());
+        }
+        let replaced = self.data.map.insert(key, entry);
         debug_assert!(replaced.is_none(), "get_mut found no entry");
         replaced
+    }
+
+    /// Sets (`expires_at_ms` > 0) or clears (0) the TTL of a stored entry, keeping the TTL index
+    /// in step. Returns false when `key` is not stored. Expired or not is the caller's concern.
+    pub fn set_expiry(&mut self, key: &[u8], expires_at_ms: u64) -> bool {
+        let Some(entry) = self.data.map.get_mut(key) else {
+            return false;
+        };
+        let had_ttl = entry.expires_at_ms != 0;
+        entry.expires_at_ms = expires_at_ms;
+        self.retime(key, had_ttl, expires_at_ms != 0);
+        true
     }
 
     /// Replaces the value of an existing entry in place (APPEND, SETRANGE, INCR), keeping TTL.
     /// `value` must own its allocation (built by the command, not sliced from a request): it is
     /// stored as it is. An absent key gets the value back, unstored.
     pub fn set_value(&mut self, key: &[u8], value: Bytes) -> Result<(), Bytes> {
-        let Some(entry) = self.map.get_mut(key) else {
+        let Some(entry) = self.data.map.get_mut(key) else {
             return Err(value);
         };
         let old_len = entry.value.len();
@@ -638,32 +762,87 @@ impl ShardGuard<'_> {
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let (k, old) = self.map.remove_entry(key)?;
+        let (k, old) = self.data.map.remove_entry(key)?;
         self.shard.data_bytes.fetch_sub(entry_cost(&k, &old.value), Ordering::Relaxed);
+        if old.expires_at_ms != 0 {
+            self.unindex_ttl(&k);
+        }
         Some(old)
     }
 
-    /// Records that a key in this shard has a TTL now. Whoever sets `expires_at_ms` on a stored
-    /// entry directly (EXPIRE, GETEX) calls this; `insert` does it itself.
-    pub fn note_ttl(&self) {
-        self.shard.may_have_ttl.store(true, Ordering::Relaxed);
+    /// Keeps the TTL index in step when a stored key's TTL goes from `had` to `has`.
+    fn retime(&mut self, key: &[u8], had: bool, has: bool) {
+        match (had, has) {
+            (false, true) => self.index_ttl(Key::from_slice(key)),
+            (true, false) => self.unindex_ttl(key),
+            _ => {}
+        }
+    }
+
+    fn index_ttl(&mut self, key: Key) {
+        self.shard.data_bytes.fetch_add(ttl_index_cost(&key), Ordering::Relaxed);
+        let previous = self.data.ttl_index.insert(key, ());
+        debug_assert!(previous.is_none(), "a key without a TTL was in the TTL index");
+    }
+
+    fn unindex_ttl(&mut self, key: &[u8]) {
+        let removed = self.data.ttl_index.remove_entry(key);
+        debug_assert!(removed.is_some(), "a key with a TTL was not in the TTL index");
+        if let Some((k, ())) = removed {
+            self.shard.data_bytes.fetch_sub(ttl_index_cost(&k), Ordering::Relaxed);
+        }
+    }
+
+    /// Advances the TTL index's own evacuation by `budget` buckets, first starting a rebuild when
+    /// it is due (most of its keys expired or lost their TTL: it shrinks online like any map, and
+    /// gives its memory back). Run by the maintenance tick on shards marked busy.
+    pub fn tend_ttl_index(&mut self, budget: usize) {
+        let index = &mut self.data.ttl_index;
+        if index.phase() == Phase::Idle && ttl_index_wants_rebuild(&index.stats()) {
+            index.rebuild();
+        }
+        if index.phase() != Phase::Idle {
+            index.maintenance_step(budget);
+        }
+    }
+
+    /// Whether the map and the TTL index are both idle (no evacuation under way).
+    pub fn is_idle(&self) -> bool {
+        self.data.map.phase() == Phase::Idle && self.data.ttl_index.phase() == Phase::Idle
     }
 
     /// Removes every entry and releases the tables.
     pub fn clear(&mut self) {
-        self.map.clear_and_release();
-        self.shard.may_have_ttl.store(false, Ordering::Relaxed);
+        self.data.map.clear_and_release();
+        self.data.ttl_index.clear_and_release();
         self.shard.data_bytes.store(0, Ordering::Relaxed);
     }
 }
 
+/// A TTL index is rebuilt (shrunk or compacted) when its tombstones outnumber its keys, or when
+/// it has 4 times the buckets its keys need: it only ever takes keys out as they expire, so
+/// without this a burst of TTL keys would keep its largest array for good.
+fn ttl_index_wants_rebuild(stats: &EngineStats) -> bool {
+    let needed_buckets = stats.len.div_ceil(6).max(1);
+    stats.tombstones > 64.max(stats.len)
+        || (1usize << stats.b) > 4 * needed_buckets.next_power_of_two()
+}
+
 impl Drop for ShardGuard<'_> {
     fn drop(&mut self) {
-        let stats = self.map.stats();
-        self.shard.table_bytes.store(stats.bytes_allocated, Ordering::Relaxed);
-        self.shard.len.store(stats.len, Ordering::Relaxed);
-        self.shard.busy.store(stats.phase != crate::engine::Phase::Idle, Ordering::Relaxed);
-        self.shard.growth_headroom.store(growth_headroom(&stats), Ordering::Relaxed);
+        let (map, index) = (self.data.map.stats(), self.data.ttl_index.stats());
+        self.shard
+            .table_bytes
+            .store(map.bytes_allocated + index.bytes_allocated, Ordering::Relaxed);
+        self.shard.len.store(map.len, Ordering::Relaxed);
+        self.shard.ttl_keys.store(index.len, Ordering::Relaxed);
+        let busy = map.phase != Phase::Idle
+            || index.phase != Phase::Idle
+            || ttl_index_wants_rebuild(&index);
+        self.shard.busy.store(busy, Ordering::Relaxed);
+        self.shard
+            .growth_headroom
+            .store(growth_headroom(&map) + growth_headroom(&index), Ordering::Relaxed);
         if let Some(t) = self.task {
             t.set_holds_lock(None);
             let _ = self.shard.holder.compare_exchange(t.id, 0, Ordering::SeqCst, Ordering::SeqCst);
@@ -766,6 +945,121 @@ mod tests {
         assert!(s.lock(s.shard_of(&b), None).map().get(&b[..]).is_none());
         assert!(!s.evict_one(None), "no key with a TTL is left");
         assert_eq!(s.len(None), 2);
+    }
+
+    /// Sets `key` with `ttl` (0 = none) in its shard.
+    fn put(s: &Store, key: &str, ttl: u64) {
+        let key = Bytes::copy_from_slice(key.as_bytes());
+        s.lock(s.shard_of(&key), None).insert(key, Entry::new(Bytes::from("v"), ttl, 0));
+    }
+
+    fn data_bytes(s: &Store) -> usize {
+        s.shards.iter().map(|s| s.data_bytes.load(Ordering::Relaxed)).sum()
+    }
+
+    #[test]
+    fn the_ttl_index_follows_every_way_a_ttl_is_given_or_taken() {
+        let s = store(0, EvictionPolicy::Noeviction);
+        let long = "L".repeat(40);
+        let (k, idx) = (Bytes::from("k"), s.shard_of(b"k"));
+        let check = |s: &Store, ttl_keys: usize, data: usize| {
+            assert_eq!(s.check_ttl_index(), Ok(()));
+            assert_eq!(s.ttl_keys_unlocked(), ttl_keys);
+            assert_eq!(data_bytes(s), data);
+        };
+        let one = 1 + 1 + ENTRY_OVERHEAD;
+        put(&s, "k", 5_000);
+        check(&s, 1, one + ttl_index_cost(b"k"));
+        put(&s, "k", 0); // SET without KEEPTTL drops the TTL
+        check(&s, 0, one);
+        assert!(s.lock(idx, None).set_expiry(b"k", 7_000)); // EXPIRE
+        check(&s, 1, one + ttl_index_cost(b"k"));
+        put(&s, "k", 9_000); // a new TTL over an old one: still one index entry
+        check(&s, 1, one + ttl_index_cost(b"k"));
+        assert!(s.lock(idx, None).set_expiry(b"k", 0)); // PERSIST
+        check(&s, 0, one);
+        assert!(!s.lock(idx, None).set_expiry(b"absent", 1));
+        put(&s, &long, 3_000);
+        check(&s, 1, one + 40 + 1 + ENTRY_OVERHEAD + ttl_index_cost(long.as_bytes()));
+        s.lock(s.shard_of(long.as_bytes()), None).remove(long.as_bytes()); // DEL
+        check(&s, 0, one);
+        assert!(s.lock(idx, None).set_expiry(b"k", 1_500));
+        assert!(s.lock(idx, None).get_live(&k, 1_500).is_none()); // lazy expiry
+        check(&s, 0, 0);
+        put(&s, "k", 2_000);
+        for index in 0..s.shard_count() {
+            s.lock(index, None).clear(); // FLUSHALL
+        }
+        check(&s, 0, 0);
+    }
+
+    #[test]
+    fn active_expiry_finds_the_few_keys_with_a_ttl_among_many_without() {
+        let clock = ManualClock::new(1_000);
+        let s = Store::new(4, clock.clone(), 0, EvictionPolicy::Noeviction);
+        for i in 0..20_000 {
+            put(&s, &format!("keep{i}"), 0);
+        }
+        for i in 0..12 {
+            put(&s, &format!("ttl{i}"), 1_500);
+        }
+        clock.advance_ms(1_000);
+        // One call per shard (with a budget that cannot run out) expires them all: each round
+        // samples only keys with a TTL and repeats while most of them were expired. Sampling
+        // the whole map would see one of these 12 keys in about 1 of 1,700 samples.
+        let expired: usize = (0..s.shard_count())
+            .map(|i| s.active_expire_shard(i, Duration::from_secs(3600), None))
+            .sum();
+        assert_eq!(expired, 12);
+        assert_eq!(s.len(None), 20_000);
+        assert_eq!(s.ttl_keys_unlocked(), 0);
+        assert_eq!(s.check_ttl_index(), Ok(()));
+    }
+
+    #[test]
+    fn volatile_ttl_finds_the_one_key_with_a_ttl_among_many_without() {
+        let s = store(0, EvictionPolicy::VolatileTtl);
+        for i in 0..20_000 {
+            put(&s, &format!("keep{i}"), 0);
+        }
+        put(&s, "soon", 90_000);
+        assert!(s.evict_one(None), "the one key with a TTL is evictable");
+        assert!(s.lock(s.shard_of(b"soon"), None).map().get(&b"soon"[..]).is_none());
+        assert!(!s.evict_one(None), "no key with a TTL is left");
+        assert_eq!(s.len(None), 20_000);
+    }
+
+    #[test]
+    fn the_ttl_index_gives_its_memory_back_once_its_keys_expire() {
+        let clock = ManualClock::new(1_000);
+        let s = Store::new(1, clock.clone(), 0, EvictionPolicy::Noeviction);
+        for i in 0..5_000 {
+            put(&s, &format!("t{i}"), 2_000);
+        }
+        put(&s, "last", 9_000);
+        let index_bytes = |s: &Store| s.lock(0, None).data.ttl_index.stats().bytes_allocated;
+        let full = index_bytes(&s);
+        assert!(!s.is_busy_unlocked(0));
+        clock.advance_ms(1_500);
+        // A round stops once most of its samples are live, so the last few expired keys may
+        // take a few more rounds (the maintenance tick runs one per shard every 100 ms).
+        let mut expired = 0;
+        for _ in 0..50 {
+            expired += s.active_expire_shard(0, Duration::from_secs(3600), None);
+        }
+        assert_eq!(expired, 5_000);
+        assert!(s.is_busy_unlocked(0), "an index of 1 key in 1024 buckets wants a rebuild");
+        let mut steps = 0;
+        while s.is_busy_unlocked(0) {
+            s.lock(0, None).tend_ttl_index(64);
+            steps += 1;
+            assert!(steps < 100, "the rebuild finishes");
+        }
+        let after = index_bytes(&s);
+        assert_eq!(s.ttl_keys_unlocked(), 1);
+        assert_eq!(s.check_ttl_index(), Ok(()));
+        assert!(after * 100 < full, "index bytes {after} after, {full} full");
+        assert_eq!(s.lock(0, None).data.ttl_index.stats().b, 0);
     }
 
     #[test]

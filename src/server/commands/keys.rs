@@ -99,8 +99,7 @@ fn expire_generic(
     if when <= now as i64 {
         guard.remove(&args[1]);
     } else {
-        entry.expires_at_ms = when as u64;
-        guard.note_ttl();
+        guard.set_expiry(&args[1], when as u64);
     }
     Reply::Integer(1)
 }
@@ -159,13 +158,8 @@ pub fn pexpiretime(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 pub fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let mut guard = lock(ctx, &args[1]);
-    match guard.get_live_mut(&args[1], now) {
-        Some(entry) if entry.expires_at_ms != 0 => {
-            entry.expires_at_ms = 0;
-            Reply::Integer(1)
-        }
-        _ => Reply::Integer(0),
-    }
+    let has_ttl = guard.get_live(&args[1], now).is_some_and(|e| e.expires_at_ms != 0);
+    Reply::Integer(i64::from(has_ttl && guard.set_expiry(&args[1], 0)))
 }
 
 pub fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {

@@ -209,7 +209,9 @@ pub fn execute(ctx: &mut Ctx<'_>, index: Option<u16>, args: &[Bytes]) -> (Option
     // Without a limit there is nothing to reserve (`ensure_memory` would return at once).
     if spec.kind == Kind::WriteGrow && ctx.node.store.maxmemory() != 0 {
         let keys = key_positions(spec, args.len());
+        // Each key may also enter its shard's TTL index (SET ... EX): its key bytes again.
         let incoming: usize = args[1..].iter().map(|a| a.len()).sum::<usize>()
+            + keys.iter().map(|&i| super::store::ttl_index_cost(&args[i])).sum::<usize>()
             + super::store::ENTRY_OVERHEAD * keys.len().max(1);
         let mut shards: Vec<usize> =
             keys.iter().map(|&i| ctx.node.store.shard_of(&args[i])).collect();

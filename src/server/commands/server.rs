@@ -83,7 +83,13 @@ pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     if want("keyspace") {
         out.push_str("# Keyspace\r\n");
         if stats.keys > 0 {
-            let _ = write!(out, "db0:keys={},expires=0,avg_ttl=0\r\n", stats.keys);
+            let _ = write!(
+                out,
+                "db0:keys={},expires={},avg_ttl={}\r\n",
+                stats.keys,
+                node.store.ttl_keys_unlocked(),
+                node.store.avg_ttl_ms()
+            );
         }
         out.push_str("\r\n");
     }

@@ -242,10 +242,11 @@ pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             guard.remove(&args[1]);
         }
         Expiry::At(at) => {
-            entry.expires_at_ms = at;
-            guard.note_ttl();
+            guard.set_expiry(&args[1], at);
         }
-        Expiry::Persist => entry.expires_at_ms = 0,
+        Expiry::Persist => {
+            guard.set_expiry(&args[1], 0);
+        }
         Expiry::Unset | Expiry::KeepTtl => {}
     }
     reply
