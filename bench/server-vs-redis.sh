@@ -7,7 +7,11 @@
 #   ends with the median of each figure and the per-round mapcache/redis ratios' median.
 # PIN=1 runs both servers on CPU 0 and redis-benchmark on CPU 1 (taskset), so the client never
 #   competes with the server it measures; unset, everything shares every CPU.
-# Prints one CSV row per (round, server, pipeline, test): requests/s and p50/p99 latency in ms.
+# Prints one CSV row per (round, server, pipeline, test): requests/s, p50/p99 latency in ms, the
+#   server's CPU time per request in microseconds (user + system, from /proc/<pid>/stat around
+#   that test's redis-benchmark run) and the share of one CPU that redis-benchmark itself used
+#   (near 1.0 = the client, not the server, set the pace: then rps cannot tell the servers apart,
+#   and CPU per request is the figure that does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-500000}"
@@ -35,19 +39,33 @@ for port in "$MC_PORT" "$REDIS_PORT"; do
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
-echo "round,server,pipeline,test,rps,p50_ms,p99_ms" | tee "$work/rows.csv"
+# CPU ticks (user + system) a process has used so far; and the ticks per second.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz="$(getconf CLK_TCK)"
+TIMEFORMAT='%U %S %R'
+
+echo "round,server,pipeline,test,rps,p50_ms,p99_ms,server_cpu_us_per_req,client_cpu" | tee "$work/rows.csv"
 for round in $(seq "$ROUNDS"); do
-  order=("mapcache:$MC_PORT" "redis:$REDIS_PORT")
-  (( round % 2 == 0 )) && order=("redis:$REDIS_PORT" "mapcache:$MC_PORT")
+  order=("mapcache:$MC_PORT:$mc_pid" "redis:$REDIS_PORT:$redis_pid")
+  (( round % 2 == 0 )) && order=("redis:$REDIS_PORT:$redis_pid" "mapcache:$MC_PORT:$mc_pid")
   for P in 1 16; do
     for target in "${order[@]}"; do
-      name="${target%%:*}"; port="${target##*:}"
+      IFS=: read -r name port pid <<<"$target"
       redis-cli -p "$port" flushall >/dev/null
-      # --csv columns: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-      "${CLIENT_CPU[@]}" redis-benchmark -p "$port" -t set,get,incr,mset -c "$C" -n "$N" -P "$P" -r 100000 --csv -q 2>/dev/null \
-        | tail -n +2 | tr -d '"' \
-        | awk -F, -v r="$round" -v s="$name" -v p="$P" '{ printf "%s,%s,%s,%s,%s,%s,%s\n", r, s, p, $1, $2, $5, $7 }' \
-        | tee -a "$work/rows.csv"
+      for test in set get incr mset; do
+        server_before="$(cpu_ticks "$pid")"
+        # `time` reports the client's user and system CPU seconds and the wall seconds.
+        # --csv columns: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+        { time "${CLIENT_CPU[@]}" redis-benchmark -p "$port" -t "$test" -c "$C" -n "$N" -P "$P" -r 100000 --csv -q \
+            >"$work/rb.csv" 2>/dev/null ; } 2>"$work/time"
+        server_after="$(cpu_ticks "$pid")"
+        read -r client_user client_sys wall <"$work/time"
+        tail -n +2 "$work/rb.csv" | tr -d '"' | head -1 \
+          | awk -F, -v r="$round" -v s="$name" -v p="$P" -v n="$N" -v hz="$hz" \
+              -v st="$((server_after - server_before))" -v cu="$client_user" -v cs="$client_sys" -v w="$wall" \
+              '{ printf "%s,%s,%s,%s,%s,%s,%s,%.2f,%.2f\n", r, s, p, $1, $2, $5, $7, st / hz * 1e6 / n, (cu + cs) / w }' \
+          | tee -a "$work/rows.csv"
+      done
     done
   done
 done
@@ -60,14 +78,17 @@ by = {}
 for r in rows:
     by.setdefault((r["pipeline"], r["test"], r["server"]), []).append(r)
 print()
-print("median over rounds: pipeline,test,mapcache_rps,redis_rps,rps_ratio,mapcache_p99,redis_p99,p99_ratio"
-      " (ratios: median of the per-round ratios)")
+print("median over rounds: pipeline,test,mapcache_rps,redis_rps,rps_ratio,mapcache_p99,redis_p99,p99_ratio,"
+      "mapcache_cpu_us,redis_cpu_us,cpu_ratio,client_cpu_max (ratios: median of the per-round ratios;"
+      " client_cpu_max near 1.0 = client-bound, rps cannot tell the servers apart)")
 for (p, t, s) in sorted({(p, t, s) for (p, t, s) in by if s == "mapcache"}, key=lambda k: (int(k[0]), k[1])):
     mc, rd = by[(p, t, "mapcache")], by[(p, t, "redis")]
     med = lambda rs, f: statistics.median(float(x[f]) for x in rs)
-    rps_ratio = statistics.median(float(a["rps"]) / float(b["rps"]) for a, b in zip(mc, rd))
-    p99_ratio = statistics.median(float(a["p99_ms"]) / float(b["p99_ms"]) for a, b in zip(mc, rd))
-    print(f"{p},{t},{med(mc,'rps'):.0f},{med(rd,'rps'):.0f},{rps_ratio:.2f},"
-          f"{med(mc,'p99_ms'):.3f},{med(rd,'p99_ms'):.3f},{p99_ratio:.2f}")
+    ratio = lambda f: statistics.median(float(a[f]) / float(b[f]) for a, b in zip(mc, rd))
+    client = max(float(x["client_cpu"]) for x in mc + rd)
+    print(f"{p},{t},{med(mc,'rps'):.0f},{med(rd,'rps'):.0f},{ratio('rps'):.2f},"
+          f"{med(mc,'p99_ms'):.3f},{med(rd,'p99_ms'):.3f},{ratio('p99_ms'):.2f},"
+          f"{med(mc,'server_cpu_us_per_req'):.2f},{med(rd,'server_cpu_us_per_req'):.2f},"
+          f"{ratio('server_cpu_us_per_req'):.2f},{client:.2f}")
 PY
 fi
