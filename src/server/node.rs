@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -331,6 +332,7 @@ async fn maintenance_loop(node: Arc<NodeState>) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_expire = Instant::now();
+    let memory = Arc::new(Mutex::new(TickMemory::default()));
     loop {
         tick.tick().await;
         let expire = last_expire.elapsed() >= Duration::from_millis(100);
@@ -347,10 +349,10 @@ async fn maintenance_loop(node: Arc<NodeState>) {
         {
             continue;
         }
-        let (worker, worker_task) = (node.clone(), task.clone());
+        let (worker, worker_task, memory) = (node.clone(), task.clone(), memory.clone());
         let ran = tokio::task::spawn_blocking(move || {
             worker_task.set_state(TaskState::Executing);
-            maintenance_tick(&worker, &worker_task);
+            maintenance_tick(&worker, &worker_task, &mut memory.lock());
             if expire {
                 for shard in 0..worker.store.shard_count() {
                     worker.store.active_expire_shard(
@@ -369,11 +371,19 @@ async fn maintenance_loop(node: Arc<NodeState>) {
     }
 }
 
-fn maintenance_tick(node: &NodeState, task: &super::tasks::Task) {
+/// What the maintenance tick saw of each shard's evacuation after its own last step.
+#[derive(Default)]
+struct TickMemory {
+    /// `Store::evacuated_unlocked` per shard right after this tick's last step on it.
+    evacuated_after_step: Vec<usize>,
+}
+
+fn maintenance_tick(node: &NodeState, task: &super::tasks::Task, memory: &mut TickMemory) {
     let (kind, mut pending) = {
         let m = node.maintenance.lock();
         (m.kind, if m.running { m.pending.clone() } else { vec![false; node.store.shard_count()] })
     };
+    memory.evacuated_after_step.resize(node.store.shard_count(), usize::MAX);
     let mut all_idle = true;
     for (shard, pending) in pending.iter_mut().enumerate() {
         // An idle shard with nothing to start is not locked: every lock taken here is one a
@@ -381,7 +391,22 @@ fn maintenance_tick(node: &NodeState, task: &super::tasks::Task) {
         if !*pending && !node.store.is_busy_unlocked(shard) {
             continue;
         }
-        let mut guard = node.store.lock(shard, Some(task));
+        // A shard whose evacuation moved since our last step is being written to, and every
+        // write evacuates (growWork): it needs no help, and stepping it would only compete with
+        // those writes for its lock.
+        let evacuated = node.store.evacuated_unlocked(shard);
+        if !*pending && evacuated != memory.evacuated_after_step[shard] {
+            memory.evacuated_after_step[shard] = evacuated;
+            all_idle = false;
+            continue;
+        }
+        // Never wait for a lock here: a connection holds it, and a connection that then waited
+        // behind this tick (parked, then rescheduled on a busy machine) would stall every client
+        // of its thread for milliseconds. A busy shard is simply tried again next tick.
+        let Some(mut guard) = node.store.try_lock(shard, Some(task)) else {
+            all_idle = false;
+            continue;
+        };
         guard.tend_ttl_index(node.config.maintenance_budget);
         let map = guard.map_mut();
         if *pending && map.phase() == Phase::Idle {
@@ -395,6 +420,8 @@ fn maintenance_tick(node: &NodeState, task: &super::tasks::Task) {
             map.maintenance_step(node.config.maintenance_budget);
         }
         all_idle &= map.phase() == Phase::Idle;
+        drop(guard);
+        memory.evacuated_after_step[shard] = node.store.evacuated_unlocked(shard);
     }
     let mut m = node.maintenance.lock();
     if !m.running {
@@ -423,5 +450,79 @@ fn maintenance_tick(node: &NodeState, task: &super::tasks::Task) {
             bytes_allocated = stats.bytes_allocated,
             "maintenance finished"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::server::store::Entry;
+
+    /// A one-shard node whose shard has just started doubling from 512 buckets (so hundreds of
+    /// old buckets are left to evacuate).
+    fn node_with_a_growing_shard() -> NodeState {
+        let config = Config { shards: 1, ..Config::for_test(std::env::temp_dir()) };
+        let node = NodeState::new(config);
+        {
+            let mut guard = node.store.lock(0, None);
+            for i in 0u64.. {
+                guard.insert(Bytes::from(i.to_string()), Entry::new(Bytes::from("v"), 0, 0));
+                let stats = guard.map().stats();
+                if stats.phase == Phase::Growing && stats.b == 10 {
+                    assert!(stats.to_evacuate > 400, "{stats:?}");
+                    break;
+                }
+            }
+        }
+        node
+    }
+
+    #[test]
+    fn the_tick_leaves_shards_that_writes_are_evacuating_to_the_writes() {
+        let node = node_with_a_growing_shard();
+        let task = node.tasks.register(TaskKind::Maintenance, None);
+        let mut memory = TickMemory::default();
+        let evacuated = || node.store.evacuated_unlocked(0);
+        let start = evacuated();
+        maintenance_tick(&node, &task.task, &mut memory); // first sight: only noted
+        assert_eq!(evacuated(), start);
+        maintenance_tick(&node, &task.task, &mut memory); // nothing moved since: one step
+        assert_eq!(evacuated(), start + 64);
+        let mut guard = node.store.lock(0, None);
+        guard.insert(Bytes::from("a write"), Entry::new(Bytes::from("v"), 0, 0));
+        drop(guard);
+        let after_write = evacuated();
+        assert!(after_write > start + 64, "a write evacuates (growWork)");
+        maintenance_tick(&node, &task.task, &mut memory); // the write moved it: left alone
+        assert_eq!(evacuated(), after_write);
+        maintenance_tick(&node, &task.task, &mut memory); // quiet again: a step
+        assert_eq!(evacuated(), after_write + 64);
+    }
+
+    #[test]
+    fn the_tick_never_waits_for_a_shard_lock_a_connection_holds() {
+        let node = node_with_a_growing_shard();
+        let task = node.tasks.register(TaskKind::Maintenance, None);
+        let mut memory = TickMemory::default();
+        maintenance_tick(&node, &task.task, &mut memory); // noted; the next tick would step
+        let start = node.store.evacuated_unlocked(0);
+        let held = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _guard = node.store.lock(0, None);
+                held.wait();
+                // Holds the lock a while (no assertion on time): a tick that waited for it
+                // would get it only after this and count a contention.
+                std::thread::sleep(Duration::from_millis(200));
+            });
+            held.wait();
+            maintenance_tick(&node, &task.task, &mut memory);
+        });
+        assert_eq!(node.store.lock_counters()[0].contentions, 0);
+        assert_eq!(node.store.evacuated_unlocked(0), start, "skipped, to be tried next tick");
+        maintenance_tick(&node, &task.task, &mut memory);
+        assert_eq!(node.store.evacuated_unlocked(0), start + 64);
     }
 }

@@ -151,6 +151,9 @@ pub struct Shard {
     /// At the last release the map or the TTL index was not `Idle`, or the index was due for a
     /// rebuild (see `ttl_index_wants_rebuild`): the maintenance tick has work here.
     busy: AtomicBool,
+    /// Old buckets evacuated so far (map and TTL index) as of the last release: the maintenance
+    /// tick leaves a shard alone while this moves without it (writes are evacuating it).
+    evacuated: AtomicUsize,
     /// Keys with a TTL as of the last release. Active expiry skips shards without one, as
     /// Redis's `activeExpireCycle` skips a database whose `expires` dict is empty.
     ttl_keys: AtomicUsize,
@@ -230,6 +233,7 @@ impl Store {
                     len: AtomicUsize::new(0),
                     busy: AtomicBool::new(false),
                     ttl_keys: AtomicUsize::new(0),
+                    evacuated: AtomicUsize::new(0),
                     growth_headroom: AtomicUsize::new(table),
                     waiters: AtomicUsize::new(0),
                     contentions: AtomicU64::new(0),
@@ -335,11 +339,35 @@ impl Store {
                 map
             }
         };
+        self.held(index, map, task)
+    }
+
+    /// Locks shard `index` if nobody holds it now; never waits. For background work that can
+    /// come back later (the maintenance tick), so it never makes a connection wait behind it.
+    pub fn try_lock<'a>(&'a self, index: usize, task: Option<&'a Task>) -> Option<ShardGuard<'a>> {
+        let map = self.shards[index].map.try_lock()?;
+        Some(self.held(index, map, task))
+    }
+
+    /// The guard of a lock just taken, with `task` recorded as its holder.
+    fn held<'a>(
+        &'a self,
+        index: usize,
+        data: MutexGuard<'a, ShardData>,
+        task: Option<&'a Task>,
+    ) -> ShardGuard<'a> {
+        let shard = &self.shards[index];
         if let Some(t) = task {
             t.set_holds_lock(Some(index));
             shard.holder.store(t.id, Ordering::SeqCst);
         }
-        ShardGuard { data: map, shard, index, store: self, task }
+        ShardGuard { data, shard, index, store: self, task }
+    }
+
+    /// Old buckets of shard `index` evacuated so far, as of its last lock release (no lock
+    /// taken). It moves whenever a write or a maintenance step evacuates.
+    pub fn evacuated_unlocked(&self, index: usize) -> usize {
+        self.shards[index].evacuated.load(Ordering::Relaxed)
     }
 
     /// Locks every shard in `indices` (sorted and deduplicated here) in ascending order, the one
@@ -836,6 +864,7 @@ impl Drop for ShardGuard<'_> {
             .store(map.bytes_allocated + index.bytes_allocated, Ordering::Relaxed);
         self.shard.len.store(map.len, Ordering::Relaxed);
         self.shard.ttl_keys.store(index.len, Ordering::Relaxed);
+        self.shard.evacuated.store(map.evacuated + index.evacuated, Ordering::Relaxed);
         let busy = map.phase != Phase::Idle
             || index.phase != Phase::Idle
             || ttl_index_wants_rebuild(&index);
