@@ -595,7 +595,11 @@ impl Store {
         let mut expired = 0;
         loop {
             let now = self.now_ms();
-            let mut guard = self.lock(index, task);
+            // Never wait behind a connection (see the maintenance tick): a shard in use now is
+            // sampled on the next round, 100 ms on; keys read meanwhile expire lazily.
+            let Some(mut guard) = self.try_lock(index, task) else {
+                return expired;
+            };
             // As Redis: as many samples as there are keys with a TTL, at most 20.
             let samples = guard.data.ttl_index.len().min(ACTIVE_EXPIRE_SAMPLES);
             if samples == 0 {
