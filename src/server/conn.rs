@@ -46,8 +46,12 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         // Per-read bookkeeping is done once for the whole pipelined batch, not per command.
         let mut executed = 0u64;
         // Each command's duration runs from the end of the previous one (or the read) to its
-        // reply: parse plus execution, one clock read per command.
-        let mut mark = Instant::now();
+        // reply: parse plus execution, one clock read per command. The TTL clock (wall time, in
+        // ms) is read once per batch and carried forward by that same monotonic clock, so a
+        // command costs one clock read, not two.
+        let batch_start = Instant::now();
+        let batch_start_ms = node.store.now_ms();
+        let mut mark = batch_start;
         'batch: loop {
             // Parse ahead up to PARSE_AHEAD complete commands, then ask for their keys' buckets
             // before running the first, so their cache misses overlap. Before AUTH, one command
@@ -84,7 +88,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                     node.tasks.touch_client_activity();
                 }
                 executed += 1;
-                let now_ms = node.store.now_ms();
+                let now_ms = batch_start_ms + (mark - batch_start).as_millis() as u64;
                 let mut ctx = Ctx { node: &node, client: &mut client, task: &task, now_ms };
                 let (index, reply) = commands::execute(&mut ctx, index, &args);
                 task.set_command(index);
