@@ -299,8 +299,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
             let (hash_builder, seed) = (&self.hash_builder, self.seed);
             self.table.grow_work(hash, &|k: &K| make_hash(hash_builder, seed, k));
         }
-        let slot = self.table.find(hash, |k| k.borrow() == key)?;
         let head = self.table.read_bucket(hash);
+        // SAFETY: `head` is `read_bucket(hash)` of the current state.
+        let slot = unsafe { self.table.find_from(head, hash, |k| k.borrow() == key) }?;
         // SAFETY: `slot` is a full slot of the chain at `head` (both from the same state).
         let entry = unsafe { self.table.remove_slot(head, slot) };
         if self.table.count == 0 {
