@@ -116,13 +116,13 @@ pub type DefaultHashBuilder = foldhash::fast::RandomState;
 /// What it buys: random lookups in a large array stop paying a TLB miss and page walk on top
 /// of their cache misses (4 KiB pages give the 302 MB array of a 1e7-entry u64 map ~74,000
 /// page-table entries; 2 MiB pages 144). Measured at 1e7 u64 entries (docs/BENCHMARKS.md):
-/// lookups about 2x faster, remove and churn 1.2–1.6x; at 1e6 within the noise.
+/// lookups about 2x faster, churn 1.5–2x, remove 1.2x; at 1e6 no consistent gain.
 ///
 /// What it costs: a page fault on a fresh 2 MiB page zeroes all of it at once, inside
 /// whichever insert first writes there (evacuation writes the new array at random places).
 /// That is ~0.2 ms on memory the machine has backed already, but on a VM whose host reclaims
 /// free guest memory (virtio-balloon free page reporting, as the machine of the benchmarks)
-/// each 2 MiB fault also takes 512 host faults: 5–8 ms, and single inserts of 15–33 ms while
+/// each 2 MiB fault also takes 512 host faults: 5–8 ms, and single inserts of 15–39 ms while
 /// growing to 1e7 entries, against well under 2 ms with 4 KiB pages. Hence off by default:
 /// turn it on where lookup throughput on large maps matters more than the worst insert, or
 /// where huge-page faults are known to be cheap. RSS rounds up to whole 2 MiB pages for
