@@ -7,10 +7,13 @@
 //!
 //! `cargo run --release --example engine_latency -- engine 10000000`
 //! `cargo run --release --example engine_latency -- hashbrown 10000000`
+//! `cargo run --release --example engine_latency -- engine_thp 10000000` (the engine with
+//! `set_huge_pages(true)`: large arrays on transparent huge pages)
 //! `cargo run --release --example engine_latency -- noop 10000000` (the timing loop around no
 //! map: the machine's own tail, the floor under every row)
 //! `cargo run --release --example engine_latency -- engine 10000000 20` (instead lists the 20
-//! slowest inserts by wall time, with what the map did in each: see [`Slow`])
+//! slowest inserts by wall time, with what the map did in each: see [`Slow`]; `engine_thp`
+//! too)
 //! (`bench/engine-peers.sh` runs both plus Go's classic map.)
 //!
 //! Reading the thread CPU clock is a system call (no vDSO path), ~0.2–0.5 µs, so the total time
@@ -19,7 +22,7 @@
 
 use std::time::Instant;
 
-use mapcache::engine::{DefaultHashBuilder, EngineStats, Map};
+use mapcache::engine::{DefaultHashBuilder, EngineStats, Map, set_huge_pages};
 
 fn key(i: u64) -> u64 {
     i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -160,20 +163,26 @@ fn main() {
         None => 10_000_000,
         Some(Ok(n)) if n > 0 => n,
         Some(Ok(_)) => {
-            eprintln!("usage: engine_latency [engine|hashbrown|noop] [n]: n must be positive");
+            eprintln!(
+                "usage: engine_latency [engine|engine_thp|hashbrown|noop] [n]: n must be positive"
+            );
             std::process::exit(2);
         }
         Some(Err(e)) => {
-            eprintln!("usage: engine_latency [engine|hashbrown|noop] [n]: bad n: {e}");
+            eprintln!("usage: engine_latency [engine|engine_thp|hashbrown|noop] [n]: bad n: {e}");
             std::process::exit(2);
         }
     };
+    if which == "engine_thp" {
+        set_huge_pages(true);
+    }
     if let Some(top) = args.next() {
         let top: usize = match top.parse() {
-            Ok(t) if which == "engine" => t,
+            Ok(t) if which == "engine" || which == "engine_thp" => t,
             _ => {
                 eprintln!(
-                    "usage: engine_latency engine [n] [slowest]: slowest is a count, engine only"
+                    "usage: engine_latency engine|engine_thp [n] [slowest]: slowest is a count, \
+                     engine only"
                 );
                 std::process::exit(2);
             }
@@ -196,7 +205,7 @@ fn main() {
     }
     let total = Instant::now();
     let (mut wall, mut cpu) = match which.as_str() {
-        "engine" => {
+        "engine" | "engine_thp" => {
             let mut m: Map<u64, u64> = Map::new();
             let ns = run(n, |k, v| {
                 m.insert(k, v);
@@ -218,7 +227,9 @@ fn main() {
             std::hint::black_box((k, v));
         }),
         other => {
-            eprintln!("usage: engine_latency [engine|hashbrown|noop] [n]: unknown map {other:?}");
+            eprintln!(
+                "usage: engine_latency [engine|engine_thp|hashbrown|noop] [n]: unknown map {other:?}"
+            );
             std::process::exit(2);
         }
     };

@@ -4,10 +4,12 @@
 //! `fresh` builds a map holding only the remaining 10%, the reference for "after shrink".
 //!
 //! `cargo run --release --example engine_memory -- engine 10000000`
+//! `cargo run --release --example engine_memory -- engine_thp 10000000` (the engine with
+//! `set_huge_pages(true)`: large arrays on transparent huge pages)
 //! `cargo run --release --example engine_memory -- hashbrown 10000000`
 //! `cargo run --release --example engine_memory -- fresh 10000000`
 
-use mapcache::engine::{DefaultHashBuilder, Map};
+use mapcache::engine::{DefaultHashBuilder, Map, set_huge_pages};
 
 fn key(i: u64) -> u64 {
     i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -31,14 +33,17 @@ fn main() {
         None => 10_000_000,
         Some(Ok(n)) => n,
         Some(Err(e)) => {
-            eprintln!("usage: engine_memory [engine|hashbrown|fresh] [n]: bad n: {e}");
+            eprintln!("usage: engine_memory [engine|engine_thp|hashbrown|fresh] [n]: bad n: {e}");
             std::process::exit(2);
         }
     };
+    if which == "engine_thp" {
+        set_huge_pages(true);
+    }
     let base = rss();
     let keep = |i: u64| i.is_multiple_of(10);
     match which.as_str() {
-        "engine" => {
+        "engine" | "engine_thp" => {
             let mut m: Map<u64, u64> = Map::new();
             (0..n).for_each(|i| {
                 m.insert(key(i), i);
@@ -63,7 +68,7 @@ fn main() {
             let shrunk = rss() - base;
             let s = m.stats();
             println!(
-                "memory map=engine n={n} full_mib={:.1} bytes_per_entry={:.1} alloc_bytes_per_entry={:.1} \
+                "memory map={which} n={n} full_mib={:.1} bytes_per_entry={:.1} alloc_bytes_per_entry={:.1} \
                  after_remove_mib={:.1} after_shrink_mib={:.1} alloc_after_shrink_mib={:.1} shrink_steps={steps} len={}",
                 mib(full),
                 full as f64 / n as f64,
@@ -113,7 +118,9 @@ fn main() {
             );
         }
         other => {
-            eprintln!("usage: engine_memory [engine|hashbrown|fresh] [n]: unknown map {other:?}");
+            eprintln!(
+                "usage: engine_memory [engine|engine_thp|hashbrown|fresh] [n]: unknown map {other:?}"
+            );
             std::process::exit(2);
         }
     }

@@ -5,14 +5,20 @@
 //!
 //! `cargo run --release --example engine_throughput -- 1000000 3`
 //! `cargo run --release --example engine_throughput -- 1000000 3 str16 engine` (only those keys
-//! and that map; `all` or nothing for every one)
+//! and that map; `all` or nothing for every one of engine, hashbrown and std; `engine_thp` for
+//! the engine with `set_huge_pages(true)`, large arrays on transparent huge pages)
+//!
+//! After filling each map it also prints the process's `AnonHugePages` (from
+//! `/proc/self/smaps_rollup`): how much of its memory the kernel backs with huge pages, to check
+//! that `engine_thp`, or glibc's `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` for hashbrown, took
+//! effect.
 
 use std::collections::HashMap as StdHashMap;
 use std::hash::Hash;
 use std::hint::black_box;
 use std::time::Instant;
 
-use mapcache::engine::{DefaultHashBuilder, Map};
+use mapcache::engine::{DefaultHashBuilder, Map, set_huge_pages};
 
 trait Peer<K> {
     fn empty() -> Self;
@@ -59,6 +65,16 @@ fn time(rounds: usize, ops: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// `AnonHugePages` of this process in KiB (Linux; 0 where unavailable).
+fn anon_huge_kib() -> u64 {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn run<K: Hash + Eq + Clone, M: Peer<K>>(
     name: &str,
     kname: &str,
@@ -84,6 +100,7 @@ fn run<K: Hash + Eq + Clone, M: Peer<K>>(
     for (i, k) in keys.iter().enumerate() {
         m.put(k.clone(), i as u64);
     }
+    println!("thp map={name} keys={kname} n={n} anon_huge_kib={}", anon_huge_kib());
     report(
         "lookup_hit",
         time(rounds, n, || {
@@ -144,6 +161,11 @@ fn main() {
         if want(&map_filter, "engine") {
             run::<u64, Map<u64, u64>>("engine", "u64", &keys, &misses, rounds);
         }
+        if map_filter == "engine_thp" {
+            set_huge_pages(true);
+            run::<u64, Map<u64, u64>>("engine_thp", "u64", &keys, &misses, rounds);
+            set_huge_pages(false);
+        }
         if want(&map_filter, "hashbrown") {
             run::<u64, hashbrown::HashMap<u64, u64, DefaultHashBuilder>>(
                 "hashbrown",
@@ -163,6 +185,11 @@ fn main() {
         let misses: Vec<String> = (n..2 * n).map(s).collect();
         if want(&map_filter, "engine") {
             run::<String, Map<String, u64>>("engine", "str16", &keys, &misses, rounds);
+        }
+        if map_filter == "engine_thp" {
+            set_huge_pages(true);
+            run::<String, Map<String, u64>>("engine_thp", "str16", &keys, &misses, rounds);
+            set_huge_pages(false);
         }
         if want(&map_filter, "hashbrown") {
             run::<String, hashbrown::HashMap<String, u64, DefaultHashBuilder>>(

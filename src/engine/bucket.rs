@@ -19,6 +19,7 @@ use std::alloc::{self, Layout};
 use std::mem::MaybeUninit;
 use std::ptr;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use super::tophash::{BUCKET_CNT, Group, is_evacuated_mark};
@@ -167,13 +168,40 @@ unsafe fn raw_free(ptr: *mut u8, layout: Layout) {
     unsafe { alloc::dealloc(ptr, layout) }
 }
 
+/// Process-wide: back new large bucket arrays with transparent huge pages. Off by default.
+static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
+
+/// See [`super::set_huge_pages`].
+pub(crate) fn set_huge_pages(enabled: bool) {
+    HUGE_PAGES.store(enabled, Ordering::Relaxed);
+}
+
+/// See [`super::huge_pages`].
+pub(crate) fn huge_pages() -> bool {
+    HUGE_PAGES.load(Ordering::Relaxed)
+}
+
 /// Anonymous private mappings for large bucket arrays.
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod os {
-    use libc::{MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap};
+    use libc::{
+        MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, madvise,
+        mmap, munmap,
+    };
 
-    /// `len` bytes of fresh zero pages (page-aligned), null on failure.
-    pub(super) fn map_zeroed(len: usize) -> *mut u8 {
+    /// The size (and alignment) of a transparent huge page (a PMD mapping) on x86_64 and on
+    /// aarch64 with 4 KiB base pages.
+    pub(super) const HUGE_PAGE: usize = 2 << 20;
+
+    /// With [`huge_pages`](super::huge_pages) on, mappings at least this large start on a
+    /// [`HUGE_PAGE`] boundary and are advised `MADV_HUGEPAGE`, so the kernel backs them with
+    /// 2 MiB pages where it can (with THP in its `madvise` mode, the common distribution
+    /// default, nothing else gets them). See `set_huge_pages` for what that buys and costs.
+    pub(super) const HUGE_ARRAY_BYTES: usize = 4 << 20;
+
+    const PAGE: usize = 4096;
+
+    fn map(len: usize) -> *mut u8 {
         // SAFETY: an anonymous private mapping at an address of the kernel's choosing aliases
         // nothing; `MAP_FAILED` (-1) is turned into null.
         let ptr = unsafe {
@@ -187,6 +215,43 @@ mod os {
             )
         };
         if ptr == MAP_FAILED { std::ptr::null_mut() } else { ptr.cast() }
+    }
+
+    /// `len` bytes of fresh zero pages (page-aligned; with huge pages on and from
+    /// [`HUGE_ARRAY_BYTES`] on, [`HUGE_PAGE`]-aligned and advised `MADV_HUGEPAGE`), null on
+    /// failure.
+    pub(super) fn map_zeroed(len: usize) -> *mut u8 {
+        if len < HUGE_ARRAY_BYTES || !super::huge_pages() {
+            return map(len);
+        }
+        // Over-allocate by one huge page and unmap the unaligned head and the tail, leaving
+        // exactly `len` bytes (rounded up to whole pages) from a huge-page boundary: `unmap`
+        // then frees it with the same `len` as any other mapping.
+        let pages_len = len.next_multiple_of(PAGE);
+        let raw = map(pages_len + HUGE_PAGE);
+        if raw.is_null() {
+            return raw;
+        }
+        let head = raw.align_offset(HUGE_PAGE);
+        let tail = HUGE_PAGE - head;
+        // SAFETY: `raw .. raw + pages_len + HUGE_PAGE` is our fresh mapping; `head` and `tail`
+        // are page multiples (both addresses are page-aligned), so the two calls unmap whole
+        // pages at its two ends and keep `raw + head .. raw + head + pages_len`.
+        let ptr = unsafe {
+            if head > 0 {
+                munmap(raw.cast(), head);
+            }
+            let ptr = raw.add(head);
+            if tail > 0 {
+                munmap(ptr.add(pages_len).cast(), tail);
+            }
+            ptr
+        };
+        // SAFETY: advice on our own mapping; it changes how the kernel backs the pages, never
+        // their contents (still zero). A refusal (no THP in this kernel) leaves 4 KiB pages.
+        let rc = unsafe { madvise(ptr.cast(), pages_len, MADV_HUGEPAGE) };
+        let _ = rc;
+        ptr
     }
 
     /// Unmaps a mapping from [`map_zeroed`].

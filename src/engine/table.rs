@@ -166,9 +166,24 @@ impl<K, V> RawTable<K, V> {
     /// Go's `mapaccess`: finds the slot of the key with this hash for which `eq` holds. Never
     /// advances an evacuation.
     #[inline]
-    pub(crate) fn find(&self, hash: u64, mut eq: impl FnMut(&K) -> bool) -> Option<Slot<K, V>> {
+    pub(crate) fn find(&self, hash: u64, eq: impl FnMut(&K) -> bool) -> Option<Slot<K, V>> {
+        // SAFETY: `read_bucket` returns the live head of `hash`'s chain.
+        unsafe { self.find_from(self.read_bucket(hash), hash, eq) }
+    }
+
+    /// `find` in the chain at `head`, for a caller that needs the head as well (`remove`).
+    ///
+    /// # Safety
+    /// `head` is what `read_bucket(hash)` returns in the table's current state.
+    #[inline]
+    pub(crate) unsafe fn find_from(
+        &self,
+        head: *mut Bucket<K, V>,
+        hash: u64,
+        mut eq: impl FnMut(&K) -> bool,
+    ) -> Option<Slot<K, V>> {
         let top = tophash(hash);
-        let mut b = self.read_bucket(hash);
+        let mut b = head;
         let mut in_overflow = false;
         loop {
             // SAFETY: `b` is a bucket of a live array or chain; a matching tophash

@@ -721,3 +721,52 @@ fn large_arrays_are_freed_by_one_long_lived_helper_thread() {
         assert_eq!(threads_named("mapcache-free"), 1);
     }
 }
+
+/// The `VmFlags` of the mapping of this process that contains `addr` (`/proc/self/smaps`).
+#[cfg(target_os = "linux")]
+fn vm_flags_at(addr: usize) -> Vec<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
+        {
+            inside = (start..end).contains(&addr);
+        } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
+            return flags.split_whitespace().map(str::to_string).collect();
+        }
+    }
+    panic!("no mapping contains {addr:#x}");
+}
+
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[test]
+fn huge_pages_switch_aligns_and_advises_large_arrays_only_while_on() {
+    // 2^15 buckets of 144 bytes = 4.5 MiB, at the huge-page threshold's side of 4 MiB. No other
+    // test touches the switch; arrays other tests allocate meanwhile only change page size.
+    assert!(!huge_pages(), "off by default");
+    set_huge_pages(true);
+    let mut on: Map<u64, u64> = Map::with_capacity(200_000);
+    let small: Map<u64, u64> = Map::with_capacity(100_000); // 2^14 buckets: 2.25 MiB
+    set_huge_pages(false);
+    let off: Map<u64, u64> = Map::with_capacity(200_000);
+    assert_eq!((on.stats().b, small.stats().b, off.stats().b), (15, 14, 15));
+
+    let addr = on.table.buckets as usize;
+    assert_eq!(addr % (2 << 20), 0, "a huge-page array starts on a 2 MiB boundary");
+    if std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists() {
+        assert!(vm_flags_at(addr).iter().any(|f| f == "hg"), "advised MADV_HUGEPAGE");
+        assert!(vm_flags_at(small.table.buckets as usize).iter().all(|f| f != "hg"));
+        assert!(vm_flags_at(off.table.buckets as usize).iter().all(|f| f != "hg"));
+    }
+    for k in 0..200_000u64 {
+        on.insert(k, k + 1);
+    }
+    assert!((0..200_000u64).all(|k| on.get(&k) == Some(&(k + 1))));
+    assert_eq!(on.stats().b, 15);
+    // Freed with the same length it was mapped with (valgrind and the debug munmap check
+    // would report a mismatch).
+    drop(on);
+}
