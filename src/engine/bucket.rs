@@ -10,7 +10,7 @@
 //! too. Go's field order is an implementation detail of its compiler-generated `bmap`; the
 //! slot count, the tophash states and their semantics are what this engine keeps.
 //!
-//! All memory comes zeroed (from the allocator, or straight from the OS for arrays of 1 MiB and
+//! All memory comes zeroed (from the allocator, or straight from the OS for arrays of 256 KiB and
 //! more, see `MAP_ARRAY_BYTES`): a zeroed bucket is a valid empty bucket
 //! (every tophash `EMPTY_REST`, no overflow), so a fresh array needs no initialisation pass and
 //! large arrays stay untouched pages until used.
@@ -130,8 +130,12 @@ pub(crate) unsafe fn free_array<K, V>(ptr: *mut Bucket<K, V>, len: usize) {
 /// insert that started the grow: 3.9 ms of CPU for the 19 MiB array of a 2^17-bucket map, the
 /// worst single insert while growing to 1e7. Fresh anonymous pages are zero already and are
 /// faulted in one at a time as evacuation first writes them.
+///
+/// 256 KiB, about glibc's own initial mmap threshold (128 KiB), so that an array glibc would
+/// have mapped itself is mapped here instead and can be unmapped on the helper thread (see
+/// `OFF_THREAD_FREE_BYTES`).
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-const MAP_ARRAY_BYTES: usize = 1 << 20;
+const MAP_ARRAY_BYTES: usize = 256 << 10;
 
 /// `true` when an array of this layout is mapped from the OS rather than the allocator.
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -266,11 +270,22 @@ mod os {
 }
 
 /// Arrays at least this large are freed on the helper thread by [`free_array_off_thread`].
-const OFF_THREAD_FREE_BYTES: usize = 2 << 20;
+///
+/// The same 256 KiB as `MAP_ARRAY_BYTES`: every mapped array is unmapped off the writer. A cache
+/// node's 16 shards of ~6k keys each double together (uniform keys), each from a 660 KB array;
+/// with 2 MiB here those old arrays came from glibc's `calloc`, which had mapped them itself,
+/// and its `free` unmapped each inside the write that ended its shard's evacuation: 16
+/// `munmap`s of 0.2–0.6 ms (`perf trace`) on the connection thread within a few milliseconds,
+/// each one stalling every client of that thread.
+const OFF_THREAD_FREE_BYTES: usize = 256 << 10;
+
+/// Arrays at least this large are followed by a trim when freed with `trim` (see
+/// [`free_array_off_thread`]).
+const TRIM_AFTER_BYTES: usize = 2 << 20;
 
 /// Emptied arrays waiting for the helper thread. When the helper is this far behind, the next
 /// array is freed inline instead (correct, only slower for that one write).
-const FREER_QUEUE: usize = 16;
+const FREER_QUEUE: usize = 64;
 
 /// An emptied bucket array on its way to the allocator, and whether to trim after freeing it.
 struct FreeJob {
@@ -351,6 +366,7 @@ pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: us
         unsafe { free_array(ptr, len) };
         return;
     }
+    let trim = trim && layout.size() >= TRIM_AFTER_BYTES;
     let job = FreeJob { ptr: ptr.cast(), layout, trim };
     let refused = match freer() {
         Some(sender) => match sender.try_send(job) {
