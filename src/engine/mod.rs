@@ -281,6 +281,36 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
         unsafe { (*slot.bucket.as_ptr()).values[slot.index].assume_init_mut() }
     }
 
+    /// As `get_or_insert_with`, for a borrowed key: `make()` builds the owned key and the value
+    /// only when `key` is absent, in the same probe that found it absent. Returns the value and
+    /// whether it was inserted. `make()`'s key must equal `key` (and so hash like it).
+    pub fn get_or_insert_with_borrowed<Q: Hash + Eq + ?Sized>(
+        &mut self,
+        key: &Q,
+        make: impl FnOnce() -> (K, V),
+    ) -> (&mut V, bool)
+    where
+        K: Borrow<Q>,
+    {
+        let hash = self.hash(key);
+        let (hash_builder, seed) = (&self.hash_builder, self.seed);
+        let rehash = |k: &K| make_hash(hash_builder, seed, k);
+        let (slot, inserted) = match self.table.prepare_insert(hash, |k| k.borrow() == key, &rehash)
+        {
+            InsertSlot::Occupied(slot) => (slot, false),
+            InsertSlot::Vacant(slot) => {
+                // As in `get_or_insert_with`: a panicking `make` leaves the slot empty.
+                let (k, v) = make();
+                debug_assert!(k.borrow() == key, "make() built another key");
+                // SAFETY: `prepare_insert` reserved this empty slot for `hash`'s key.
+                unsafe { self.table.write_slot(slot, tophash::tophash(hash), k, v) };
+                (slot, true)
+            }
+        };
+        // SAFETY: the slot is full now; `&mut self` makes the reference unique.
+        (unsafe { (*slot.bucket.as_ptr()).values[slot.index].assume_init_mut() }, inserted)
+    }
+
     /// Removes; a missing key is a no-op. The value is returned (dropped by the caller at once).
     pub fn remove<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<V>
     where

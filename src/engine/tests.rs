@@ -502,6 +502,26 @@ fn sample_in_a_sparse_map_returns_every_key_about_equally() {
     assert!(counts.iter().all(|&c| c >= 350), "counts {counts:?}");
 }
 
+#[test]
+fn get_or_insert_with_borrowed_builds_the_key_only_when_absent() {
+    let mut m: Map<String, u64> = Map::new();
+    let mut built = 0;
+    for round in 0..3u64 {
+        for k in 0..500u64 {
+            let (v, inserted) = m.get_or_insert_with_borrowed(k.to_string().as_str(), || {
+                built += 1;
+                (k.to_string(), 0)
+            });
+            assert_eq!(inserted, round == 0);
+            *v += 1;
+        }
+    }
+    assert_eq!(built, 500, "a present key builds nothing");
+    assert_eq!(m.len(), 500);
+    assert!(m.iter().all(|(_, v)| *v == 3));
+    check(&m);
+}
+
 /// A value that counts its drops.
 #[derive(Debug)]
 struct Counted(Rc<Cell<usize>>);

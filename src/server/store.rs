@@ -736,6 +736,47 @@ impl ShardGuard<'_> {
         }
     }
 
+    /// Runs `f` on the live entry for `key`, first storing `new()` when the key is absent or
+    /// expired, all in one probe (INCR on a new key: no miss followed by an insert). `new()`
+    /// must build an entry without a TTL whose value owns its allocation; `f` must not change
+    /// the TTL. An expired entry is replaced (and counted as expired, as lazy expiry does).
+    /// Keeps the accounting and the TTL index exact.
+    pub fn upsert_live<R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        new: impl Fn() -> Entry,
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> R {
+        let (shard, store) = (self.shard, self.store);
+        let (entry, inserted) =
+            self.data.map.get_or_insert_with_borrowed(key, || (Key::from_slice(key), new()));
+        let mut dropped_ttl = false;
+        let before = if inserted {
+            shard.data_bytes.fetch_add(entry_cost(key, &[]), Ordering::Relaxed);
+            0
+        } else if entry.is_expired(now_ms) {
+            store.expired_total.inc();
+            dropped_ttl = true;
+            let before = entry.value.len();
+            *entry = new();
+            before
+        } else {
+            entry.last_access_ms = now_ms;
+            entry.value.len()
+        };
+        debug_assert_eq!(inserted.then_some(entry.expires_at_ms), inserted.then_some(0));
+        let ttl = entry.expires_at_ms;
+        let result = f(&mut *entry);
+        debug_assert_eq!(entry.expires_at_ms, ttl, "upsert_live must not re-time {key:?}");
+        shard.data_bytes.fetch_add(entry.value.len(), Ordering::Relaxed);
+        shard.data_bytes.fetch_sub(before, Ordering::Relaxed);
+        if dropped_ttl {
+            self.unindex_ttl(key);
+        }
+        result
+    }
+
     /// Inserts or replaces, keeping the memory accounting and the TTL index exact. Returns the
     /// replaced entry, expired or not.
     ///
@@ -1024,6 +1065,33 @@ mod tests {
             s.lock(index, None).clear(); // FLUSHALL
         }
         check(&s, 0, 0);
+    }
+
+    #[test]
+    fn upsert_live_creates_updates_and_replaces_expired_entries_in_one_probe() {
+        let s = store(0, EvictionPolicy::Noeviction);
+        let (k, idx) = (b"counter", s.shard_of(b"counter"));
+        let zero = || Entry::new(Bytes::from_static(b"0"), 0, 0);
+        let bump = |e: &mut Entry| {
+            let next = std::str::from_utf8(&e.value).unwrap().parse::<i64>().unwrap() + 10;
+            e.value = Bytes::from(next.to_string()).into();
+            next
+        };
+        let mut g = s.lock(idx, None);
+        assert_eq!(g.upsert_live(k, 100, zero, bump), 10); // created
+        assert_eq!(g.upsert_live(k, 200, zero, bump), 20); // updated in place
+        assert_eq!(g.map().get(&k[..]).map(|e| e.last_access_ms), Some(200));
+        drop(g);
+        assert_eq!(data_bytes(&s), k.len() + 2 + ENTRY_OVERHEAD);
+        assert!(s.lock(idx, None).set_expiry(k, 300));
+        assert_eq!(s.ttl_keys_unlocked(), 1);
+        // Past its TTL: counted as expired, replaced by a fresh "0" (no TTL), then bumped.
+        assert_eq!(s.lock(idx, None).upsert_live(k, 300, zero, bump), 10);
+        assert_eq!(s.expired_total.get(), 1);
+        assert_eq!(s.ttl_keys_unlocked(), 0);
+        assert_eq!(s.check_ttl_index(), Ok(()));
+        assert_eq!(data_bytes(&s), k.len() + 2 + ENTRY_OVERHEAD);
+        assert_eq!(s.len(None), 1);
     }
 
     #[test]

@@ -309,25 +309,18 @@ pub fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 fn incr_generic(ctx: &mut Ctx<'_>, key: &Bytes, by: i64) -> Reply {
     let now = ctx.now_ms;
     let mut guard = lock(ctx, key);
-    // An existing key is read, checked and rewritten in place: one probe.
-    let updated = guard.update_live(key, now, |entry| {
-        let Some(entry) = entry else {
-            return Ok(None);
-        };
+    // Read, checked and rewritten in place, or created as "0" first: one probe either way.
+    let zero = || Entry::new(Value::copy_from_slice(b"0"), 0, now);
+    let updated = guard.upsert_live(key, now, zero, |entry| {
         let current = parse_i64(&entry.value).ok_or_else(|| Reply::error(ERR_NOT_INTEGER))?;
         let next = current
             .checked_add(by)
             .ok_or_else(|| Reply::error("ERR increment or decrement would overflow"))?;
         entry.value = Value::copy_from_slice(itoa::Buffer::new().format(next).as_bytes());
-        Ok(Some(next))
+        Ok(next)
     });
     match updated {
-        Ok(Some(next)) => Reply::Integer(next),
-        Ok(None) => {
-            let value = Value::copy_from_slice(itoa::Buffer::new().format(by).as_bytes());
-            guard.insert(key.clone(), Entry::new(value, 0, now));
-            Reply::Integer(by)
-        }
+        Ok(next) => Reply::Integer(next),
         Err(reply) => reply,
     }
 }
