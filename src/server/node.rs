@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -332,7 +331,7 @@ async fn maintenance_loop(node: Arc<NodeState>) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_expire = Instant::now();
-    let memory = Arc::new(Mutex::new(TickMemory::default()));
+    let mut memory = TickMemory::default();
     loop {
         tick.tick().await;
         let expire = last_expire.elapsed() >= Duration::from_millis(100);
@@ -349,10 +348,10 @@ async fn maintenance_loop(node: Arc<NodeState>) {
         {
             continue;
         }
-        let (worker, worker_task, memory) = (node.clone(), task.clone(), memory.clone());
+        let (worker, worker_task) = (node.clone(), task.clone());
         let ran = tokio::task::spawn_blocking(move || {
             worker_task.set_state(TaskState::Executing);
-            maintenance_tick(&worker, &worker_task, &mut memory.lock());
+            maintenance_tick(&worker, &worker_task, &mut memory);
             if expire {
                 for shard in 0..worker.store.shard_count() {
                     worker.store.active_expire_shard(
@@ -363,11 +362,16 @@ async fn maintenance_loop(node: Arc<NodeState>) {
                 }
             }
             worker_task.set_state(TaskState::Idle);
+            memory
         })
         .await;
-        if let Err(err) = ran {
-            tracing::error!(error = %err, "maintenance tick failed");
-        }
+        memory = match ran {
+            Ok(memory) => memory,
+            Err(err) => {
+                tracing::error!(error = %err, "maintenance tick failed");
+                TickMemory::default()
+            }
+        };
     }
 }
 

@@ -690,7 +690,7 @@ impl ShardGuard<'_> {
     }
 
     /// As `get_live`, and marks the entry accessed (for LRU). The caller may change the value
-    /// (keeping the accounting with `update_live` or `set_value`) but not `expires_at_ms`: a TTL
+    /// (keeping the accounting with `upsert_live` or `set_value`) but not `expires_at_ms`: a TTL
     /// changes through `set_expiry`, which keeps the TTL index in step.
     pub fn get_live_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
         // One probe. The borrow checker cannot see that the entry is only returned on the path
@@ -710,30 +710,6 @@ impl ShardGuard<'_> {
         }
         entry.last_access_ms = now_ms;
         Some(entry)
-    }
-
-    /// Runs `f` on the live entry for `key` (`None` when absent or expired) in one probe, keeping
-    /// the memory accounting exact when `f` replaces the value. A value `f` stores must own its
-    /// allocation (built by the command, not sliced from a request). `f` must not change the
-    /// entry's TTL.
-    pub fn update_live<R>(
-        &mut self,
-        key: &[u8],
-        now_ms: u64,
-        f: impl FnOnce(Option<&mut Entry>) -> R,
-    ) -> R {
-        let shard = self.shard;
-        match self.get_live_mut(key, now_ms) {
-            None => f(None),
-            Some(entry) => {
-                let (before, ttl) = (entry.value.len(), entry.expires_at_ms);
-                let result = f(Some(&mut *entry));
-                debug_assert_eq!(entry.expires_at_ms, ttl, "update_live must not re-time {key:?}");
-                shard.data_bytes.fetch_add(entry.value.len(), Ordering::Relaxed);
-                shard.data_bytes.fetch_sub(before, Ordering::Relaxed);
-                result
-            }
-        }
     }
 
     /// Runs `f` on the live entry for `key`, first storing `new()` when the key is absent or
@@ -788,23 +764,26 @@ impl ShardGuard<'_> {
     pub fn insert(&mut self, key: Bytes, mut entry: Entry) -> Option<Entry> {
         entry.value = entry.value.detach();
         let has_ttl = entry.expires_at_ms != 0;
-        let data = &mut *self.data;
-        if let Some(slot) = data.map.get_mut(&key[..]) {
-            let new_len = entry.value.len();
-            let old = std::mem::replace(slot, entry);
-            self.shard.data_bytes.fetch_add(new_len, Ordering::Relaxed);
-            self.shard.data_bytes.fetch_sub(old.value.len(), Ordering::Relaxed);
-            self.retime(&key, old.expires_at_ms != 0, has_ttl);
-            return Some(old);
-        }
-        let key = Key::from_slice(&key);
-        self.shard.data_bytes.fetch_add(entry_cost(&key, &entry.value), Ordering::Relaxed);
-        if has_ttl {
-            self.index_ttl(key.clone());
-        }
-        let replaced = self.data.map.insert(key, entry);
-        debug_assert!(replaced.is_none(), "get_mut found no entry");
-        replaced
+        // One probe: the entry goes into the slot that probe reserves when the key is new, and
+        // replaces the stored one otherwise.
+        let mut pending = Some(entry);
+        let (slot, inserted) = self.data.map.get_or_insert_with_borrowed(&key[..], || {
+            (Key::from_slice(&key), pending.take().expect("taken once"))
+        });
+        let Some(entry) = pending else {
+            self.shard.data_bytes.fetch_add(entry_cost(&key, &slot.value), Ordering::Relaxed);
+            if has_ttl {
+                self.index_ttl(Key::from_slice(&key));
+            }
+            return None;
+        };
+        debug_assert!(!inserted);
+        let new_len = entry.value.len();
+        let old = std::mem::replace(slot, entry);
+        self.shard.data_bytes.fetch_add(new_len, Ordering::Relaxed);
+        self.shard.data_bytes.fetch_sub(old.value.len(), Ordering::Relaxed);
+        self.retime(&key, old.expires_at_ms != 0, has_ttl);
+        Some(old)
     }
 
     /// Sets (`expires_at_ms` > 0) or clears (0) the TTL of a stored entry, keeping the TTL index
@@ -970,7 +949,7 @@ mod tests {
     }
 
     #[test]
-    fn update_live_keeps_the_accounting_exact_and_long_keys_live_on_the_heap() {
+    fn upsert_live_keeps_the_accounting_exact_and_long_keys_live_on_the_heap() {
         let s = store(0, EvictionPolicy::Noeviction);
         let data = |s: &Store| -> usize {
             s.shards.iter().map(|s| s.data_bytes.load(Ordering::Relaxed)).sum()
@@ -979,13 +958,12 @@ mod tests {
         let long = Bytes::from(vec![b'L'; 40]);
         let mut g = s.lock(s.shard_of(&short), None);
         g.insert(short.clone(), Entry::new(Bytes::from("9"), 0, 0));
-        let next = g.update_live(&short, 0, |e| {
-            let e = e.expect("live");
+        let unused = || unreachable!("the key is live");
+        let next = g.upsert_live(&short, 0, unused, |e| {
             e.value = Bytes::from_static(b"10").into();
             10
         });
         assert_eq!(next, 10);
-        assert!(g.update_live(b"absent", 0, |e| e.is_none()));
         drop(g);
         assert_eq!(data(&s), 1 + 2 + ENTRY_OVERHEAD);
         let mut g = s.lock(s.shard_of(&long), None);
