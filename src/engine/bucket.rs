@@ -16,11 +16,12 @@
 //! large arrays stay untouched pages until used.
 
 use std::alloc::{self, Layout};
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::tophash::{BUCKET_CNT, Group, is_evacuated_mark};
 
@@ -287,6 +288,12 @@ const TRIM_AFTER_BYTES: usize = 2 << 20;
 /// array is freed inline instead (correct, only slower for that one write).
 const FREER_QUEUE: usize = 64;
 
+/// Work for the helper thread.
+enum Job {
+    Free(FreeJob),
+    Prepare(Arc<PrepareJob>),
+}
+
 /// An emptied bucket array on its way to the allocator, and whether to trim after freeing it.
 struct FreeJob {
     ptr: *mut u8,
@@ -323,17 +330,22 @@ impl FreeJob {
 /// the insert that ended the doubling to 2^21 buckets 1.8–2.0 ms of CPU, nearly all of it in
 /// `_int_malloc`'s unsorted-bin loop (perf, `cpu-clock`); a send on the bounded queue allocates
 /// nothing.
-fn freer() -> Option<&'static SyncSender<FreeJob>> {
-    static FREER: OnceLock<Option<SyncSender<FreeJob>>> = OnceLock::new();
+///
+/// The same thread prepares the next array of a map about to double ([`prepare_array`]).
+fn freer() -> Option<&'static SyncSender<Job>> {
+    static FREER: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
     FREER
         .get_or_init(|| {
-            let (sender, receiver) = sync_channel::<FreeJob>(FREER_QUEUE);
+            let (sender, receiver) = sync_channel::<Job>(FREER_QUEUE);
             let spawned =
                 std::thread::Builder::new().name("mapcache-free".into()).spawn(move || {
                     for job in receiver {
-                        // SAFETY: each job was sent once by `free_array_off_thread`, whose caller
-                        // gave up the array (see its contract).
-                        unsafe { job.run() };
+                        match job {
+                            // SAFETY: each free job was sent once by `free_array_off_thread`,
+                            // whose caller gave up the array (see its contract).
+                            Job::Free(job) => unsafe { job.run() },
+                            Job::Prepare(job) => job.run(),
+                        }
                     }
                 });
             spawned.ok().map(|_| sender)
@@ -369,14 +381,169 @@ pub(crate) unsafe fn free_array_off_thread<K, V>(ptr: *mut Bucket<K, V>, len: us
     let trim = trim && layout.size() >= TRIM_AFTER_BYTES;
     let job = FreeJob { ptr: ptr.cast(), layout, trim };
     let refused = match freer() {
-        Some(sender) => match sender.try_send(job) {
+        Some(sender) => match sender.try_send(Job::Free(job)) {
             Ok(()) => return,
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
+            Err(
+                TrySendError::Full(Job::Free(job)) | TrySendError::Disconnected(Job::Free(job)),
+            ) => job,
+            Err(_) => unreachable!("the job sent was a free job"),
         },
         None => job,
     };
     // SAFETY: the job was not queued, so it is still ours to free, once.
     unsafe { raw_free(refused.ptr, refused.layout) };
+}
+
+/// A bucket array allocated and faulted in on the helper thread, ahead of the doubling that
+/// will use it ([`prepare_array`]). Dropping the handle gives the array up: freed at once when
+/// it is ready, by the helper when it is still being prepared.
+pub(crate) struct NextArray<K, V> {
+    job: Arc<PrepareJob>,
+    marker: PhantomData<*mut Bucket<K, V>>,
+}
+
+// SAFETY: the handle owns no entries, only (through the job's mutex) an empty array that no one
+// else uses; it is as `Send`/`Sync` as the table that holds it.
+unsafe impl<K: Send, V: Send> Send for NextArray<K, V> {}
+// SAFETY: as above; `&NextArray` reads nothing but the job's state, under its mutex.
+unsafe impl<K: Sync, V: Sync> Sync for NextArray<K, V> {}
+
+/// Where a prepared array is. Ownership of the memory moves with the state, under the mutex.
+enum Prepared {
+    /// Queued or being faulted in; the helper owns whatever it has allocated so far.
+    Pending,
+    /// Ready: the memory (from `raw_alloc_zeroed(layout)`, all zero, every page touched) now
+    /// belongs to the handle.
+    Ready(*mut u8),
+    /// The handle gave it up while pending: the helper frees what it allocated (or skips the job).
+    Abandoned,
+    /// The handle took the memory, or freed it.
+    Gone,
+}
+
+struct PrepareJob {
+    layout: Layout,
+    state: Mutex<Prepared>,
+}
+
+// SAFETY: the pointer in `Ready` is an allocation that nobody refers to but the state itself;
+// whoever takes it out under the mutex owns it. Memory from `raw_alloc_zeroed` may be freed on
+// any thread.
+unsafe impl Send for PrepareJob {}
+// SAFETY: all access to the state goes through the mutex.
+unsafe impl Sync for PrepareJob {}
+
+impl PrepareJob {
+    fn state(&self) -> std::sync::MutexGuard<'_, Prepared> {
+        // A panic while the lock was held cannot leave the state half-updated (each update is
+        // one assignment), so a poisoned lock is used as it is.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// On the helper thread: allocate, touch every page, hand over (or free, if abandoned).
+    fn run(&self) {
+        if matches!(*self.state(), Prepared::Abandoned) {
+            return;
+        }
+        // SAFETY: bucket arrays have a non-zero size.
+        let ptr = unsafe { raw_alloc_zeroed(self.layout) };
+        if ptr.is_null() {
+            // Out of memory here: leave it to the doubling, which allocates (and reports) itself.
+            let mut state = self.state();
+            if matches!(*state, Prepared::Pending) {
+                *state = Prepared::Gone;
+            }
+            return;
+        }
+        touch_pages(ptr, self.layout.size());
+        let mut state = self.state();
+        if matches!(*state, Prepared::Pending) {
+            *state = Prepared::Ready(ptr);
+        } else {
+            drop(state);
+            // SAFETY: the handle gave the array up before it was handed over: still ours alone.
+            unsafe { raw_free(ptr, self.layout) };
+        }
+    }
+}
+
+/// Faults in every page of a fresh zeroed allocation by writing a zero into it (no change to its
+/// contents), so that the writes of an evacuation into it do not fault.
+fn touch_pages(ptr: *mut u8, len: usize) {
+    const PAGE: usize = 4096;
+    let mut offset = 0;
+    while offset < len {
+        // SAFETY: `offset < len`, inside the allocation, which this thread owns exclusively
+        // until it is handed over; the byte is zero already. Volatile, so the store is not
+        // dropped as redundant.
+        unsafe { ptr.add(offset).write_volatile(0) };
+        offset += PAGE;
+    }
+}
+
+/// Starts preparing an empty array of `len` buckets on the helper thread: allocated there and
+/// every page faulted in, so that the doubling that later takes it ([`NextArray::take`]) and the
+/// evacuation writes into it pay no page faults. `None` when there is no helper thread or its
+/// queue is full.
+///
+/// Why: on Linux a fresh array's pages fault in one by one as evacuation first writes them, and
+/// evacuation writes at random places, so most of a large array's pages fault within the first
+/// few hundred writes of a doubling (a page fault costs 2–3 µs on the benchmark VM, with
+/// outliers up to 1 ms). A cache node's shards double together under uniform keys: 16 arrays of
+/// 1.3 MB faulted in by the connection thread within a few milliseconds.
+pub(crate) fn prepare_array<K, V>(len: usize) -> Option<NextArray<K, V>> {
+    let job = Arc::new(PrepareJob {
+        layout: array_layout::<K, V>(len),
+        state: Mutex::new(Prepared::Pending),
+    });
+    let sender = freer()?;
+    sender.try_send(Job::Prepare(job.clone())).ok()?;
+    Some(NextArray { job, marker: PhantomData })
+}
+
+impl<K, V> NextArray<K, V> {
+    /// Bytes of the array (counted in `bytes_allocated` from the request on).
+    pub(crate) fn bytes(&self) -> usize {
+        self.job.layout.size()
+    }
+
+    /// Whether the helper has finished preparing it.
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(*self.job.state(), Prepared::Ready(_))
+    }
+
+    /// The prepared array, if it is ready: zeroed (all `EMPTY_REST`), `len` buckets as asked,
+    /// owned by the caller from now on, freed with `free_array`/`free_array_off_thread`. `None`
+    /// when it is not ready yet (the helper frees it when done) or could not be allocated.
+    pub(crate) fn take(self) -> Option<*mut Bucket<K, V>> {
+        let mut state = self.job.state();
+        match std::mem::replace(&mut *state, Prepared::Gone) {
+            Prepared::Ready(ptr) => Some(ptr.cast()),
+            Prepared::Pending => {
+                *state = Prepared::Abandoned;
+                None
+            }
+            Prepared::Abandoned | Prepared::Gone => None,
+        }
+    }
+}
+
+impl<K, V> Drop for NextArray<K, V> {
+    fn drop(&mut self) {
+        let mut state = self.job.state();
+        match std::mem::replace(&mut *state, Prepared::Gone) {
+            Prepared::Ready(ptr) => {
+                drop(state);
+                let len = self.job.layout.size() / bucket_size::<K, V>();
+                // SAFETY: the ready array came from `raw_alloc_zeroed` with the layout of
+                // `array_layout::<K, V>(len)`, holds no entries, and was just taken out of the
+                // state, so nobody else can reach it.
+                unsafe { free_array_off_thread::<K, V>(ptr.cast(), len, false) };
+            }
+            Prepared::Pending => *state = Prepared::Abandoned,
+            Prepared::Abandoned | Prepared::Gone => {}
+        }
+    }
 }
 
 /// Returns the C allocator's free pages to the OS (glibc's `malloc_trim(0)`: every arena, and

@@ -275,6 +275,7 @@ impl<K, V> RawTable<K, V> {
             self.phase = Phase::Idle;
             self.nevacuate = 0;
             self.evacuated = 0;
+            self.refresh_prepare_at();
         }
     }
 }

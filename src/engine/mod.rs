@@ -351,8 +351,67 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
 
     /// As `clear`, and releases the bucket array too (back to one bucket, B = 0).
     pub fn clear_and_release(&mut self) {
-        self.table = RawTable::with_b(0);
+        let mut table = RawTable::with_b(0);
+        table.prepare_growth = self.table.prepare_growth;
+        table.prepare_min_bytes = self.table.prepare_min_bytes;
+        table.refresh_prepare_at();
+        self.table = table;
         self.seed = fresh_seed();
+    }
+
+    /// Whether the map prepares the bucket array of its next doubling ahead of time (on by
+    /// default). Once a map of large arrays (the next one 256 KiB or more) holds 3/4 of the
+    /// entries that make it double, the engine's helper thread allocates that array and faults
+    /// in its pages; the doubling then starts on memory that is ready, and its evacuation writes
+    /// fault nothing (on Linux, a fresh array's pages otherwise fault in one at a time inside
+    /// the inserts that evacuate into them, most of them within the first few hundred inserts
+    /// of a doubling).
+    ///
+    /// The cost is memory held early: from 3/4 of the trigger count until the doubling, the map
+    /// also holds its next array (twice its current one), counted in `stats().bytes_allocated`
+    /// and `stats().prepared_bytes`. A map that stops growing in that window keeps it until it
+    /// shrinks, compacts, is cleared, or [`release_prepared`](Self::release_prepared) is called.
+    /// Switching it off gives up an array already requested.
+    pub fn set_prepare_growth(&mut self, enabled: bool) {
+        self.table.prepare_growth = enabled;
+        if !enabled {
+            self.table.next = None;
+        }
+        if !self.table.growing() {
+            self.table.refresh_prepare_at();
+        }
+    }
+
+    /// See [`set_prepare_growth`](Self::set_prepare_growth).
+    pub fn prepare_growth(&self) -> bool {
+        self.table.prepare_growth
+    }
+
+    /// Gives back the array prepared for the next doubling, if any (its memory returns at once
+    /// or, while the helper is still preparing it, when the helper is done), and prepares none
+    /// until the map's next grow, compaction or shrink ends. For callers under memory pressure:
+    /// the doubling then allocates its array itself, as with preparation switched off. Returns
+    /// the bytes given back (as counted in `stats().prepared_bytes`).
+    pub fn release_prepared(&mut self) -> usize {
+        let bytes = self.table.next.as_ref().map_or(0, |next| next.bytes());
+        self.table.release_next_array();
+        bytes
+    }
+
+    /// Test hook: prepare next arrays from this size on (default 256 KiB), so that small maps
+    /// exercise preparation too.
+    #[doc(hidden)]
+    pub fn set_prepare_min_bytes(&mut self, bytes: usize) {
+        self.table.prepare_min_bytes = bytes;
+        if !self.table.growing() && self.table.next.is_none() {
+            self.table.refresh_prepare_at();
+        }
+    }
+
+    /// Test hook: whether the array prepared for the next doubling is ready (false when none).
+    #[doc(hidden)]
+    pub fn prepared_ready(&self) -> bool {
+        self.table.next.as_ref().is_some_and(|next| next.is_ready())
     }
 
     /// Keeps the entries for which `keep` returns true; the others are removed as by `remove`

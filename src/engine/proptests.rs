@@ -27,6 +27,12 @@ enum Op {
     Iterate,
     Retain(u64),
     Sample(u64),
+    /// Switch preparing the next doubling's array on or off.
+    PrepareGrowth(bool),
+    /// Give a prepared array back.
+    ReleasePrepared,
+    /// Wait (bounded) until a requested array is ready, so the doubling takes it.
+    AwaitPrepared,
 }
 
 const KEYS: u64 = 6000;
@@ -46,6 +52,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Iterate),
         1 => (2..5u64).prop_map(Op::Retain),
         2 => any::<u64>().prop_map(Op::Sample),
+        1 => any::<bool>().prop_map(Op::PrepareGrowth),
+        1 => Just(Op::ReleasePrepared),
+        2 => Just(Op::AwaitPrepared),
     ]
 }
 
@@ -108,6 +117,20 @@ fn apply(
             Some((k, v)) => prop_assert_eq!(model.get(k), Some(v)),
             None => prop_assert!(model.is_empty()),
         },
+        Op::PrepareGrowth(on) => {
+            map.set_prepare_growth(on);
+            prop_assert!(on || map.stats().prepared_bytes == 0);
+        }
+        Op::ReleasePrepared => {
+            let held = map.stats().prepared_bytes;
+            prop_assert_eq!(map.release_prepared(), held);
+            prop_assert_eq!(map.stats().prepared_bytes, 0);
+        }
+        Op::AwaitPrepared => {
+            if map.stats().prepared_bytes > 0 {
+                await_prepared(map);
+            }
+        }
     }
     Ok(())
 }
@@ -117,9 +140,16 @@ proptest! {
         std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(48)
     ))]
 
+    /// Half the cases prepare next arrays at every size, so the small maps here exercise it.
     #[test]
-    fn map_matches_std_hashmap_and_its_recount_after_every_step(ops in prop::collection::vec(op(), 1..120)) {
+    fn map_matches_std_hashmap_and_its_recount_after_every_step(
+        ops in prop::collection::vec(op(), 1..120),
+        prepare_small in any::<bool>(),
+    ) {
         let mut map = Map::new();
+        if prepare_small {
+            map.set_prepare_min_bytes(0);
+        }
         let mut model = HashMap::new();
         for op in &ops {
             apply(&mut map, &mut model, op)?;
@@ -131,6 +161,18 @@ proptest! {
         let all: HashMap<u64, u64> = map.iter().map(|(k, v)| (*k, *v)).collect();
         prop_assert_eq!(all, model);
     }
+}
+
+/// Waits until the map's requested next array is ready: the helper thread prepares it within
+/// milliseconds; the bound only keeps a broken helper from hanging the test.
+pub(super) fn await_prepared<K: std::hash::Hash + Eq, V>(map: &Map<K, V>) {
+    for _ in 0..10_000 {
+        if map.prepared_ready() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("the next array was not prepared within 10 s");
 }
 
 #[derive(Debug, Clone)]

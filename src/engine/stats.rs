@@ -40,8 +40,12 @@ pub struct EngineStats {
     pub overflow_buckets: usize,
     /// Overflow buckets whose 8 slots are all empty.
     pub empty_overflow_buckets: usize,
-    /// Bytes held by bucket arrays and overflow buckets.
+    /// Bytes held by bucket arrays and overflow buckets, including `prepared_bytes`.
     pub bytes_allocated: usize,
+    /// The array prepared ahead for the next doubling (requested at 3/4 of the doubling's
+    /// trigger count, see `Map::set_prepare_growth`), 0 when none. Part of `bytes_allocated`.
+    #[serde(default)]
+    pub prepared_bytes: usize,
     /// `len / (2^B * 8)`: live fill of the current array.
     pub load_factor: f64,
     /// What the table is doing.
@@ -58,6 +62,7 @@ impl<K, V> RawTable<K, V> {
         let buckets = (1usize << self.b) + old_len;
         let overflow_buckets = self.noverflow + self.old_noverflow;
         let total = self.count + self.tombstones;
+        let prepared_bytes = self.next.as_ref().map_or(0, |next| next.bytes());
         EngineStats {
             len: self.count,
             tombstones: self.tombstones,
@@ -66,7 +71,8 @@ impl<K, V> RawTable<K, V> {
             b: self.b,
             overflow_buckets,
             empty_overflow_buckets: self.empty_overflow,
-            bytes_allocated: (buckets + overflow_buckets) * bucket_size::<K, V>(),
+            bytes_allocated: (buckets + overflow_buckets) * bucket_size::<K, V>() + prepared_bytes,
+            prepared_bytes,
             load_factor: self.count as f64 / ((1usize << self.b) * BUCKET_CNT) as f64,
             phase: self.phase,
             evacuated: self.evacuated,
@@ -80,6 +86,12 @@ impl<K, V> RawTable<K, V> {
     /// untouched (no marks) or fully marked with no chain; every old bucket below `nevacuate`
     /// is evacuated. `hash` must be the map's hash function.
     pub(crate) fn check_invariants(&self, hash: impl Fn(&K) -> u64) -> Result<(), String> {
+        if self.next.is_some() && (self.growing() || self.prepare_at != usize::MAX) {
+            return Err("a next array is held while growing, or a second one is still due".into());
+        }
+        if self.growing() && self.prepare_at != usize::MAX {
+            return Err("a next array would be requested during an evacuation".into());
+        }
         let mut live = 0;
         let mut tombstones = 0;
         let mut empty_overflow = 0;

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
 use super::Phase;
-use super::bucket::{self, Bucket};
+use super::bucket::{self, Bucket, NextArray};
 use super::tophash::{BUCKET_CNT, EMPTY_ONE, EMPTY_REST, Group, is_empty, tophash};
 
 /// `overLoadFactor`: 13/2 = 6.5 entries per bucket on average.
@@ -31,6 +31,17 @@ pub(crate) fn over_load_factor(count: usize, b: u8) -> bool {
 pub(crate) fn too_many_overflow_buckets(noverflow: usize, b: u8) -> bool {
     noverflow >= 1usize << b
 }
+
+/// A map starts preparing the array of its next doubling (see [`RawTable::prepare_at`]) once it
+/// holds this fraction of the entries that trigger the doubling: 3/4, so the helper thread has
+/// the last quarter of the inserts before the doubling (1.6 inserts per bucket) to fault the new
+/// array in. Below it no map pays for a second array.
+const PREPARE_AT_NUM: usize = 3;
+const PREPARE_AT_DEN: usize = 4;
+
+/// The smallest array worth preparing ahead: the size from which arrays are mapped from the OS,
+/// whose fresh pages fault in on first write (smaller ones come from the allocator's heap).
+pub(crate) const PREPARE_MIN_BYTES: usize = 256 << 10;
 
 /// The smallest B whose table holds `count` entries without `overLoadFactor`.
 pub(crate) fn b_for(count: usize) -> u8 {
@@ -89,6 +100,18 @@ pub(crate) struct RawTable<K, V> {
     pub(crate) old_noverflow: usize,
     /// Overflow buckets (both arrays) whose 8 slots are all empty.
     pub(crate) empty_overflow: usize,
+    /// The array of the next doubling (`2^(b+1)` buckets), being prepared or ready; requested
+    /// when `count` reaches `prepare_at`.
+    pub(crate) next: Option<NextArray<K, V>>,
+    /// Inserting a new key with `count` at or above this requests `next`; `usize::MAX` when no
+    /// request is due (growing, already requested, switched off, or the array too small).
+    pub(crate) prepare_at: usize,
+    /// Whether this table prepares its next array ahead at all, and from which array size.
+    pub(crate) prepare_growth: bool,
+    pub(crate) prepare_min_bytes: usize,
+    /// Test builds: doublings that started on a prepared array.
+    #[cfg(test)]
+    pub(crate) took_prepared: usize,
     pub(crate) marker: PhantomData<(K, V)>,
 }
 
@@ -101,7 +124,7 @@ unsafe impl<K: Sync, V: Sync> Sync for RawTable<K, V> {}
 
 impl<K, V> RawTable<K, V> {
     pub(crate) fn with_b(b: u8) -> Self {
-        Self {
+        let mut table = Self {
             buckets: bucket::alloc_array(1usize << b),
             b,
             oldbuckets: ptr::null_mut(),
@@ -114,8 +137,49 @@ impl<K, V> RawTable<K, V> {
             noverflow: 0,
             old_noverflow: 0,
             empty_overflow: 0,
+            next: None,
+            prepare_at: usize::MAX,
+            prepare_growth: true,
+            prepare_min_bytes: PREPARE_MIN_BYTES,
+            #[cfg(test)]
+            took_prepared: 0,
             marker: PhantomData,
-        }
+        };
+        table.refresh_prepare_at();
+        table
+    }
+
+    /// Recomputes `prepare_at` for the current state: 3/4 of the doubling's trigger count while
+    /// idle, switched on, with nothing requested yet and a next array of `prepare_min_bytes` or
+    /// more; otherwise never.
+    pub(crate) fn refresh_prepare_at(&mut self) {
+        let next_bytes = (1usize << (self.b + 1)).saturating_mul(bucket::bucket_size::<K, V>());
+        self.prepare_at = if self.prepare_growth
+            && !self.growing()
+            && self.next.is_none()
+            && next_bytes >= self.prepare_min_bytes
+        {
+            // `over_load_factor` doubles past 6.5 * 2^B entries.
+            LOAD_FACTOR_NUM * ((1usize << self.b) / LOAD_FACTOR_DEN) / PREPARE_AT_DEN
+                * PREPARE_AT_NUM
+        } else {
+            usize::MAX
+        };
+    }
+
+    /// Asks the helper thread for the array of the next doubling. Asked once per doubling: a
+    /// refused request (no helper, a full queue) leaves that doubling to allocate as before.
+    #[cold]
+    fn request_next_array(&mut self) {
+        self.prepare_at = usize::MAX;
+        self.next = bucket::prepare_array(1usize << (self.b + 1));
+    }
+
+    /// Gives up a requested next array (its memory goes back) and asks for none until the next
+    /// evacuation ends.
+    pub(crate) fn release_next_array(&mut self) {
+        self.next = None;
+        self.prepare_at = usize::MAX;
     }
 
     #[inline]
@@ -260,6 +324,9 @@ impl<K, V> RawTable<K, V> {
             {
                 self.hash_grow();
                 continue;
+            }
+            if self.count >= self.prepare_at {
+                self.request_next_array();
             }
             if let Some(slot) = vacant {
                 return InsertSlot::Vacant(slot);
@@ -424,7 +491,18 @@ impl<K, V> RawTable<K, V> {
     /// the entries move over incrementally (growWork, `maintenance_step`).
     pub(crate) fn start_evacuation(&mut self, new_b: u8, phase: Phase) {
         debug_assert!(!self.growing() && phase != Phase::Idle);
-        let new = bucket::alloc_array::<K, V>(1usize << new_b);
+        // A doubling takes the array prepared for it, if it is ready; any other regrow gives a
+        // requested array up (dropping the handle frees it).
+        let prepared = match self.next.take() {
+            Some(next) if new_b == self.b + 1 => next.take(),
+            _ => None,
+        };
+        #[cfg(test)]
+        {
+            self.took_prepared += usize::from(prepared.is_some());
+        }
+        let new = prepared.unwrap_or_else(|| bucket::alloc_array::<K, V>(1usize << new_b));
+        self.prepare_at = usize::MAX;
         self.oldbuckets = self.buckets;
         self.old_b = self.b;
         self.buckets = new;
@@ -440,12 +518,14 @@ impl<K, V> RawTable<K, V> {
     /// is zeroed (all `EMPTY_REST`) and kept.
     pub(crate) fn clear(&mut self) {
         self.drop_all_chains();
+        self.next = None;
         // SAFETY: the chains were consumed above; zero bytes are a valid empty bucket.
         unsafe { ptr::write_bytes(self.buckets, 0, 1usize << self.b) };
         self.count = 0;
         self.tombstones = 0;
         self.noverflow = 0;
         self.empty_overflow = 0;
+        self.refresh_prepare_at();
     }
 
     /// Drops all entries, frees all overflow buckets and the old array (leaves the current

@@ -790,3 +790,109 @@ fn huge_pages_switch_aligns_and_advises_large_arrays_only_while_on() {
     // would report a mismatch).
     drop(on);
 }
+
+/// Inserts fresh keys from `next` until `stop` says so; returns the next unused key.
+fn insert_until(
+    map: &mut Map<u64, u64>,
+    mut next: u64,
+    stop: impl Fn(&Map<u64, u64>) -> bool,
+) -> u64 {
+    while !stop(map) {
+        map.insert(next, next);
+        next += 1;
+    }
+    next
+}
+
+#[test]
+fn a_doubling_starts_on_the_array_prepared_for_it_at_three_quarters_of_its_trigger() {
+    // u64 -> u64 buckets are 144 bytes: from B = 10 on the next array is 2^11 x 144 = 288 KiB,
+    // above the 256 KiB from which arrays are prepared.
+    let mut map: Map<u64, u64> = Map::with_capacity(6 * 1024);
+    let b = map.stats().b;
+    assert_eq!(b, 10);
+    let trigger = 13 * (1usize << b) / 2; // doubles past this many entries
+    let next = insert_until(&mut map, 0, |m| m.stats().prepared_bytes > 0);
+    // Requested by the insert that found the map at 3/4 of the trigger count.
+    assert_eq!(map.len(), trigger * 3 / 4 + 1);
+    let stats = map.stats();
+    assert_eq!(stats.prepared_bytes, (1 << (b + 1)) * 144);
+    assert_eq!(
+        stats.bytes_allocated,
+        ((1 << b) + stats.overflow_buckets) * 144 + stats.prepared_bytes
+    );
+    proptests::await_prepared(&map);
+    let next = insert_until(&mut map, next, |m| m.phase() == Phase::Growing);
+    assert_eq!(map.len(), trigger + 1);
+    assert_eq!(map.table.took_prepared, 1, "the doubling allocated an array of its own");
+    let stats = map.stats();
+    assert_eq!((stats.b, stats.prepared_bytes), (b + 1, 0));
+    check(&map);
+    while map.maintenance_step(64) > 0 {}
+    check(&map);
+    // The next doubling is prepared again, from the new size's 3/4 on.
+    let trigger = 13 * (1usize << (b + 1)) / 2;
+    insert_until(&mut map, next, |m| m.stats().prepared_bytes > 0);
+    assert_eq!(map.len(), trigger * 3 / 4 + 1);
+    for k in 0..map.len() as u64 {
+        assert_eq!(map.get(&k), Some(&k));
+    }
+}
+
+#[test]
+fn without_preparation_or_below_its_size_a_doubling_allocates_its_own_array() {
+    let mut off: Map<u64, u64> = Map::with_capacity(6 * 1024);
+    off.set_prepare_growth(false);
+    assert!(!off.prepare_growth());
+    insert_until(&mut off, 0, |m| m.phase() == Phase::Growing);
+    assert_eq!((off.table.took_prepared, off.stats().prepared_bytes), (0, 0));
+    // B = 9: the next array would be 144 KiB, below the size worth preparing.
+    let mut small: Map<u64, u64> = Map::with_capacity(3 * 1024);
+    assert_eq!(small.stats().b, 9);
+    insert_until(&mut small, 0, |m| m.phase() == Phase::Growing);
+    assert_eq!((small.table.took_prepared, small.stats().prepared_bytes), (0, 0));
+    check(&off);
+    check(&small);
+}
+
+#[test]
+fn a_prepared_array_given_up_in_any_state_leaves_the_map_whole() {
+    // Each way of giving the array up, once right after the request (the helper may still be
+    // preparing it) and once after it is ready. Leaks and double frees show under valgrind
+    // (docs/BENCHMARKS.md, "Safety runs"); here the map must stay consistent and keep counting.
+    for wait in [false, true] {
+        for way in 0..6 {
+            let mut map: Map<u64, u64> = Map::new();
+            map.set_prepare_min_bytes(0);
+            let next =
+                insert_until(&mut map, 0, |m| m.stats().prepared_bytes > 0 && m.stats().b >= 4);
+            if wait {
+                proptests::await_prepared(&map);
+            }
+            match way {
+                0 => assert!(map.compact()),
+                1 => {
+                    for k in 0..next - 10 {
+                        map.remove(&k);
+                    }
+                    assert!(map.shrink_to_fit());
+                }
+                2 => map.clear(),
+                3 => map.clear_and_release(),
+                4 => map.set_prepare_growth(false),
+                _ => assert!(map.release_prepared() > 0),
+            }
+            assert_eq!(map.stats().prepared_bytes, 0, "way {way}, waited {wait}");
+            check(&map);
+            // Still a working map: it grows (and, where preparation is on, prepares) again.
+            insert_until(&mut map, 1 << 40, |m| m.len() > 2000);
+            while map.maintenance_step(64) > 0 {}
+            check(&map);
+            drop(map);
+        }
+    }
+    // A map dropped with a request outstanding.
+    let mut map: Map<u64, u64> = Map::new();
+    map.set_prepare_min_bytes(0);
+    insert_until(&mut map, 0, |m| m.stats().prepared_bytes > 0);
+}

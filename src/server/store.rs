@@ -161,6 +161,10 @@ pub struct Shard {
     /// when it would cross Go's load factor, else one overflow bucket. Reserved by
     /// `ensure_memory` so a write admitted under maxmemory cannot push the tables past it.
     growth_headroom: AtomicUsize,
+    /// Of `table_bytes`, the arrays the engine prepared ahead for the next doublings of the map
+    /// and the TTL index (`EngineStats::prepared_bytes`): memory `ensure_memory` takes back
+    /// before it evicts a key.
+    prepared_bytes: AtomicUsize,
     /// Tasks blocked on this lock now.
     waiters: AtomicUsize,
     /// Acquisitions that found the lock held, since start.
@@ -235,6 +239,7 @@ impl Store {
                     ttl_keys: AtomicUsize::new(0),
                     evacuated: AtomicUsize::new(0),
                     growth_headroom: AtomicUsize::new(table),
+                    prepared_bytes: AtomicUsize::new(0),
                     waiters: AtomicUsize::new(0),
                     contentions: AtomicU64::new(0),
                     wait_ns: AtomicU64::new(0),
@@ -499,21 +504,37 @@ impl Store {
         if max == 0 {
             return Ok(());
         }
-        let incoming = incoming
-            + shards
-                .iter()
-                .map(|&s| self.shards[s].growth_headroom.load(Ordering::Relaxed))
-                .sum::<usize>();
-        // Bounded: each round evicts one key or gives up.
+        // Bounded: each round takes back prepared arrays, or evicts one key, or gives up.
         for _ in 0..10_000 {
+            let incoming = incoming
+                + shards
+                    .iter()
+                    .map(|&s| self.shards[s].growth_headroom.load(Ordering::Relaxed))
+                    .sum::<usize>();
             if self.used_memory() + incoming <= max {
                 return Ok(());
             }
-            if !self.evict_one(task) {
+            if !self.release_prepared(task) && !self.evict_one(task) {
                 return Err(OutOfMemory);
             }
         }
         Err(OutOfMemory)
+    }
+
+    /// Gives back every array the engine prepared ahead for a coming doubling (see
+    /// `Map::set_prepare_growth`): memory no key lives in yet, so it goes before any key is
+    /// evicted. Those shards' next doublings allocate their arrays themselves. Returns whether
+    /// anything was given back.
+    fn release_prepared(&self, task: Option<&Task>) -> bool {
+        let mut released = 0;
+        for (i, shard) in self.shards.iter().enumerate() {
+            if shard.prepared_bytes.load(Ordering::Relaxed) > 0 {
+                let mut guard = self.lock(i, task);
+                released += guard.data.map.release_prepared();
+                released += guard.data.ttl_index.release_prepared();
+            }
+        }
+        released > 0
     }
 
     /// Evicts one key per the policy; false when nothing can be evicted.
@@ -652,11 +673,12 @@ impl Store {
     }
 }
 
-/// Go's `overLoadFactor`: the map doubles when `count > 6.5 * 2^B`.
+/// Go's `overLoadFactor`: the map doubles when `count > 6.5 * 2^B`. An array prepared for that
+/// doubling is counted in `bytes_allocated` already.
 fn growth_headroom(stats: &EngineStats) -> usize {
     let array_buckets = 1usize << stats.b;
-    let bucket_bytes = stats.bytes_allocated / stats.buckets.max(1);
-    if (stats.len + 1) * 2 > 13 * array_buckets {
+    let bucket_bytes = (stats.bytes_allocated - stats.prepared_bytes) / stats.buckets.max(1);
+    if (stats.len + 1) * 2 > 13 * array_buckets && stats.prepared_bytes == 0 {
         2 * array_buckets * bucket_bytes
     } else {
         bucket_bytes
@@ -896,6 +918,9 @@ impl Drop for ShardGuard<'_> {
         self.shard
             .growth_headroom
             .store(growth_headroom(&map) + growth_headroom(&index), Ordering::Relaxed);
+        self.shard
+            .prepared_bytes
+            .store(map.prepared_bytes + index.prepared_bytes, Ordering::Relaxed);
         if let Some(t) = self.task {
             t.set_holds_lock(None);
             let _ = self.shard.holder.compare_exchange(t.id, 0, Ordering::SeqCst, Ordering::SeqCst);
@@ -975,6 +1000,37 @@ mod tests {
         assert_eq!(data(&s), 1 + 2 + 40 + 1 + 2 * ENTRY_OVERHEAD);
         let g = s.lock(s.shard_of(&short), None);
         assert!(!g.map().get_key_value(&short[..]).expect("short key").0.spilled());
+    }
+
+    #[test]
+    fn arrays_prepared_for_growth_go_back_before_any_key_is_evicted() {
+        let s = Store::new(1, ManualClock::new(1_000), 0, EvictionPolicy::AllkeysRandom);
+        let prepared = |s: &Store| s.lock(0, None).map().stats().prepared_bytes;
+        let mut n = 0u64;
+        while prepared(&s) == 0 {
+            let mut g = s.lock(0, None);
+            for _ in 0..64 {
+                g.insert(Bytes::from(format!("key:{n}")), Entry::new(Bytes::from("v"), 0, 0));
+                n += 1;
+            }
+        }
+        let held = prepared(&s);
+        assert!(held >= 256 << 10, "{held} bytes prepared");
+        assert_eq!(s.shards[0].prepared_bytes.load(Ordering::Relaxed), held);
+        // The limit leaves room once the prepared array is given back, and not before.
+        let used = s.used_memory();
+        s.set_maxmemory((used - held / 2) as u64);
+        assert_eq!(s.ensure_memory(100, &[0], None), Ok(()));
+        assert_eq!(s.len(None), n as usize, "a key was evicted while a prepared array was held");
+        assert_eq!(prepared(&s), 0);
+        assert_eq!(s.used_memory(), used - held);
+        // Given back for good: the shard's next doubling allocates its own array.
+        let mut g = s.lock(0, None);
+        for _ in 0..64 {
+            g.insert(Bytes::from(format!("key:{n}")), Entry::new(Bytes::from("v"), 0, 0));
+            n += 1;
+        }
+        assert_eq!(g.map().stats().prepared_bytes, 0);
     }
 
     #[test]
