@@ -6,6 +6,7 @@
 //! - [`commands`]: the command table and one module per command family.
 //! - [`conn`]: one client connection (pipelined read, execute, write).
 //! - [`io`]: the connection threads (one single-threaded runtime each) connections run on.
+//! - [`router`]: key -> shard, with unequal shares so shards do not double together.
 //! - [`store`]: the sharded storage, memory accounting, eviction, active expiry, lock profile.
 //! - [`tasks`]: the task registry behind the task dump.
 //! - [`snapshot`]: the snapshot file format, write + verify, restore.
@@ -23,6 +24,7 @@ pub mod io;
 pub mod metrics;
 pub mod node;
 pub mod resp;
+pub mod router;
 pub mod snapshot;
 pub mod state;
 pub mod store;

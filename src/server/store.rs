@@ -15,7 +15,6 @@
 //! `bytes_allocated`.
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -27,6 +26,7 @@ use rand::Rng;
 use smallvec::SmallVec;
 
 use super::clock::Clock;
+use super::router::Router;
 use super::tasks::{Task, TaskState};
 use super::value::Value;
 use crate::engine::{EngineStats, Map, Phase};
@@ -204,7 +204,7 @@ pub struct LockCounters {
 #[derive(Debug)]
 pub struct Store {
     shards: Box<[Shard]>,
-    router: foldhash::fast::FixedState,
+    router: Router,
     pub clock: Arc<dyn Clock>,
     maxmemory: AtomicU64,
     policy: AtomicU8,
@@ -225,7 +225,7 @@ impl Store {
         policy: EvictionPolicy,
     ) -> Self {
         assert!(shards.is_power_of_two(), "shard count must be a power of two");
-        let shards = (0..shards)
+        let shards: Box<[Shard]> = (0..shards)
             .map(|_| {
                 let data = ShardData { map: Map::new(), ttl_index: Map::new() };
                 let table =
@@ -250,8 +250,8 @@ impl Store {
             })
             .collect();
         Self {
+            router: Router::new(shards.len()),
             shards,
-            router: foldhash::fast::FixedState::with_seed(rand::rng().random()),
             clock,
             maxmemory: AtomicU64::new(maxmemory),
             policy: AtomicU8::new(policy as u8),
@@ -265,8 +265,11 @@ impl Store {
         self.shards.len()
     }
 
+    /// The shard that holds `key`: by a hash of the key, with unequal shares so that shards do
+    /// not double together (see `router.rs`).
+    #[inline]
     pub fn shard_of(&self, key: &[u8]) -> usize {
-        (self.router.hash_one(key) as usize) & (self.shards.len() - 1)
+        self.router.shard_of(key)
     }
 
     pub fn now_ms(&self) -> u64 {
