@@ -6,17 +6,26 @@
 # ticks (1/100 s) during it, from /proc/<pid>/task/<tid>/stat.
 # NOGROW=1 first fills the shards to twice the size (SET of 200k keys, then DEL of them all) so
 # that no pass grows any table: the same passes without growth, for comparison.
-# Needs redis-tools and a release build. Usage: [BIN=target/release/mapcache] [MCARGS=...]
-#   [NOGROW=1] bench/server-growth-tail.sh
+# PEER=redis runs the same passes against Debian's redis-server (--save '') instead, for the side
+# by side (its process has one thread: the io_* columns are the whole server's).
+# Needs redis-tools (and redis-server for PEER=redis) and a release build. Usage:
+#   [BIN=target/release/mapcache] [MCARGS=...] [NOGROW=1] [PEER=redis] bench/server-growth-tail.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/mapcache}
 work=$(mktemp -d)
-$BIN serve --port 16379 --admin-port 19090 --data-dir $work/mc --shards 16 ${MCARGS:-} >/dev/null 2>&1 &
-mc=$!
+if [ "${PEER:-}" = redis ]; then
+  redis-server --port 16379 --save '' --appendonly no --dir $work >/dev/null 2>&1 &
+  mc=$!
+  thread=redis-server
+else
+  $BIN serve --port 16379 --admin-port 19090 --data-dir $work/mc --shards 16 ${MCARGS:-} >/dev/null 2>&1 &
+  mc=$!
+  thread=mapcache-io-0
+fi
 trap 'kill -9 $mc 2>/dev/null; rm -rf $work' EXIT
 sleep 1
-io=$(for t in /proc/$mc/task/*; do [ "$(cat $t/comm)" = mapcache-io-0 ] && basename $t; done | head -1)
+io=$(grep -lx "$thread" /proc/$mc/task/*/comm | head -1 | cut -d/ -f5)
 st() { awk '{print $10, $14 + $15}' /proc/$mc/task/$io/stat; }
 p() {
   local f0 c0 f1 c1
