@@ -540,6 +540,29 @@ impl Store {
         released > 0
     }
 
+    /// A shard index drawn with probability proportional to `weight` (read from the shards'
+    /// counters as of their last lock release); `None` when every weight is 0.
+    fn pick_weighted(&self, rng: &mut impl Rng, weight: impl Fn(&Shard) -> usize) -> Option<usize> {
+        let total: usize = self.shards.iter().map(&weight).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut draw = rng.random_range(0..total);
+        let mut last = None;
+        for (i, shard) in self.shards.iter().enumerate() {
+            let w = weight(shard);
+            if w > 0 {
+                last = Some(i);
+            }
+            if draw < w {
+                return Some(i);
+            }
+            draw -= w;
+        }
+        // The counters moved between the two reads: any shard that has keys will do.
+        last
+    }
+
     /// Evicts one key per the policy; false when nothing can be evicted.
     fn evict_one(&self, task: Option<&Task>) -> bool {
         let policy = self.policy();
@@ -559,17 +582,14 @@ impl Store {
         let mut taken = 0;
         while taken < samples && tries < samples * n * 2 {
             tries += 1;
-            let mut shard = rng.random_range(0..n);
-            if volatile {
-                // The first shard from a random start that has keys with a TTL.
-                let Some(found) = (0..n)
-                    .map(|i| (shard + i) % n)
-                    .find(|&s| self.shards[s].ttl_keys.load(Ordering::Relaxed) > 0)
-                else {
-                    break;
-                };
-                shard = found;
-            }
+            // A shard picked in proportion to its keys (with a TTL, for volatile-ttl), so every
+            // key is as likely to be sampled as any other: shards hold unequal shares by design
+            // (`router.rs`), and some may be empty.
+            let weight =
+                |s: &Shard| if volatile { &s.ttl_keys } else { &s.len }.load(Ordering::Relaxed);
+            let Some(shard) = self.pick_weighted(&mut rng, weight) else {
+                break;
+            };
             let guard = self.lock(shard, task);
             let data = &*guard.data;
             let sampled = if volatile {
@@ -1034,6 +1054,35 @@ mod tests {
             n += 1;
         }
         assert_eq!(g.map().stats().prepared_bytes, 0);
+    }
+
+    #[test]
+    fn eviction_samples_shards_in_proportion_to_their_keys() {
+        let s = Store::new(4, ManualClock::new(1_000), 0, EvictionPolicy::AllkeysRandom);
+        // 900 keys in one shard, 100 in another, none in the other two.
+        let (mut big, mut small) = (0, 0);
+        for k in 0.. {
+            let key = Bytes::from(format!("key:{k}"));
+            let shard = s.shard_of(&key);
+            let room = match shard {
+                0 if big < 900 => &mut big,
+                1 if small < 100 => &mut small,
+                _ => continue,
+            };
+            *room += 1;
+            s.lock(shard, None).insert(key, Entry::new(Bytes::from("v"), 0, 0));
+            if big == 900 && small == 100 {
+                break;
+            }
+        }
+        for _ in 0..100 {
+            assert!(s.evict_one(None));
+        }
+        let left = |i: usize| s.shards[i].len.load(Ordering::Relaxed);
+        assert_eq!(left(0) + left(1), 900);
+        // In proportion: about 10 of the 100 from the small shard (a uniform pick of a shard
+        // that has keys took about 50 from each).
+        assert!(left(1) >= 80, "{} of the small shard's 100 keys left", left(1));
     }
 
     #[test]
