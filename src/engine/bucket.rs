@@ -516,9 +516,15 @@ impl<K, V> NextArray<K, V> {
     /// owned by the caller from now on, freed with `free_array`/`free_array_off_thread`. `None`
     /// when it is not ready yet (the helper frees it when done) or could not be allocated.
     pub(crate) fn take(self) -> Option<*mut Bucket<K, V>> {
+        self.claim().map(|ptr| ptr.cast())
+    }
+
+    /// Ends the handle's interest: the ready array's memory, or `None` after marking a pending
+    /// one abandoned (the helper then frees it). Later calls return `None`.
+    fn claim(&self) -> Option<*mut u8> {
         let mut state = self.job.state();
         match std::mem::replace(&mut *state, Prepared::Gone) {
-            Prepared::Ready(ptr) => Some(ptr.cast()),
+            Prepared::Ready(ptr) => Some(ptr),
             Prepared::Pending => {
                 *state = Prepared::Abandoned;
                 None
@@ -530,18 +536,12 @@ impl<K, V> NextArray<K, V> {
 
 impl<K, V> Drop for NextArray<K, V> {
     fn drop(&mut self) {
-        let mut state = self.job.state();
-        match std::mem::replace(&mut *state, Prepared::Gone) {
-            Prepared::Ready(ptr) => {
-                drop(state);
-                let len = self.job.layout.size() / bucket_size::<K, V>();
-                // SAFETY: the ready array came from `raw_alloc_zeroed` with the layout of
-                // `array_layout::<K, V>(len)`, holds no entries, and was just taken out of the
-                // state, so nobody else can reach it.
-                unsafe { free_array_off_thread::<K, V>(ptr.cast(), len, false) };
-            }
-            Prepared::Pending => *state = Prepared::Abandoned,
-            Prepared::Abandoned | Prepared::Gone => {}
+        if let Some(ptr) = self.claim() {
+            let len = self.job.layout.size() / bucket_size::<K, V>();
+            // SAFETY: the ready array came from `raw_alloc_zeroed` with the layout of
+            // `array_layout::<K, V>(len)`, holds no entries, and was just taken out of the
+            // state, so nobody else can reach it.
+            unsafe { free_array_off_thread::<K, V>(ptr.cast(), len, false) };
         }
     }
 }

@@ -37,6 +37,9 @@
 //! write (Go's maps progress only on writes, so a read-mostly Go map keeps both arrays). Old
 //! overflow chains are freed as soon as their bucket is evacuated, and the old array when the
 //! last bucket is done (Go's maps never shrink: golang/go#20135).
+//! Beyond Go too, a map of large arrays has the array of its next doubling allocated and
+//! faulted in on the helper thread once it holds 3/4 of the entries that trigger the doubling
+//! (`set_prepare_growth`), so evacuation writes do not page-fault (docs/engine.md).
 //!
 //! # Counters (`stats.rs`)
 //!
@@ -102,7 +105,7 @@ use std::hash::{BuildHasher, Hash};
 
 pub use iter::Iter;
 pub use stats::{EngineStats, Phase};
-use table::{InsertSlot, RawTable, b_for};
+use table::{InsertSlot, PrepareSettings, RawTable, b_for};
 
 /// The default hasher: foldhash, seeded per map.
 pub type DefaultHashBuilder = foldhash::fast::RandomState;
@@ -183,7 +186,11 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
 
     /// Go's `makemap`: the smallest B whose array holds `capacity` under the load factor.
     pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
-        Self { table: RawTable::with_b(b_for(capacity)), hash_builder: hasher, seed: fresh_seed() }
+        Self {
+            table: RawTable::with_b(b_for(capacity), PrepareSettings::default()),
+            hash_builder: hasher,
+            seed: fresh_seed(),
+        }
     }
 
     #[inline]
@@ -351,11 +358,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
 
     /// As `clear`, and releases the bucket array too (back to one bucket, B = 0).
     pub fn clear_and_release(&mut self) {
-        let mut table = RawTable::with_b(0);
-        table.prepare_growth = self.table.prepare_growth;
-        table.prepare_min_bytes = self.table.prepare_min_bytes;
-        table.refresh_prepare_at();
-        self.table = table;
+        self.table = RawTable::with_b(0, self.table.prepare);
         self.seed = fresh_seed();
     }
 
@@ -373,18 +376,16 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
     /// shrinks, compacts, is cleared, or [`release_prepared`](Self::release_prepared) is called.
     /// Switching it off gives up an array already requested.
     pub fn set_prepare_growth(&mut self, enabled: bool) {
-        self.table.prepare_growth = enabled;
+        self.table.prepare.enabled = enabled;
         if !enabled {
             self.table.next = None;
         }
-        if !self.table.growing() {
-            self.table.refresh_prepare_at();
-        }
+        self.table.refresh_prepare_at();
     }
 
     /// See [`set_prepare_growth`](Self::set_prepare_growth).
     pub fn prepare_growth(&self) -> bool {
-        self.table.prepare_growth
+        self.table.prepare.enabled
     }
 
     /// Gives back the array prepared for the next doubling, if any (its memory returns at once
@@ -393,7 +394,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
     /// the doubling then allocates its array itself, as with preparation switched off. Returns
     /// the bytes given back (as counted in `stats().prepared_bytes`).
     pub fn release_prepared(&mut self) -> usize {
-        let bytes = self.table.next.as_ref().map_or(0, |next| next.bytes());
+        let bytes = self.table.prepared_bytes();
         self.table.release_next_array();
         bytes
     }
@@ -402,10 +403,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
     /// exercise preparation too.
     #[doc(hidden)]
     pub fn set_prepare_min_bytes(&mut self, bytes: usize) {
-        self.table.prepare_min_bytes = bytes;
-        if !self.table.growing() && self.table.next.is_none() {
-            self.table.refresh_prepare_at();
-        }
+        self.table.prepare.min_bytes = bytes;
+        self.table.refresh_prepare_at();
     }
 
     /// Test hook: whether the array prepared for the next doubling is ready (false when none).

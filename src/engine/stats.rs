@@ -62,7 +62,7 @@ impl<K, V> RawTable<K, V> {
         let buckets = (1usize << self.b) + old_len;
         let overflow_buckets = self.noverflow + self.old_noverflow;
         let total = self.count + self.tombstones;
-        let prepared_bytes = self.next.as_ref().map_or(0, |next| next.bytes());
+        let prepared_bytes = self.prepared_bytes();
         EngineStats {
             len: self.count,
             tombstones: self.tombstones,

@@ -41,7 +41,22 @@ const PREPARE_AT_DEN: usize = 4;
 
 /// The smallest array worth preparing ahead: the size from which arrays are mapped from the OS,
 /// whose fresh pages fault in on first write (smaller ones come from the allocator's heap).
-pub(crate) const PREPARE_MIN_BYTES: usize = 256 << 10;
+const PREPARE_MIN_BYTES: usize = 256 << 10;
+
+/// A map's settings for preparing next arrays (`Map::set_prepare_growth`); they outlive
+/// `clear_and_release`, which starts a new table.
+#[derive(Clone, Copy)]
+pub(crate) struct PrepareSettings {
+    pub(crate) enabled: bool,
+    /// Arrays smaller than this are not prepared.
+    pub(crate) min_bytes: usize,
+}
+
+impl Default for PrepareSettings {
+    fn default() -> Self {
+        Self { enabled: true, min_bytes: PREPARE_MIN_BYTES }
+    }
+}
 
 /// The smallest B whose table holds `count` entries without `overLoadFactor`.
 pub(crate) fn b_for(count: usize) -> u8 {
@@ -107,8 +122,7 @@ pub(crate) struct RawTable<K, V> {
     /// request is due (growing, already requested, switched off, or the array too small).
     pub(crate) prepare_at: usize,
     /// Whether this table prepares its next array ahead at all, and from which array size.
-    pub(crate) prepare_growth: bool,
-    pub(crate) prepare_min_bytes: usize,
+    pub(crate) prepare: PrepareSettings,
     /// Test builds: doublings that started on a prepared array.
     #[cfg(test)]
     pub(crate) took_prepared: usize,
@@ -123,7 +137,7 @@ unsafe impl<K: Send, V: Send> Send for RawTable<K, V> {}
 unsafe impl<K: Sync, V: Sync> Sync for RawTable<K, V> {}
 
 impl<K, V> RawTable<K, V> {
-    pub(crate) fn with_b(b: u8) -> Self {
+    pub(crate) fn with_b(b: u8, prepare: PrepareSettings) -> Self {
         let mut table = Self {
             buckets: bucket::alloc_array(1usize << b),
             b,
@@ -139,8 +153,7 @@ impl<K, V> RawTable<K, V> {
             empty_overflow: 0,
             next: None,
             prepare_at: usize::MAX,
-            prepare_growth: true,
-            prepare_min_bytes: PREPARE_MIN_BYTES,
+            prepare,
             #[cfg(test)]
             took_prepared: 0,
             marker: PhantomData,
@@ -150,14 +163,14 @@ impl<K, V> RawTable<K, V> {
     }
 
     /// Recomputes `prepare_at` for the current state: 3/4 of the doubling's trigger count while
-    /// idle, switched on, with nothing requested yet and a next array of `prepare_min_bytes` or
+    /// idle, switched on, with nothing requested yet and a next array of `prepare.min_bytes` or
     /// more; otherwise never.
     pub(crate) fn refresh_prepare_at(&mut self) {
         let next_bytes = (1usize << (self.b + 1)).saturating_mul(bucket::bucket_size::<K, V>());
-        self.prepare_at = if self.prepare_growth
+        self.prepare_at = if self.prepare.enabled
             && !self.growing()
             && self.next.is_none()
-            && next_bytes >= self.prepare_min_bytes
+            && next_bytes >= self.prepare.min_bytes
         {
             // `over_load_factor` doubles past 6.5 * 2^B entries.
             LOAD_FACTOR_NUM * ((1usize << self.b) / LOAD_FACTOR_DEN) / PREPARE_AT_DEN
@@ -173,6 +186,11 @@ impl<K, V> RawTable<K, V> {
     fn request_next_array(&mut self) {
         self.prepare_at = usize::MAX;
         self.next = bucket::prepare_array(1usize << (self.b + 1));
+    }
+
+    /// Bytes of the requested next array, 0 when none.
+    pub(crate) fn prepared_bytes(&self) -> usize {
+        self.next.as_ref().map_or(0, |next| next.bytes())
     }
 
     /// Gives up a requested next array (its memory goes back) and asks for none until the next

@@ -578,15 +578,15 @@ impl Store {
             _ => 5,
         };
         let volatile = policy == EvictionPolicy::VolatileTtl;
+        // Each sample's shard is drawn in proportion to its keys (with a TTL, for volatile-ttl),
+        // so every key is as likely to be sampled as any other: shards hold unequal shares by
+        // design (`router.rs`), and some may be empty.
+        let weight =
+            |s: &Shard| if volatile { &s.ttl_keys } else { &s.len }.load(Ordering::Relaxed);
         let mut tries = 0;
         let mut taken = 0;
         while taken < samples && tries < samples * n * 2 {
             tries += 1;
-            // A shard picked in proportion to its keys (with a TTL, for volatile-ttl), so every
-            // key is as likely to be sampled as any other: shards hold unequal shares by design
-            // (`router.rs`), and some may be empty.
-            let weight =
-                |s: &Shard| if volatile { &s.ttl_keys } else { &s.len }.load(Ordering::Relaxed);
             let Some(shard) = self.pick_weighted(&mut rng, weight) else {
                 break;
             };
