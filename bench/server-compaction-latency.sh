@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # p50/p99 GET latency of `mapcache serve` before, during and after an online compaction.
 # Loads 1e6 keys, deletes half (tombstones), then runs redis-benchmark GETs three times:
+# (keys are named as redis-benchmark's `-r` names them, `key:` and 12 zero-padded digits, so
+# half the GETs hit a live key and half find a deleted one)
 # before, while POST /v1/compact runs (started right after the benchmark begins), and after.
 # Needs: redis-tools, curl, a release build. Usage: bench/server-compaction-latency.sh [keys=1000000]
 # MAPCACHE_ARGS adds flags to `mapcache serve` (e.g. MAPCACHE_ARGS="--io-threads 2").
@@ -19,10 +21,10 @@ pid=$!
 for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 echo "loading $KEYS keys" >&2
-seq 0 $((KEYS - 1)) | awk '{ printf "*3\r\n$3\r\nSET\r\n$%d\r\nkey:%s\r\n$5\r\nvalue\r\n", length("key:" $1), $1 }' \
+seq 0 $((KEYS - 1)) | awk '{ printf "*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$5\r\nvalue\r\n", $1 }' \
   | redis-cli -p "$PORT" --pipe >/dev/null
 echo "deleting half" >&2
-seq 0 2 $((KEYS - 1)) | awk '{ printf "*2\r\n$3\r\nDEL\r\n$%d\r\nkey:%s\r\n", length("key:" $1), $1 }' \
+seq 0 2 $((KEYS - 1)) | awk '{ printf "*2\r\n$3\r\nDEL\r\n$16\r\nkey:%012d\r\n", $1 }' \
   | redis-cli -p "$PORT" --pipe >/dev/null
 stats="$(curl -s "http://127.0.0.1:$ADMIN/v1/stats")"; echo "${stats:0:300}" >&2  # not `| head`: curl fails on the closed pipe under pipefail
 

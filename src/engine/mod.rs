@@ -86,6 +86,10 @@
 //! hit and almost none on a miss (1 in 256 tophash bytes collide); 6.5 trades memory against
 //! overflow chains as Go's choice does.
 
+// The unsafe core of the engine: every unsafe block says why it is sound, every unsafe fn what
+// its caller must uphold (clippy enforces both here, in the tests too).
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
 mod bucket;
 mod evacuate;
 mod iter;

@@ -147,6 +147,25 @@ fn lookup_stops_at_emptyrest_and_finds_keys_past_emptyone() {
 }
 
 #[test]
+fn lookup_does_not_read_past_an_emptyrest_slot() {
+    // One chain: a full head bucket (keys 0..8) and an overflow bucket (keys 8 and 9). Marking
+    // the head's last slot emptyRest (a state only this test makes: the entry behind it is
+    // left in place) says "nothing after this slot, in this bucket or its overflow"; a lookup
+    // that honours it never reaches keys 8 and 9, one that walks on finds them.
+    let mut m = colliding(1000);
+    for k in 0..10 {
+        m.insert(k, k);
+    }
+    assert_eq!(chain_of(&m, 0).len(), 2);
+    let head = m.table.read_bucket(m.hash(&0));
+    // SAFETY: test-only write of a tophash byte of a live bucket; u64 keys and values need no
+    // drop, so the orphaned slot leaks nothing.
+    unsafe { (*head).tophash[7] = EMPTY_REST };
+    assert_eq!((m.get(&8), m.get(&9), m.get(&7)), (None, None, None));
+    assert_eq!(m.get(&6), Some(&6));
+}
+
+#[test]
 fn growth_starts_exactly_past_6_5_entries_per_bucket() {
     let mut m: Map<u64, u64> = Map::new();
     for k in 0..8 {
@@ -230,8 +249,8 @@ fn too_many_overflow_buckets_starts_a_same_size_grow() {
     check(&m);
 }
 
-#[test]
-fn evacuation_marks_each_slot_x_y_or_empty() {
+/// A map just past the start of its doubling from B = 4 to 5, with tombstones.
+fn map_starting_to_double() -> Map<u64, u64> {
     let mut m: Map<u64, u64> = Map::with_capacity(104);
     for k in 0..104 {
         m.insert(k, k);
@@ -245,36 +264,57 @@ fn evacuation_marks_each_slot_x_y_or_empty() {
         m.insert(k, k);
     }
     assert_eq!((m.stats().b, m.table.old_b), (5, 4));
+    m
+}
+
+/// The mark Go's `evacuate` must leave in each slot of old bucket `i`, if that bucket (without
+/// a chain, still to evacuate) holds all three kinds of slot: an entry for X, one for Y and an
+/// empty slot.
+fn marks_due_in_mixed_old_bucket(m: &Map<u64, u64>, i: usize) -> Option<Vec<u8>> {
     let old_len = 1usize << m.table.old_b;
-    let i = (0..old_len)
-        .find(|&i| unsafe {
-            !(*m.table.old_bucket(i)).evacuated() && (*m.table.old_bucket(i)).overflow.is_null()
-        })
-        .expect("an old bucket without chain still to evacuate");
     let old = m.table.old_bucket(i);
-    // SAFETY: test-only reads of a live old bucket before and after its evacuation.
-    let expected: Vec<u8> = unsafe {
+    // SAFETY: test-only reads of a live old bucket; a full tophash marks an initialised key.
+    let due: Vec<u8> = unsafe {
+        if (*old).evacuated() || !(*old).overflow.is_null() {
+            return None;
+        }
         (0..8)
-            .map(|s| {
-                let top = (*old).tophash[s];
-                if top < MIN_TOP_HASH {
-                    EVACUATED_EMPTY
-                } else if m.hash((*old).keys[s].assume_init_ref()) as usize & old_len != 0 {
+            .map(|s| match (*old).tophash[s] {
+                top if top < MIN_TOP_HASH => EVACUATED_EMPTY,
+                _ if m.hash((*old).keys[s].assume_init_ref()) as usize & old_len != 0 => {
                     EVACUATED_Y
-                } else {
-                    EVACUATED_X
                 }
+                _ => EVACUATED_X,
             })
             .collect()
     };
+    [EVACUATED_X, EVACUATED_Y, EVACUATED_EMPTY].iter().all(|mark| due.contains(mark)).then_some(due)
+}
+
+#[test]
+fn evacuation_marks_each_slot_x_y_or_empty() {
+    // Seeds are random, so draw maps until one has an old bucket with all three kinds of slot.
+    let (mut m, i, expected) = (0..1000)
+        .find_map(|_| {
+            let m = map_starting_to_double();
+            let old_len = 1usize << m.table.old_b;
+            let (i, due) =
+                (0..old_len).find_map(|i| marks_due_in_mixed_old_bucket(&m, i).map(|d| (i, d)))?;
+            Some((m, i, due))
+        })
+        .expect("some map has an old bucket with X, Y and empty slots still to evacuate");
+    let old_len = 1usize << m.table.old_b;
+    let old = m.table.old_bucket(i);
     let (hb, seed) = (m.hash_builder.clone(), m.seed);
     m.table.evacuate(i, &|k: &u64| make_hash(&hb, seed, k));
-    // SAFETY: as above.
+    assert!(m.table.growing(), "other old buckets are left, so the old array is still live");
+    // SAFETY: test-only read of the old bucket after its evacuation (the old array is live
+    // while the map is still growing, checked above).
     let marks = unsafe { (*old).tophash.to_vec() };
     assert_eq!(marks, expected);
     let x_count = expected.iter().filter(|&&t| t == EVACUATED_X).count();
     let y_count = expected.iter().filter(|&&t| t == EVACUATED_Y).count();
-    // SAFETY: as above.
+    // SAFETY: test-only reads of the two live destination buckets.
     let (x_full, y_full) = unsafe {
         (
             (*m.table.bucket(i)).group().match_full().count(),
