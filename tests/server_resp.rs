@@ -468,3 +468,57 @@ async fn allkeys_lru_stays_under_maxmemory_and_counts_evictions() {
     assert!(state.store.evicted_total.get() > 0);
     assert_eq!(state.store.len(None) as u64 + state.store.evicted_total.get(), 2000);
 }
+
+const OOM: &[u8] = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+
+/// SETRANGE pads with zeros up to its offset: what it adds is not in its arguments, and the room
+/// made before it runs is what it would really add. Under noeviction a SETRANGE past the limit is
+/// refused before anything is allocated (on a new key and on an existing one), a SETRANGE over
+/// proto-max-bulk-len keeps Redis's own error, and one that fits still works.
+#[tokio::test]
+async fn setrange_reserves_its_padding_before_allocating_it() {
+    const LIMIT: usize = 1024 * 1024;
+    let node = start_with(|c| c.maxmemory = LIMIT as u64).await;
+    let store = &node.handle.node.store;
+    let mut c = node.raw().await;
+    for offset in ["4000000", "500000000"] {
+        c.expect(&cmd(&["SETRANGE", "big", offset, "x"]), OOM).await;
+        c.expect(&cmd(&["EXISTS", "big"]), b":0\r\n").await;
+        assert!(store.used_memory() <= LIMIT, "used {}", store.used_memory());
+    }
+    c.expect(&cmd(&["SET", "small", "abc"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["SETRANGE", "small", "4000000", "x"]), OOM).await;
+    c.expect(&cmd(&["GET", "small"]), b"$3\r\nabc\r\n").await;
+    // Rewriting bytes inside the value adds nothing and is not refused, even at the limit.
+    c.expect(&cmd(&["SETRANGE", "small", "1", "Z"]), b":3\r\n").await;
+    c.expect(
+        &cmd(&["SETRANGE", "small", "536870911", "xy"]),
+        b"-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n",
+    )
+    .await;
+    c.expect(&cmd(&["SETRANGE", "padded", "100000", "x"]), b":100001\r\n").await;
+    assert!(store.used_memory() <= LIMIT, "used {}", store.used_memory());
+}
+
+/// With an eviction policy, a SETRANGE that pads past the limit evicts enough keys first: the
+/// write succeeds and the accounted memory stays under maxmemory.
+#[tokio::test]
+async fn setrange_evicts_enough_for_its_padding() {
+    const LIMIT: usize = 1024 * 1024;
+    let node = start_with(|c| {
+        c.maxmemory = LIMIT as u64;
+        c.eviction_policy = EvictionPolicy::AllkeysRandom;
+    })
+    .await;
+    let store = &node.handle.node.store;
+    let mut c = node.raw().await;
+    let value = "v".repeat(1000);
+    for i in 0..600 {
+        c.expect(&cmd(&["SET", &format!("k{i}"), &value]), b"+OK\r\n").await;
+    }
+    assert_eq!(store.evicted_total.get(), 0);
+    c.expect(&cmd(&["SETRANGE", "big", "600000", "x"]), b":600001\r\n").await;
+    assert!(store.used_memory() <= LIMIT, "used {}", store.used_memory());
+    assert!(store.evicted_total.get() > 0);
+    c.expect(&cmd(&["STRLEN", "big"]), b":600001\r\n").await;
+}

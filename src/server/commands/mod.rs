@@ -37,6 +37,10 @@ pub struct Ctx<'a> {
     pub task: &'a Task,
     /// "Now" for the whole command, as Redis's `commandTimeSnapshot`.
     pub now_ms: u64,
+    /// Value bytes made room for under maxmemory before the command ran (see [`value_growth`];
+    /// `usize::MAX` without a limit). A command that finds under its shard lock that it would
+    /// add more (a concurrent write shortened the value SETRANGE pads) reserves again first.
+    pub reserved: usize,
 }
 
 type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> Reply;
@@ -206,22 +210,61 @@ pub fn execute(ctx: &mut Ctx<'_>, index: Option<u16>, args: &[Bytes]) -> (Option
     if matches!(spec.kind, Kind::Write | Kind::WriteGrow) && ctx.node.is_draining() {
         return (Some(index), Reply::error("READONLY You can't write against a draining node."));
     }
+    ctx.reserved = usize::MAX;
     // Without a limit there is nothing to reserve (`ensure_memory` would return at once).
     if spec.kind == Kind::WriteGrow && ctx.node.store.maxmemory() != 0 {
         let keys = key_positions(spec, args.len());
-        // Each key may also enter its shard's TTL index (SET ... EX): its key bytes again.
-        let incoming: usize = args[1..].iter().map(|a| a.len()).sum::<usize>()
-            + keys.iter().map(|&i| super::store::ttl_index_cost(&args[i])).sum::<usize>()
-            + super::store::ENTRY_OVERHEAD * keys.len().max(1);
-        let mut shards: Vec<usize> =
-            keys.iter().map(|&i| ctx.node.store.shard_of(&args[i])).collect();
-        shards.sort_unstable();
-        shards.dedup();
-        if let Err(oom) = ctx.node.store.ensure_memory(incoming, &shards, Some(ctx.task)) {
-            return (Some(index), Reply::error(oom.to_string()));
+        let growth = value_growth(ctx, spec, args, &keys);
+        let keys: Vec<&[u8]> = keys.iter().map(|&i| &args[i][..]).collect();
+        if let Err(oom) = reserve(ctx, &keys, growth) {
+            return (Some(index), oom);
         }
+        ctx.reserved = growth;
     }
     (Some(index), (spec.handler)(ctx, args))
+}
+
+/// Longest text an integer value can have (`-9223372036854775808`): what INCR and friends may
+/// store, whatever their arguments.
+const MAX_INTEGER_TEXT: usize = 20;
+
+/// Longest text [`format_double`](crate::server::resp::format_double) gives for a finite f64 (a
+/// subnormal written out in full: `-0.` + 307 zeros + 17 digits, 327 bytes), rounded up: what
+/// INCRBYFLOAT may store, whatever its arguments.
+pub(super) const MAX_DOUBLE_TEXT: usize = 340;
+
+/// The value bytes a growing write may add beyond its keys and their per-entry costs, known
+/// before it runs so that room is made (or the write refused) before anything is allocated. For
+/// most commands that is their non-key argument bytes (SET's value, APPEND's suffix, MSET's
+/// values; options counted too, an overestimate of a few bytes), but INCR's and INCRBYFLOAT's
+/// results are not in their arguments, and SETRANGE pads with zeros up to its offset.
+fn value_growth(ctx: &Ctx<'_>, spec: &CommandSpec, args: &[Bytes], keys: &[usize]) -> usize {
+    match spec.name {
+        "incr" | "decr" | "incrby" | "decrby" => MAX_INTEGER_TEXT,
+        "incrbyfloat" => MAX_DOUBLE_TEXT,
+        "setrange" => strings::setrange_growth(ctx, args),
+        _ => {
+            let all: usize = args[1..].iter().map(|a| a.len()).sum();
+            all - keys.iter().map(|&i| args[i].len()).sum::<usize>()
+        }
+    }
+}
+
+/// Makes room under maxmemory (evicting per the policy) for a write of `growth` value bytes to
+/// `keys`: each key may be new (its bytes and the per-entry overhead) and may enter its shard's
+/// TTL index (its bytes again), and each shard touched may grow its table. Must be called without
+/// a shard lock held. The error is Redis's `-OOM` reply.
+pub(super) fn reserve(ctx: &Ctx<'_>, keys: &[&[u8]], growth: usize) -> Result<(), Reply> {
+    let store = &ctx.node.store;
+    let incoming = growth
+        + keys.iter().map(|k| k.len() + super::store::ttl_index_cost(k)).sum::<usize>()
+        + super::store::ENTRY_OVERHEAD * keys.len().max(1);
+    let mut shards: Vec<usize> = keys.iter().map(|k| store.shard_of(k)).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    store
+        .ensure_memory(incoming, &shards, Some(ctx.task))
+        .map_err(|oom| Reply::error(oom.to_string()))
 }
 
 /// The argument indexes holding keys, from the table's (first, last, step).
@@ -332,6 +375,17 @@ mod tests {
             reply,
             Reply::error("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
         );
+    }
+
+    #[test]
+    fn incrbyfloat_reserves_room_for_its_longest_result() {
+        let longest = [f64::MAX, f64::MIN, f64::MIN_POSITIVE, -f64::MIN_POSITIVE, 5e-324]
+            .into_iter()
+            .chain([-1.2345678901234567e-308, -2.2250738585072009e-308])
+            .map(|d| crate::server::resp::format_double(d).len())
+            .max();
+        assert_eq!(longest, Some(327));
+        assert!(longest.is_some_and(|l| l <= MAX_DOUBLE_TEXT));
     }
 
     #[test]
