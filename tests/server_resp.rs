@@ -285,6 +285,36 @@ async fn auth_is_required_when_a_password_is_set() {
     c.expect(&cmd(&["GET", "k"]), b"$-1\r\n").await;
 }
 
+/// Before AUTH, Redis 7 refuses more than 10 arguments and bulks over 16 KB with its own words
+/// (`processMultibulkBuffer`), and closes the connection; after AUTH the same requests run.
+#[tokio::test]
+async fn unauthenticated_clients_get_redis_pre_auth_protocol_errors() {
+    let node = start_with(|c| c.requirepass = Some("s3cret".into())).await;
+    let big = "v".repeat(16 * 1024 + 1);
+    let eleven: Vec<&str> = std::iter::once("MSET").chain(["k"; 10]).collect();
+    let cases: &[(Vec<u8>, &[u8])] = &[
+        (cmd(&eleven), b"-ERR Protocol error: unauthenticated multibulk length\r\n"),
+        (b"*100\r\n".to_vec(), b"-ERR Protocol error: unauthenticated multibulk length\r\n"),
+        (cmd(&["SET", "k", &big]), b"-ERR Protocol error: unauthenticated bulk length\r\n"),
+        (b"*1\r\n$100000000\r\n".to_vec(), b"-ERR Protocol error: unauthenticated bulk length\r\n"),
+        (b"*1\r\n$-1\r\n".to_vec(), b"-ERR Protocol error: invalid bulk length\r\n"),
+    ];
+    for (request, expected) in cases {
+        let mut c = node.raw().await;
+        let got = c.send_until_closed(request).await;
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(expected));
+    }
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["AUTH", "s3cret"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["SET", "k", &big]), b"+OK\r\n").await;
+    let mut mset: Vec<String> = vec!["MSET".into()];
+    for i in 0..6 {
+        mset.extend([format!("k{i}"), format!("{i}")]);
+    }
+    let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+    c.expect(&cmd(&mset), b"+OK\r\n").await;
+}
+
 #[tokio::test]
 async fn ttls_follow_the_injected_clock() {
     let clock = ManualClock::new(1_000_000);

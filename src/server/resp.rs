@@ -28,6 +28,12 @@ pub enum ProtocolError {
     InvalidMultibulkLength,
     #[error("invalid bulk length")]
     InvalidBulkLength,
+    /// More than 10 arguments before AUTH.
+    #[error("unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// A bulk over 16 KB before AUTH.
+    #[error("unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     #[error("expected '$', got '{0}'")]
     ExpectedBulk(char),
     #[error("too big mbulk count string")]
@@ -123,16 +129,21 @@ fn multibulk_layout(buf: &[u8], authenticated: bool) -> Result<Option<FrameLayou
     if buf[cr + 1] != b'\n' {
         return Err(ProtocolError::InvalidMultibulkLength);
     }
-    let max_count = if authenticated { PROTO_MAX_MULTIBULK_LEN } else { UNAUTH_MAX_MULTIBULK_LEN };
     let count = parse_len(&buf[1..cr]).ok_or(ProtocolError::InvalidMultibulkLength)?;
-    if count > max_count as i64 {
+    // Redis's order: a count past INT_MAX is invalid for anyone, then the pre-AUTH limit.
+    if count > i64::from(i32::MAX) {
+        return Err(ProtocolError::InvalidMultibulkLength);
+    }
+    if !authenticated && count > UNAUTH_MAX_MULTIBULK_LEN as i64 {
+        return Err(ProtocolError::UnauthenticatedMultibulkLength);
+    }
+    if count > PROTO_MAX_MULTIBULK_LEN as i64 {
         return Err(ProtocolError::InvalidMultibulkLength);
     }
     let mut pos = cr + 2;
     if count <= 0 {
         return Ok(Some(FrameLayout { len: pos, args: Vec::new() }));
     }
-    let max_bulk = if authenticated { PROTO_MAX_BULK_LEN } else { UNAUTH_MAX_BULK_LEN };
     // Reserve by what the buffer could hold, never by the client's claim.
     let mut args = Vec::with_capacity((count as usize).min(buf.len() / 4 + 1));
     for _ in 0..count {
@@ -152,8 +163,11 @@ fn multibulk_layout(buf: &[u8], authenticated: bool) -> Result<Option<FrameLayou
             return Err(ProtocolError::InvalidBulkLength);
         }
         let len = parse_len(&buf[pos + 1..cr]).ok_or(ProtocolError::InvalidBulkLength)?;
-        if len < 0 || len as u64 > max_bulk as u64 {
+        if len < 0 || len as u64 > PROTO_MAX_BULK_LEN as u64 {
             return Err(ProtocolError::InvalidBulkLength);
+        }
+        if !authenticated && len as u64 > UNAUTH_MAX_BULK_LEN as u64 {
+            return Err(ProtocolError::UnauthenticatedBulkLength);
         }
         let start = cr + 2;
         let end = start + len as usize;
@@ -408,10 +422,26 @@ mod tests {
         assert_eq!(parse(b"*1\r\n$536870913\r\n").0, Err(ProtocolError::InvalidBulkLength));
     }
 
+    fn parse_unauthenticated(input: &[u8]) -> Result<Parsed, ProtocolError> {
+        parse_command(&mut BytesMut::from(input), false)
+    }
+
     #[test]
-    fn unauthenticated_clients_get_redis_tighter_limits() {
-        let mut buf = BytesMut::from(&b"*11\r\n"[..]);
-        assert_eq!(parse_command(&mut buf, false), Err(ProtocolError::InvalidMultibulkLength));
+    fn unauthenticated_clients_get_redis_tighter_limits_and_words() {
+        use ProtocolError::*;
+        assert_eq!(parse_unauthenticated(b"*11\r\n"), Err(UnauthenticatedMultibulkLength));
+        // Above our own 1M cap but within INT_MAX: Redis still names the pre-AUTH limit.
+        assert_eq!(parse_unauthenticated(b"*2000000\r\n"), Err(UnauthenticatedMultibulkLength));
+        assert_eq!(parse_unauthenticated(b"*2147483648\r\n"), Err(InvalidMultibulkLength));
+        assert_eq!(parse_unauthenticated(b"*10\r\n"), Ok(Parsed::Incomplete));
+        assert_eq!(parse_unauthenticated(b"*1\r\n$16385\r\n"), Err(UnauthenticatedBulkLength));
+        assert_eq!(parse_unauthenticated(b"*1\r\n$16384\r\n"), Ok(Parsed::Incomplete));
+        // Checked first, as Redis does: a bad length is invalid before it is too long.
+        assert_eq!(parse_unauthenticated(b"*1\r\n$-1\r\n"), Err(InvalidBulkLength));
+        assert_eq!(parse_unauthenticated(b"*1\r\n$536870913\r\n"), Err(InvalidBulkLength));
+        // Authenticated, the same frames are fine.
+        assert_eq!(parse(b"*11\r\n").0, Ok(Parsed::Incomplete));
+        assert_eq!(parse(b"*1\r\n$16385\r\n").0, Ok(Parsed::Incomplete));
     }
 
     #[test]
