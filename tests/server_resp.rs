@@ -6,6 +6,7 @@ mod server_support;
 use mapcache::server::EvictionPolicy;
 use mapcache::server::clock::ManualClock;
 use server_support::{cmd, start, start_with};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn inline_and_multibulk_ping_answer_pong() {
@@ -269,6 +270,87 @@ async fn protocol_errors_close_only_the_offending_connection() {
     let got = c.send_until_closed(&vec![b'x'; 70 * 1024]).await;
     assert_eq!(&got[..], b"-ERR Protocol error: too big inline request\r\n");
     bystander.expect(&cmd(&["GET", "safe"]), b"$1\r\n1\r\n").await;
+}
+
+/// `bytes` written with non-printable bytes escaped, for readable assertion failures.
+fn shown(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}
+
+/// A RESP multibulk of raw (not necessarily UTF-8) arguments.
+fn cmd_bytes(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend(format!("${}\r\n", a.len()).into_bytes());
+        out.extend_from_slice(a);
+        out.extend(b"\r\n");
+    }
+    out
+}
+
+/// Real binary garbage (non-ASCII bytes, NULs, 0xff, RESP type bytes followed by junk) gets the
+/// exact `-ERR Protocol error: ...` Redis sends, with the offending byte echoed raw, and the
+/// connection closes; a client connected meanwhile is not affected.
+#[tokio::test]
+async fn binary_garbage_gets_redis_protocol_errors_and_closes_only_its_connection() {
+    let node = start().await;
+    let junk: Vec<u8> = (0..70 * 1024).map(|i| 0x80 | (i % 0x7f) as u8).collect();
+    let mut star_junk = b"*".to_vec();
+    star_junk.extend(&junk);
+    let mut bulk_junk = b"*1\r\n$".to_vec();
+    bulk_junk.extend(&junk);
+    let cases: Vec<(Vec<u8>, &[u8])> = vec![
+        (b"*\xff\r\n".to_vec(), b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*1\x00\r\n".to_vec(), b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*1\r\n\xff\x00junk\r\n".to_vec(), b"-ERR Protocol error: expected '$', got '\xff'\r\n"),
+        (b"*1\r\n\x00\x00\r\n".to_vec(), b"-ERR Protocol error: expected '$', got '\x00'\r\n"),
+        (b"*1\r\n:1\r\n".to_vec(), b"-ERR Protocol error: expected '$', got ':'\r\n"),
+        (
+            b"*2\r\n$3\r\nGET\r\n+OK\xfe\r\n".to_vec(),
+            b"-ERR Protocol error: expected '$', got '+'\r\n",
+        ),
+        (b"*1\r\n$\xff\xfe\r\n".to_vec(), b"-ERR Protocol error: invalid bulk length\r\n"),
+        (b"*1\r\n$1\x00\r\n".to_vec(), b"-ERR Protocol error: invalid bulk length\r\n"),
+        (
+            b"\xff\xfe \"\x01\x02\r\n".to_vec(),
+            b"-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+        (junk.clone(), b"-ERR Protocol error: too big inline request\r\n"),
+        (star_junk, b"-ERR Protocol error: too big mbulk count string\r\n"),
+        (bulk_junk, b"-ERR Protocol error: too big bulk count string\r\n"),
+    ];
+    let mut bystander = node.raw().await;
+    bystander.expect(&cmd(&["SET", "safe", "1"]), b"+OK\r\n").await;
+    for (request, expected) in &cases {
+        let mut c = node.raw().await;
+        let got = c.send_until_closed(request).await;
+        assert_eq!(
+            shown(&got),
+            shown(expected),
+            "request {}",
+            shown(&request[..40.min(request.len())])
+        );
+    }
+    bystander.expect(&cmd(&["GET", "safe"]), b"$1\r\n1\r\n").await;
+}
+
+/// Redis echoes an unknown command's name and arguments as raw bytes (not UTF-8 text): a
+/// non-UTF-8 byte goes out as it came, C's `%s` stops at a NUL, `\r` and `\n` become spaces. It
+/// is an error reply, not a protocol error: the connection stays open.
+#[tokio::test]
+async fn unknown_command_echoes_its_raw_bytes_like_redis() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    let request = cmd_bytes(&[b"\xffbad\xc3", b"\xfe\x80", b"a\r\nb", b"x\x00hidden", b""]);
+    c.stream.write_all(&request).await.expect("write");
+    let expected: &[u8] = b"-ERR unknown command '\xffbad\xc3', with args beginning with: \
+        '\xfe\x80' 'a  b' 'x' '' \r\n";
+    assert_eq!(shown(&c.read_exact(expected.len()).await), shown(expected));
+    // Inline: the line is a C string, so a NUL ends it.
+    c.stream.write_all(b"\xff\x00\x01 junk\r\n").await.expect("write");
+    let expected: &[u8] = b"-ERR unknown command '\xff', with args beginning with: \r\n";
+    assert_eq!(shown(&c.read_exact(expected.len()).await), shown(expected));
+    c.expect(&cmd(&["PING"]), b"+PONG\r\n").await;
 }
 
 #[tokio::test]

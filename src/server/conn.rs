@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::commands::{self, ClientState, Ctx};
-use super::resp::{self, Parsed, Protocol, Reply};
+use super::resp::{self, Parsed, Protocol};
 use super::state::NodeState;
 use super::tasks::{TaskKind, TaskState};
 
@@ -109,8 +109,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             }
             if let Some(err) = error {
                 tracing::debug!(%peer, error = %err, "protocol error, closing connection");
-                Reply::error(format!("ERR Protocol error: {err}"))
-                    .encode(client.proto, &mut output);
+                err.reply().encode(client.proto, &mut output);
                 close = true;
                 break;
             }

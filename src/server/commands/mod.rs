@@ -173,20 +173,33 @@ pub fn lookup(name: &[u8]) -> Option<u16> {
     BY_NAME.get(lower).copied()
 }
 
-/// Redis's reply to an unknown command: the name and the first arguments, quoted.
+/// What Redis's `%.Ns` prints of an argument: its bytes up to the first NUL (it reads a C
+/// string), at most `max` of them.
+fn c_string_prefix(arg: &[u8], max: usize) -> &[u8] {
+    let arg = &arg[..memchr::memchr(0, arg).unwrap_or(arg.len())];
+    &arg[..arg.len().min(max)]
+}
+
+/// Redis's reply to an unknown command (`commandCheckExistence` in `server.c`): the name (128
+/// bytes at most) and the arguments, each quoted and followed by a space, while fewer than 128
+/// argument bytes are listed, the last cut to fit 128. Raw bytes, as the client sent them;
+/// `\r` and `\n` become spaces when the reply is encoded.
 fn unknown_command(args: &[Bytes]) -> Reply {
-    let mut listed = String::new();
+    let mut listed = Vec::new();
     for arg in &args[1..] {
         if listed.len() >= 128 {
             break;
         }
         let room = 128 - listed.len();
-        let text = String::from_utf8_lossy(arg);
-        let cut: String = text.chars().take(room).collect();
-        listed.push_str(&format!("'{cut}' "));
+        listed.push(b'\'');
+        listed.extend_from_slice(c_string_prefix(arg, room));
+        listed.extend_from_slice(b"' ");
     }
-    let name: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
-    Reply::error(format!("ERR unknown command '{name}', with args beginning with: {listed}"))
+    let mut text = b"ERR unknown command '".to_vec();
+    text.extend_from_slice(c_string_prefix(&args[0], 128));
+    text.extend_from_slice(b"', with args beginning with: ");
+    text.extend_from_slice(&listed);
+    Reply::error_bytes(text)
 }
 
 pub fn wrong_arity(name: &str) -> Reply {
@@ -340,11 +353,10 @@ pub fn is(arg: &[u8], option: &str) -> bool {
 
 /// `-ERR unknown subcommand 'x'. Try CONFIG HELP.`
 pub fn unknown_subcommand(sub: &[u8], command: &str) -> Reply {
-    let sub: String = String::from_utf8_lossy(sub).chars().take(128).collect();
-    Reply::error(format!(
-        "ERR unknown subcommand '{sub}'. Try {} HELP.",
-        command.to_ascii_uppercase()
-    ))
+    let mut text = b"ERR unknown subcommand '".to_vec();
+    text.extend_from_slice(c_string_prefix(sub, 128));
+    text.extend_from_slice(format!("'. Try {} HELP.", command.to_ascii_uppercase()).as_bytes());
+    Reply::error_bytes(text)
 }
 
 pub fn wrong_sub_arity(command: &str, sub: &[u8]) -> Reply {
@@ -381,11 +393,54 @@ mod tests {
     fn incrbyfloat_reserves_room_for_its_longest_result() {
         let longest = [f64::MAX, f64::MIN, f64::MIN_POSITIVE, -f64::MIN_POSITIVE, 5e-324]
             .into_iter()
-            .chain([-1.2345678901234567e-308, -2.2250738585072009e-308])
+            .chain([-1.2345678901234567e-308, -2.225073858507201e-308])
             .map(|d| crate::server::resp::format_double(d).len())
             .max();
         assert_eq!(longest, Some(327));
         assert!(longest.is_some_and(|l| l <= MAX_DOUBLE_TEXT));
+    }
+
+    fn error_text(reply: Reply) -> Vec<u8> {
+        match reply {
+            Reply::Error(text) => text.to_vec(),
+            other => panic!("not an error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_command_echoes_raw_bytes_up_to_a_nul() {
+        let args = [&b"f\xffo\x00hidden"[..], b"\xfe\xc3(", b"a\x00b", b"\r\n"];
+        let args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+        assert_eq!(
+            error_text(unknown_command(&args)),
+            b"ERR unknown command 'f\xffo', with args beginning with: '\xfe\xc3(' 'a' '\r\n' "
+                .to_vec()
+        );
+    }
+
+    #[test]
+    fn unknown_command_cuts_name_and_arguments_at_128_bytes_like_redis() {
+        let name = Bytes::from(vec![b'n'; 200]);
+        let long = Bytes::from(vec![b'a'; 100]);
+        let args = [name, long.clone(), long.clone(), long];
+        let mut expected = b"ERR unknown command '".to_vec();
+        expected.extend([b'n'; 128]);
+        expected.extend(b"', with args beginning with: '");
+        // The first argument in full (listed: 103 bytes), the second cut to the 25 bytes left,
+        // then the list is at 128 + 3 bytes and the third is not listed.
+        expected.extend([b'a'; 100]);
+        expected.extend(b"' '");
+        expected.extend([b'a'; 25]);
+        expected.extend(b"' ");
+        assert_eq!(error_text(unknown_command(&args)), expected);
+    }
+
+    #[test]
+    fn unknown_subcommand_echoes_raw_bytes() {
+        assert_eq!(
+            error_text(unknown_subcommand(b"\xff\x01x\x00y", "config")),
+            b"ERR unknown subcommand '\xff\x01x'. Try CONFIG HELP.".to_vec()
+        );
     }
 
     #[test]
