@@ -306,6 +306,8 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// RESP3 map; RESP2 flattens it to an array of key, value, ...
     Map(Vec<(Reply, Reply)>),
+    /// RESP3 set (`~`); RESP2 array.
+    Set(Vec<Reply>),
     /// RESP3 double; RESP2 bulk string.
     Double(f64),
     /// RESP3 verbatim text (`=`); RESP2 bulk string.
@@ -360,8 +362,12 @@ impl Reply {
                 Protocol::Resp2 => out.extend_from_slice(b"*-1\r\n"),
                 Protocol::Resp3 => out.extend_from_slice(b"_\r\n"),
             },
-            Reply::Array(items) => {
-                line_int(out, b'*', items.len() as i64);
+            Reply::Array(items) | Reply::Set(items) => {
+                let tag = match (self, proto) {
+                    (Reply::Set(_), Protocol::Resp3) => b'~',
+                    _ => b'*',
+                };
+                line_int(out, tag, items.len() as i64);
                 for item in items {
                     item.encode(proto, out);
                 }

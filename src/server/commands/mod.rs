@@ -175,7 +175,7 @@ pub fn lookup(name: &[u8]) -> Option<u16> {
 
 /// What Redis's `%.Ns` prints of an argument: its bytes up to the first NUL (it reads a C
 /// string), at most `max` of them.
-fn c_string_prefix(arg: &[u8], max: usize) -> &[u8] {
+pub(super) fn c_string_prefix(arg: &[u8], max: usize) -> &[u8] {
     let arg = &arg[..memchr::memchr(0, arg).unwrap_or(arg.len())];
     &arg[..arg.len().min(max)]
 }
