@@ -6,6 +6,7 @@ mod server_support;
 use mapcache::server::EvictionPolicy;
 use mapcache::server::clock::ManualClock;
 use server_support::{cmd, start, start_with};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn inline_and_multibulk_ping_answer_pong() {
@@ -271,6 +272,87 @@ async fn protocol_errors_close_only_the_offending_connection() {
     bystander.expect(&cmd(&["GET", "safe"]), b"$1\r\n1\r\n").await;
 }
 
+/// `bytes` written with non-printable bytes escaped, for readable assertion failures.
+fn shown(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}
+
+/// A RESP multibulk of raw (not necessarily UTF-8) arguments.
+fn cmd_bytes(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend(format!("${}\r\n", a.len()).into_bytes());
+        out.extend_from_slice(a);
+        out.extend(b"\r\n");
+    }
+    out
+}
+
+/// Real binary garbage (non-ASCII bytes, NULs, 0xff, RESP type bytes followed by junk) gets the
+/// exact `-ERR Protocol error: ...` Redis sends, with the offending byte echoed raw, and the
+/// connection closes; a client connected meanwhile is not affected.
+#[tokio::test]
+async fn binary_garbage_gets_redis_protocol_errors_and_closes_only_its_connection() {
+    let node = start().await;
+    let junk: Vec<u8> = (0..70 * 1024).map(|i| 0x80 | (i % 0x7f) as u8).collect();
+    let mut star_junk = b"*".to_vec();
+    star_junk.extend(&junk);
+    let mut bulk_junk = b"*1\r\n$".to_vec();
+    bulk_junk.extend(&junk);
+    let cases: Vec<(Vec<u8>, &[u8])> = vec![
+        (b"*\xff\r\n".to_vec(), b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*1\x00\r\n".to_vec(), b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*1\r\n\xff\x00junk\r\n".to_vec(), b"-ERR Protocol error: expected '$', got '\xff'\r\n"),
+        (b"*1\r\n\x00\x00\r\n".to_vec(), b"-ERR Protocol error: expected '$', got '\x00'\r\n"),
+        (b"*1\r\n:1\r\n".to_vec(), b"-ERR Protocol error: expected '$', got ':'\r\n"),
+        (
+            b"*2\r\n$3\r\nGET\r\n+OK\xfe\r\n".to_vec(),
+            b"-ERR Protocol error: expected '$', got '+'\r\n",
+        ),
+        (b"*1\r\n$\xff\xfe\r\n".to_vec(), b"-ERR Protocol error: invalid bulk length\r\n"),
+        (b"*1\r\n$1\x00\r\n".to_vec(), b"-ERR Protocol error: invalid bulk length\r\n"),
+        (
+            b"\xff\xfe \"\x01\x02\r\n".to_vec(),
+            b"-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+        (junk.clone(), b"-ERR Protocol error: too big inline request\r\n"),
+        (star_junk, b"-ERR Protocol error: too big mbulk count string\r\n"),
+        (bulk_junk, b"-ERR Protocol error: too big bulk count string\r\n"),
+    ];
+    let mut bystander = node.raw().await;
+    bystander.expect(&cmd(&["SET", "safe", "1"]), b"+OK\r\n").await;
+    for (request, expected) in &cases {
+        let mut c = node.raw().await;
+        let got = c.send_until_closed(request).await;
+        assert_eq!(
+            shown(&got),
+            shown(expected),
+            "request {}",
+            shown(&request[..40.min(request.len())])
+        );
+    }
+    bystander.expect(&cmd(&["GET", "safe"]), b"$1\r\n1\r\n").await;
+}
+
+/// Redis echoes an unknown command's name and arguments as raw bytes (not UTF-8 text): a
+/// non-UTF-8 byte goes out as it came, C's `%s` stops at a NUL, `\r` and `\n` become spaces. It
+/// is an error reply, not a protocol error: the connection stays open.
+#[tokio::test]
+async fn unknown_command_echoes_its_raw_bytes_like_redis() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    let request = cmd_bytes(&[b"\xffbad\xc3", b"\xfe\x80", b"a\r\nb", b"x\x00hidden", b""]);
+    c.stream.write_all(&request).await.expect("write");
+    let expected: &[u8] = b"-ERR unknown command '\xffbad\xc3', with args beginning with: \
+        '\xfe\x80' 'a  b' 'x' '' \r\n";
+    assert_eq!(shown(&c.read_exact(expected.len()).await), shown(expected));
+    // Inline: the line is a C string, so a NUL ends it.
+    c.stream.write_all(b"\xff\x00\x01 junk\r\n").await.expect("write");
+    let expected: &[u8] = b"-ERR unknown command '\xff', with args beginning with: \r\n";
+    assert_eq!(shown(&c.read_exact(expected.len()).await), shown(expected));
+    c.expect(&cmd(&["PING"]), b"+PONG\r\n").await;
+}
+
 #[tokio::test]
 async fn auth_is_required_when_a_password_is_set() {
     let node = start_with(|c| c.requirepass = Some("s3cret".into())).await;
@@ -283,6 +365,36 @@ async fn auth_is_required_when_a_password_is_set() {
     .await;
     c.expect(&cmd(&["AUTH", "default", "s3cret"]), b"+OK\r\n").await;
     c.expect(&cmd(&["GET", "k"]), b"$-1\r\n").await;
+}
+
+/// Before AUTH, Redis 7 refuses more than 10 arguments and bulks over 16 KB with its own words
+/// (`processMultibulkBuffer`), and closes the connection; after AUTH the same requests run.
+#[tokio::test]
+async fn unauthenticated_clients_get_redis_pre_auth_protocol_errors() {
+    let node = start_with(|c| c.requirepass = Some("s3cret".into())).await;
+    let big = "v".repeat(16 * 1024 + 1);
+    let eleven: Vec<&str> = std::iter::once("MSET").chain(["k"; 10]).collect();
+    let cases: &[(Vec<u8>, &[u8])] = &[
+        (cmd(&eleven), b"-ERR Protocol error: unauthenticated multibulk length\r\n"),
+        (b"*100\r\n".to_vec(), b"-ERR Protocol error: unauthenticated multibulk length\r\n"),
+        (cmd(&["SET", "k", &big]), b"-ERR Protocol error: unauthenticated bulk length\r\n"),
+        (b"*1\r\n$100000000\r\n".to_vec(), b"-ERR Protocol error: unauthenticated bulk length\r\n"),
+        (b"*1\r\n$-1\r\n".to_vec(), b"-ERR Protocol error: invalid bulk length\r\n"),
+    ];
+    for (request, expected) in cases {
+        let mut c = node.raw().await;
+        let got = c.send_until_closed(request).await;
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(expected));
+    }
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["AUTH", "s3cret"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["SET", "k", &big]), b"+OK\r\n").await;
+    let mut mset: Vec<String> = vec!["MSET".into()];
+    for i in 0..6 {
+        mset.extend([format!("k{i}"), format!("{i}")]);
+    }
+    let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+    c.expect(&cmd(&mset), b"+OK\r\n").await;
 }
 
 #[tokio::test]
@@ -467,4 +579,397 @@ async fn allkeys_lru_stays_under_maxmemory_and_counts_evictions() {
     assert!(state.store.used_memory() <= 256 * 1024, "used {}", state.store.used_memory());
     assert!(state.store.evicted_total.get() > 0);
     assert_eq!(state.store.len(None) as u64 + state.store.evicted_total.get(), 2000);
+}
+
+const OOM: &[u8] = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+
+/// SETRANGE pads with zeros up to its offset: what it adds is not in its arguments, and the room
+/// made before it runs is what it would really add. Under noeviction a SETRANGE past the limit is
+/// refused before anything is allocated (on a new key and on an existing one), a SETRANGE over
+/// proto-max-bulk-len keeps Redis's own error, and one that fits still works.
+#[tokio::test]
+async fn setrange_reserves_its_padding_before_allocating_it() {
+    const LIMIT: usize = 1024 * 1024;
+    let node = start_with(|c| c.maxmemory = LIMIT as u64).await;
+    let store = &node.handle.node.store;
+    let mut c = node.raw().await;
+    for offset in ["4000000", "500000000"] {
+        c.expect(&cmd(&["SETRANGE", "big", offset, "x"]), OOM).await;
+        c.expect(&cmd(&["EXISTS", "big"]), b":0\r\n").await;
+        assert!(store.used_memory() <= LIMIT, "used {}", store.used_memory());
+    }
+    c.expect(&cmd(&["SET", "small", "abc"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["SETRANGE", "small", "4000000", "x"]), OOM).await;
+    c.expect(&cmd(&["GET", "small"]), b"$3\r\nabc\r\n").await;
+    // Rewriting bytes inside the value adds nothing and is not refused, even at the limit.
+    c.expect(&cmd(&["SETRANGE", "small", "1", "Z"]), b":3\r\n").await;
+    c.expect(
+        &cmd(&["SETRANGE", "small", "536870911", "xy"]),
+        b"-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n",
+    )
+    .await;
+    c.expect(&cmd(&["SETRANGE", "padded", "100000", "x"]), b":100001\r\n").await;
+    assert!(store.used_memory() <= LIMIT, "used {}", store.used_memory());
+}
+
+/// With an eviction policy, a SETRANGE that pads past the limit evicts enough keys first: the
+/// write succeeds and the accounted memory stays under maxmemory.
+#[tokio::test]
+async fn setrange_evicts_enough_for_its_padding() {
+    const LIMIT: usize = 1024 * 1024;
+    let node = start_with(|c| {
+        c.maxmemory = LIMIT as u64;
+        c.eviction_policy = EvictionPolicy::AllkeysRandom;
+    })
+    .await;
+    let store = &node.handle.node.store;
+    let mut c = node.raw().await;
+    let value = "v".repeat(1000);
+    for i in 0..600 {
+        c.expect(&cmd(&["SET", &format!("k{i}"), &value]), b"+OK\r\n").await;
+    }
+    assert_eq!(store.evicted_total.get(), 0);
+    c.expect(&cmd(&["SETRANGE", "big", "600000", "x"]), b":600001\r\n").await;
+    assert!(store.used_memory() <= LIMIT, "used {}", store.used_memory());
+    assert!(store.evicted_total.get() > 0);
+    c.expect(&cmd(&["STRLEN", "big"]), b":600001\r\n").await;
+}
+
+/// Reads one whole RESP reply from `c`, whatever its length.
+async fn read_reply(c: &mut server_support::Raw) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut pending = 1usize;
+    while pending > 0 {
+        pending -= 1;
+        let start = out.len();
+        while !out.ends_with(b"\r\n") || out.len() - start < 3 {
+            out.extend(c.read_exact(1).await);
+        }
+        let line = out[start..out.len() - 2].to_vec();
+        let n: i64 = std::str::from_utf8(&line[1..]).ok().and_then(|t| t.parse().ok()).unwrap_or(0);
+        match line[0] {
+            b'$' | b'=' if n >= 0 => out.extend(c.read_exact(n as usize + 2).await),
+            b'*' | b'~' if n > 0 => pending += n as usize,
+            b'%' if n > 0 => pending += 2 * n as usize,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Sends `request` and returns its whole reply.
+async fn call(c: &mut server_support::Raw, args: &[&str]) -> Vec<u8> {
+    c.stream.write_all(&cmd(args)).await.expect("write");
+    read_reply(c).await
+}
+
+#[tokio::test]
+async fn unlink_expireat_pexpireat_flushall_reply_like_redis() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["MSET", "a", "1", "b", "2"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["UNLINK", "a", "b", "missing"]), b":2\r\n").await;
+    c.expect(&cmd(&["UNLINK", "a"]), b":0\r\n").await;
+    c.expect(&cmd(&["UNLINK"]), b"-ERR wrong number of arguments for 'unlink' command\r\n").await;
+
+    c.expect(&cmd(&["SET", "k", "v"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["EXPIREAT", "k", "4000000000"]), b":1\r\n").await;
+    c.expect(&cmd(&["EXPIRETIME", "k"]), b":4000000000\r\n").await;
+    c.expect(&cmd(&["EXPIREAT", "k", "4000000001", "NX"]), b":0\r\n").await;
+    c.expect(&cmd(&["EXPIREAT", "k", "4000000001", "GT"]), b":1\r\n").await;
+    c.expect(&cmd(&["EXPIREAT", "missing", "4000000000"]), b":0\r\n").await;
+    c.expect(&cmd(&["EXPIREAT", "k", "soon"]), b"-ERR value is not an integer or out of range\r\n")
+        .await;
+    c.expect(&cmd(&["EXPIREAT", "k", "1", "FOO"]), b"-ERR Unsupported option FOO\r\n").await;
+    c.expect(
+        &cmd(&["EXPIREAT", "k", "1", "NX", "XX"]),
+        b"-ERR NX and XX, GT or LT options at the same time are not compatible\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["EXPIREAT", "k", "9223372036854775807"]),
+        b"-ERR invalid expire time in 'expireat' command\r\n",
+    )
+    .await;
+    // A time in the past deletes the key and still answers 1.
+    c.expect(&cmd(&["EXPIREAT", "k", "1"]), b":1\r\n").await;
+    c.expect(&cmd(&["EXISTS", "k"]), b":0\r\n").await;
+
+    c.expect(&cmd(&["SET", "p", "v"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["PEXPIREAT", "p", "4000000000123"]), b":1\r\n").await;
+    c.expect(&cmd(&["PEXPIRETIME", "p"]), b":4000000000123\r\n").await;
+    c.expect(&cmd(&["EXPIRETIME", "p"]), b":4000000000\r\n").await;
+    c.expect(&cmd(&["PEXPIREAT", "p", "4000000000000", "LT"]), b":1\r\n").await;
+    c.expect(&cmd(&["PEXPIREAT", "p", "4000000000001", "LT"]), b":0\r\n").await;
+    c.expect(&cmd(&["PEXPIREAT", "p", "1000"]), b":1\r\n").await;
+    c.expect(&cmd(&["GET", "p"]), b"$-1\r\n").await;
+
+    c.expect(&cmd(&["MSET", "x", "1", "y", "2"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["FLUSHALL"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["DBSIZE"]), b":0\r\n").await;
+    c.expect(&cmd(&["FLUSHALL", "ASYNC"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["FLUSHALL", "sync"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["FLUSHALL", "later"]), b"-ERR syntax error\r\n").await;
+    c.expect(&cmd(&["FLUSHALL", "SYNC", "SYNC"]), b"-ERR syntax error\r\n").await;
+}
+
+#[tokio::test]
+async fn time_memory_usage_and_command_reply_like_redis() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    // TIME: two bulk strings, Unix seconds and the microseconds within the second.
+    let time = String::from_utf8(call(&mut c, &["TIME"]).await).expect("ascii");
+    let parts: Vec<&str> = time.split("\r\n").collect();
+    assert_eq!(parts.len(), 6, "{time:?}");
+    assert_eq!((parts[0], parts[5]), ("*2", ""));
+    let seconds: u64 = parts[2].parse().expect("seconds");
+    let micros: u64 = parts[4].parse().expect("microseconds");
+    assert_eq!(parts[1], format!("${}", parts[2].len()));
+    assert_eq!(parts[3], format!("${}", parts[4].len()));
+    assert!(seconds > 1_700_000_000 && micros < 1_000_000, "{time:?}");
+
+    // MEMORY USAGE: the key's accounted cost (1 + 1 + 96 bytes), nil for a missing key.
+    c.expect(&cmd(&["SET", "k", "v"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["MEMORY", "USAGE", "k"]), b":98\r\n").await;
+    c.expect(&cmd(&["MEMORY", "USAGE", "k", "SAMPLES", "0"]), b":98\r\n").await;
+    c.expect(&cmd(&["MEMORY", "USAGE", "k", "SAMPLES", "5", "samples", "1"]), b":98\r\n").await;
+    c.expect(&cmd(&["MEMORY", "USAGE", "missing"]), b"$-1\r\n").await;
+    c.expect(&cmd(&["MEMORY", "USAGE", "k", "FOO"]), b"-ERR syntax error\r\n").await;
+    c.expect(&cmd(&["MEMORY", "USAGE", "k", "SAMPLES"]), b"-ERR syntax error\r\n").await;
+    c.expect(&cmd(&["MEMORY", "USAGE", "k", "SAMPLES", "-1"]), b"-ERR syntax error\r\n").await;
+    c.expect(
+        &cmd(&["MEMORY", "USAGE", "k", "SAMPLES", "x"]),
+        b"-ERR value is not an integer or out of range\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["MEMORY", "USAGE"]),
+        b"-ERR wrong number of arguments for 'memory|usage' command\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["MEMORY", "DOCTOR"]),
+        b"-ERR unknown subcommand 'DOCTOR'. Try MEMORY HELP.\r\n",
+    )
+    .await;
+
+    // COMMAND COUNT / INFO / DOCS.
+    c.expect(&cmd(&["COMMAND", "COUNT"]), b":52\r\n").await;
+    let get_info = b"*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n*0\r\n*0\r\n*0\r\n*0\r\n";
+    let mut expected = b"*2\r\n".to_vec();
+    expected.extend(get_info);
+    expected.extend(b"$-1\r\n");
+    c.expect(&cmd(&["COMMAND", "INFO", "GET", "nosuch"]), &expected).await;
+    c.expect(
+        &cmd(&["COMMAND", "INFO", "mset"]),
+        b"*1\r\n*10\r\n$4\r\nmset\r\n:-3\r\n*2\r\n+write\r\n+denyoom\r\n:1\r\n:-1\r\n:2\r\n*0\r\n*0\r\n*0\r\n*0\r\n",
+    )
+    .await;
+    let all = call(&mut c, &["COMMAND", "INFO"]).await;
+    assert!(all.starts_with(b"*52\r\n*10\r\n$4\r\nping\r\n"), "{}", shown(&all[..40]));
+    assert_eq!(call(&mut c, &["COMMAND"]).await, all);
+    c.expect(&cmd(&["COMMAND", "DOCS"]), b"*0\r\n").await;
+    c.expect(
+        &cmd(&["COMMAND", "COUNT", "x"]),
+        b"-ERR wrong number of arguments for 'command|count' command\r\n",
+    )
+    .await;
+
+    // RESP3: nil is `_`, COMMAND INFO's flags, categories, tips and subcommands are sets.
+    c.stream_write_hello3().await;
+    c.expect(&cmd(&["MEMORY", "USAGE", "missing"]), b"_\r\n").await;
+    c.expect(
+        &cmd(&["COMMAND", "INFO", "get", "nosuch"]),
+        b"*2\r\n*10\r\n$3\r\nget\r\n:2\r\n~2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n~0\r\n~0\r\n*0\r\n~0\r\n_\r\n",
+    )
+    .await;
+    c.expect(&cmd(&["COMMAND", "DOCS"]), b"%0\r\n").await;
+    c.expect(&cmd(&["COMMAND", "COUNT"]), b":52\r\n").await;
+}
+
+#[tokio::test]
+async fn config_set_checks_like_redis_and_applies_all_or_nothing() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["CONFIG", "SET", "maxmemory", "1mb"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["CONFIG", "GET", "maxmemory"]), b"*2\r\n$9\r\nmaxmemory\r\n$7\r\n1048576\r\n")
+        .await;
+    c.expect(
+        &cmd(&["CONFIG", "SET", "MAXMEMORY", "0", "maxmemory-policy", "allkeys-lru"]),
+        b"+OK\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["CONFIG", "GET", "maxmemory", "maxmemory-p*"]),
+        b"*4\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n$16\r\nmaxmemory-policy\r\n$11\r\nallkeys-lru\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["CONFIG", "SET", "maxmemory"]),
+        b"-ERR wrong number of arguments for 'config|set' command\r\n",
+    )
+    .await;
+    // An odd number of arguments past the arity is a syntax error in Redis 7.
+    c.expect(
+        &cmd(&["CONFIG", "SET", "maxmemory", "1", "maxmemory-policy"]),
+        b"-ERR syntax error\r\n",
+    )
+    .await;
+    // Unknown names are echoed as given, and reported before a bad value.
+    c.expect(
+        &cmd(&["CONFIG", "SET", "maxmemory", "lots", "Save-Me", "1"]),
+        b"-ERR Unknown option or number of arguments for CONFIG SET - 'Save-Me'\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["CONFIG", "SET", "maxmemory", "1", "MaxMemory", "2"]),
+        b"-ERR CONFIG SET failed (possibly related to argument 'MaxMemory') - duplicate parameter\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["CONFIG", "SET", "MAXMEMORY", "lots"]),
+        b"-ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value\r\n",
+    )
+    .await;
+    // Nothing is applied when one pair fails.
+    let bad_policy = cmd(&["CONFIG", "SET", "maxmemory", "5mb", "maxmemory-policy", "sometimes"]);
+    c.stream.write_all(&bad_policy).await.expect("write");
+    let reply = read_reply(&mut c).await;
+    assert!(
+        reply.starts_with(b"-ERR CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must be one of the following: "),
+        "{}",
+        shown(&reply)
+    );
+    c.expect(&cmd(&["CONFIG", "GET", "maxmemory"]), b"*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n").await;
+    c.expect(&cmd(&["CONFIG", "FOO"]), b"-ERR unknown subcommand 'FOO'. Try CONFIG HELP.\r\n")
+        .await;
+}
+
+/// INFO's `expired_keys:` and `evicted_keys:` after CONFIG RESETSTAT.
+async fn info_stat(c: &mut server_support::Raw, field: &str) -> u64 {
+    let info = String::from_utf8(call(c, &["INFO", "stats"]).await).expect("text");
+    let line = info.split("\r\n").find(|l| l.starts_with(&format!("{field}:"))).expect(field);
+    line[field.len() + 1..].parse().expect("number")
+}
+
+/// CONFIG RESETSTAT zeroes what Redis's `resetServerStats` zeroes among INFO's figures, the
+/// expired and evicted counts included, while the Prometheus counters keep counting up.
+#[tokio::test]
+async fn config_resetstat_zeroes_info_stats_but_not_prometheus_counters() {
+    let node = start_with(|c| {
+        c.maxmemory = 128 * 1024;
+        c.eviction_policy = EvictionPolicy::AllkeysRandom;
+    })
+    .await;
+    let store = &node.handle.node.store;
+    let mut c = node.raw().await;
+    let value = "v".repeat(1000);
+    for i in 0..300 {
+        c.expect(&cmd(&["SET", &format!("k{i}"), &value]), b"+OK\r\n").await;
+    }
+    c.expect(&cmd(&["SET", "short", "1", "PX", "1"]), b"+OK\r\n").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    c.expect(&cmd(&["GET", "short"]), b"$-1\r\n").await;
+    let (expired, evicted) = (store.expired_total.get(), store.evicted_total.get());
+    assert!(expired >= 1 && evicted > 0, "expired {expired} evicted {evicted}");
+    assert_eq!(info_stat(&mut c, "expired_keys").await, expired);
+    assert_eq!(info_stat(&mut c, "evicted_keys").await, evicted);
+    assert!(info_stat(&mut c, "total_commands_processed").await > 300);
+    c.expect(&cmd(&["CONFIG", "RESETSTAT"]), b"+OK\r\n").await;
+    assert_eq!(info_stat(&mut c, "expired_keys").await, 0);
+    assert_eq!(info_stat(&mut c, "evicted_keys").await, 0);
+    assert_eq!(info_stat(&mut c, "total_connections_received").await, 0);
+    assert!(info_stat(&mut c, "total_commands_processed").await < 5);
+    assert_eq!((store.expired_total.get(), store.evicted_total.get()), (expired, evicted));
+    // Counting resumes from the reset.
+    c.expect(&cmd(&["SET", "short", "1", "PX", "1"]), b"+OK\r\n").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    c.expect(&cmd(&["GET", "short"]), b"$-1\r\n").await;
+    assert_eq!(info_stat(&mut c, "expired_keys").await, 1);
+    assert_eq!(store.expired_total.get(), expired + 1);
+    c.expect(
+        &cmd(&["CONFIG", "RESETSTAT", "x"]),
+        b"-ERR wrong number of arguments for 'config|resetstat' command\r\n",
+    )
+    .await;
+}
+
+/// An integer reply's value.
+fn integer(reply: &[u8]) -> i64 {
+    std::str::from_utf8(&reply[1..reply.len() - 2]).expect("ascii").parse().expect("integer")
+}
+
+#[tokio::test]
+async fn client_commands_reply_like_redis() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    let mut other = node.raw().await;
+    let id = integer(&call(&mut c, &["CLIENT", "ID"]).await);
+    let other_id = integer(&call(&mut other, &["CLIENT", "ID"]).await);
+    assert!(id > 0 && other_id > 0 && id != other_id);
+    c.expect(&cmd(&["CLIENT", "GETNAME"]), b"$-1\r\n").await;
+    c.expect(&cmd(&["CLIENT", "SETNAME", "worker-1"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["CLIENT", "GETNAME"]), b"$8\r\nworker-1\r\n").await;
+    c.expect(
+        &cmd(&["CLIENT", "SETNAME", "two words"]),
+        b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["CLIENT", "SETNAME"]),
+        b"-ERR wrong number of arguments for 'client|setname' command\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["CLIENT", "ID", "x"]),
+        b"-ERR wrong number of arguments for 'client|id' command\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["CLIENT", "KILL", "x"]),
+        b"-ERR unknown subcommand 'KILL'. Try CLIENT HELP.\r\n",
+    )
+    .await;
+
+    // CLIENT INFO: one line as a bulk string (RESP2), ending in "\n".
+    let info = call(&mut c, &["CLIENT", "INFO"]).await;
+    let text = String::from_utf8(info.clone()).expect("text");
+    let (header, body) = text.split_once("\r\n").expect("bulk");
+    assert_eq!(header, format!("${}", body.len() - 2));
+    let line = body.strip_suffix("\n\r\n").expect("line ends in \\n");
+    assert!(line.starts_with(&format!("id={id} addr=")), "{line}");
+    assert!(line.contains(" name=worker-1 ") && line.contains(" db=0 "), "{line}");
+    assert!(!line.contains('\n'));
+
+    // CLIENT LIST: one line per connection; TYPE and ID filter as Redis's do.
+    let list = String::from_utf8(call(&mut c, &["CLIENT", "LIST"]).await).expect("text");
+    let lines: Vec<&str> = list.split_once("\r\n").expect("bulk").1.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}"); // the two connections and the bulk's CRLF
+    assert!(lines.iter().any(|l| l.starts_with(&format!("id={other_id} "))), "{list}");
+    let normal = call(&mut c, &["CLIENT", "LIST", "TYPE", "normal"]).await;
+    assert!(normal.len() > 100, "{}", shown(&normal));
+    c.expect(&cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]), b"$0\r\n\r\n").await;
+    c.expect(&cmd(&["CLIENT", "LIST", "TYPE", "robots"]), b"-ERR Unknown client type 'robots'\r\n")
+        .await;
+    let only_other = String::from_utf8(
+        call(&mut c, &["CLIENT", "LIST", "ID", &other_id.to_string(), "999999"]).await,
+    )
+    .expect("text");
+    let only_other = only_other.split_once("\r\n").expect("bulk").1;
+    assert!(only_other.starts_with(&format!("id={other_id} ")), "{only_other}");
+    assert_eq!(only_other.matches('\n').count(), 2, "{only_other}");
+    c.expect(&cmd(&["CLIENT", "LIST", "ID", "me"]), b"-ERR Invalid client ID\r\n").await;
+    c.expect(&cmd(&["CLIENT", "LIST", "everything"]), b"-ERR syntax error\r\n").await;
+
+    // RESP3: nil is `_`, INFO and LIST are verbatim text.
+    c.expect(&cmd(&["CLIENT", "SETNAME", ""]), b"+OK\r\n").await;
+    c.stream_write_hello3().await;
+    c.expect(&cmd(&["CLIENT", "GETNAME"]), b"_\r\n").await;
+    let info = String::from_utf8(call(&mut c, &["CLIENT", "INFO"]).await).expect("text");
+    let (header, body) = info.split_once("\r\n").expect("verbatim");
+    assert_eq!(header, format!("={}", body.len() - 2));
+    assert!(body.starts_with(&format!("txt:id={id} addr=")), "{body}");
+    assert!(body.contains(" name= ") && body.contains(" resp=3"), "{body}");
+    let list = call(&mut c, &["CLIENT", "LIST"]).await;
+    assert!(list.starts_with(b"=") && list.windows(4).any(|w| w == b"txt:"), "{}", shown(&list));
 }

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::commands::{self, ClientState, Ctx};
-use super::resp::{self, Parsed, Protocol, Reply};
+use super::resp::{self, Parsed, Protocol};
 use super::state::NodeState;
 use super::tasks::{TaskKind, TaskState};
 
@@ -89,7 +89,8 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 }
                 executed += 1;
                 let now_ms = batch_start_ms + (mark - batch_start).as_millis() as u64;
-                let mut ctx = Ctx { node: &node, client: &mut client, task: &task, now_ms };
+                let mut ctx =
+                    Ctx { node: &node, client: &mut client, task: &task, now_ms, reserved: 0 };
                 let (index, reply) = commands::execute(&mut ctx, index, &args);
                 task.set_command(index);
                 match index {
@@ -108,8 +109,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             }
             if let Some(err) = error {
                 tracing::debug!(%peer, error = %err, "protocol error, closing connection");
-                Reply::error(format!("ERR Protocol error: {err}"))
-                    .encode(client.proto, &mut output);
+                err.reply().encode(client.proto, &mut output);
                 close = true;
                 break;
             }

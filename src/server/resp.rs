@@ -28,8 +28,15 @@ pub enum ProtocolError {
     InvalidMultibulkLength,
     #[error("invalid bulk length")]
     InvalidBulkLength,
-    #[error("expected '$', got '{0}'")]
-    ExpectedBulk(char),
+    /// More than 10 arguments before AUTH.
+    #[error("unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// A bulk over 16 KB before AUTH.
+    #[error("unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
+    /// The byte found where a bulk's `$` should be; Redis echoes it raw (`'%c'`).
+    #[error("expected '$', got '{}'", .0.escape_ascii())]
+    ExpectedBulk(u8),
     #[error("too big mbulk count string")]
     TooBigMultibulkCount,
     #[error("too big bulk count string")]
@@ -40,6 +47,24 @@ pub enum ProtocolError {
     UnbalancedQuotes,
     #[error("expected CRLF after bulk string")]
     MissingCrlf,
+}
+
+impl ProtocolError {
+    /// The reply Redis sends before closing: `-ERR Protocol error: <reason>`, any byte it echoes
+    /// raw (a NUL or a non-ASCII byte goes out as it came; `\r` and `\n` become spaces when the
+    /// reply is encoded, as Redis's `addReplyErrorFormat` does).
+    pub fn reply(&self) -> Reply {
+        let mut text = b"ERR Protocol error: ".to_vec();
+        match self {
+            ProtocolError::ExpectedBulk(found) => {
+                text.extend_from_slice(b"expected '$', got '");
+                text.push(*found);
+                text.push(b'\'');
+            }
+            other => text.extend_from_slice(other.to_string().as_bytes()),
+        }
+        Reply::error_bytes(text)
+    }
 }
 
 /// What the parser found at the front of the buffer.
@@ -123,16 +148,21 @@ fn multibulk_layout(buf: &[u8], authenticated: bool) -> Result<Option<FrameLayou
     if buf[cr + 1] != b'\n' {
         return Err(ProtocolError::InvalidMultibulkLength);
     }
-    let max_count = if authenticated { PROTO_MAX_MULTIBULK_LEN } else { UNAUTH_MAX_MULTIBULK_LEN };
     let count = parse_len(&buf[1..cr]).ok_or(ProtocolError::InvalidMultibulkLength)?;
-    if count > max_count as i64 {
+    // Redis's order: a count past INT_MAX is invalid for anyone, then the pre-AUTH limit.
+    if count > i64::from(i32::MAX) {
+        return Err(ProtocolError::InvalidMultibulkLength);
+    }
+    if !authenticated && count > UNAUTH_MAX_MULTIBULK_LEN as i64 {
+        return Err(ProtocolError::UnauthenticatedMultibulkLength);
+    }
+    if count > PROTO_MAX_MULTIBULK_LEN as i64 {
         return Err(ProtocolError::InvalidMultibulkLength);
     }
     let mut pos = cr + 2;
     if count <= 0 {
         return Ok(Some(FrameLayout { len: pos, args: Vec::new() }));
     }
-    let max_bulk = if authenticated { PROTO_MAX_BULK_LEN } else { UNAUTH_MAX_BULK_LEN };
     // Reserve by what the buffer could hold, never by the client's claim.
     let mut args = Vec::with_capacity((count as usize).min(buf.len() / 4 + 1));
     for _ in 0..count {
@@ -140,7 +170,7 @@ fn multibulk_layout(buf: &[u8], authenticated: bool) -> Result<Option<FrameLayou
             return Ok(None);
         };
         if tag != b'$' {
-            return Err(ProtocolError::ExpectedBulk(char::from(tag)));
+            return Err(ProtocolError::ExpectedBulk(tag));
         }
         let Some(cr) = find_line(buf, pos + 1, ProtocolError::TooBigBulkCount)? else {
             return Ok(None);
@@ -152,8 +182,11 @@ fn multibulk_layout(buf: &[u8], authenticated: bool) -> Result<Option<FrameLayou
             return Err(ProtocolError::InvalidBulkLength);
         }
         let len = parse_len(&buf[pos + 1..cr]).ok_or(ProtocolError::InvalidBulkLength)?;
-        if len < 0 || len as u64 > max_bulk as u64 {
+        if len < 0 || len as u64 > PROTO_MAX_BULK_LEN as u64 {
             return Err(ProtocolError::InvalidBulkLength);
+        }
+        if !authenticated && len as u64 > UNAUTH_MAX_BULK_LEN as u64 {
+            return Err(ProtocolError::UnauthenticatedBulkLength);
         }
         let start = cr + 2;
         let end = start + len as usize;
@@ -187,14 +220,26 @@ fn inline_layout(buf: &[u8]) -> Result<Option<FrameLayout>, ProtocolError> {
     Ok(Some(FrameLayout { len: nl + 1, args }))
 }
 
-/// Argument ranges of an inline line. Quoted arguments containing escapes cannot be a plain
-/// range of the frame, so inline commands with escapes are refused the same way Redis refuses a
-/// malformed quote; plain quoted text (`"hello world"`) is supported.
+/// C's `isspace`: what Redis's `sdssplitargs` skips between arguments and accepts after a
+/// closing quote.
+fn is_c_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// Argument ranges of an inline line, split as Redis's `sdssplitargs` splits it: the line is a C
+/// string (a NUL ends it), arguments are separated by `isspace` bytes, an unquoted argument ends
+/// at a space, tab, CR or LF (a vertical tab or form feed is part of it), and a closing quote
+/// must be followed by a space or the end. A quoted part that `sdssplitargs` would rewrite
+/// cannot be a plain range of the frame: escapes in double quotes, `\'` in single quotes, and a
+/// quote inside an unquoted argument (Redis joins `a"b c"` into `ab c`) are refused the way Redis
+/// refuses a malformed quote.
 fn split_inline_args(line: &[u8]) -> Result<Vec<Range<usize>>, ProtocolError> {
+    let line = &line[..memchr::memchr(0, line).unwrap_or(line.len())];
+    let ends_unquoted = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
     let mut args = Vec::new();
     let mut i = 0;
-    while i < line.len() {
-        while i < line.len() && line[i].is_ascii_whitespace() {
+    loop {
+        while i < line.len() && is_c_space(line[i]) {
             i += 1;
         }
         if i >= line.len() {
@@ -203,15 +248,16 @@ fn split_inline_args(line: &[u8]) -> Result<Vec<Range<usize>>, ProtocolError> {
         match line[i] {
             quote @ (b'"' | b'\'') => {
                 let start = i + 1;
-                let Some(close) = line[start..].iter().position(|&c| c == quote) else {
+                let Some(close) = memchr::memchr(quote, &line[start..]) else {
                     return Err(ProtocolError::UnbalancedQuotes);
                 };
                 let end = start + close;
-                if quote == b'"' && line[start..end].contains(&b'\\') {
-                    return Err(ProtocolError::UnbalancedQuotes);
-                }
-                // Redis requires a space (or the end) after the closing quote.
-                if end + 1 < line.len() && !line[end + 1].is_ascii_whitespace() {
+                let escaped = if quote == b'"' {
+                    line[start..end].contains(&b'\\')
+                } else {
+                    end > start && line[end - 1] == b'\\'
+                };
+                if escaped || (end + 1 < line.len() && !is_c_space(line[end + 1])) {
                     return Err(ProtocolError::UnbalancedQuotes);
                 }
                 args.push(start..end);
@@ -219,7 +265,10 @@ fn split_inline_args(line: &[u8]) -> Result<Vec<Range<usize>>, ProtocolError> {
             }
             _ => {
                 let start = i;
-                while i < line.len() && !line[i].is_ascii_whitespace() {
+                while i < line.len() && !ends_unquoted(line[i]) {
+                    if matches!(line[i], b'"' | b'\'') {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    }
                     i += 1;
                 }
                 args.push(start..i);
@@ -243,8 +292,9 @@ pub enum Reply {
     Simple(&'static str),
     /// `+...` built at run time (TYPE, INFO-like status lines).
     Status(String),
-    /// `-ERR ...` (the full message including its prefix word).
-    Error(String),
+    /// `-ERR ...` (the full message including its prefix word). Bytes, not text: Redis echoes
+    /// what the client sent (an unknown command's name and arguments) as it came.
+    Error(Bytes),
     Integer(i64),
     Bulk(Bytes),
     /// A stored value as a bulk string, without copying an inline value into an allocation.
@@ -256,6 +306,8 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// RESP3 map; RESP2 flattens it to an array of key, value, ...
     Map(Vec<(Reply, Reply)>),
+    /// RESP3 set (`~`); RESP2 array.
+    Set(Vec<Reply>),
     /// RESP3 double; RESP2 bulk string.
     Double(f64),
     /// RESP3 verbatim text (`=`); RESP2 bulk string.
@@ -268,6 +320,11 @@ impl Reply {
     }
 
     pub fn error(msg: impl Into<String>) -> Self {
+        Reply::Error(Bytes::from(msg.into()))
+    }
+
+    /// An error whose text holds raw client bytes.
+    pub fn error_bytes(msg: impl Into<Bytes>) -> Self {
         Reply::Error(msg.into())
     }
 
@@ -291,7 +348,7 @@ impl Reply {
             Reply::Error(s) => {
                 // A newline would end the error line early: Redis replaces them with spaces.
                 let clean: Vec<u8> =
-                    s.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }).collect();
+                    s.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }).collect();
                 line(out, b'-', &clean);
             }
             Reply::Integer(n) => line_int(out, b':', *n),
@@ -305,8 +362,12 @@ impl Reply {
                 Protocol::Resp2 => out.extend_from_slice(b"*-1\r\n"),
                 Protocol::Resp3 => out.extend_from_slice(b"_\r\n"),
             },
-            Reply::Array(items) => {
-                line_int(out, b'*', items.len() as i64);
+            Reply::Array(items) | Reply::Set(items) => {
+                let tag = match (self, proto) {
+                    (Reply::Set(_), Protocol::Resp3) => b'~',
+                    _ => b'*',
+                };
+                line_int(out, tag, items.len() as i64);
                 for item in items {
                     item.encode(proto, out);
                 }
@@ -408,15 +469,31 @@ mod tests {
         assert_eq!(parse(b"*1\r\n$536870913\r\n").0, Err(ProtocolError::InvalidBulkLength));
     }
 
+    fn parse_unauthenticated(input: &[u8]) -> Result<Parsed, ProtocolError> {
+        parse_command(&mut BytesMut::from(input), false)
+    }
+
     #[test]
-    fn unauthenticated_clients_get_redis_tighter_limits() {
-        let mut buf = BytesMut::from(&b"*11\r\n"[..]);
-        assert_eq!(parse_command(&mut buf, false), Err(ProtocolError::InvalidMultibulkLength));
+    fn unauthenticated_clients_get_redis_tighter_limits_and_words() {
+        use ProtocolError::*;
+        assert_eq!(parse_unauthenticated(b"*11\r\n"), Err(UnauthenticatedMultibulkLength));
+        // Above our own 1M cap but within INT_MAX: Redis still names the pre-AUTH limit.
+        assert_eq!(parse_unauthenticated(b"*2000000\r\n"), Err(UnauthenticatedMultibulkLength));
+        assert_eq!(parse_unauthenticated(b"*2147483648\r\n"), Err(InvalidMultibulkLength));
+        assert_eq!(parse_unauthenticated(b"*10\r\n"), Ok(Parsed::Incomplete));
+        assert_eq!(parse_unauthenticated(b"*1\r\n$16385\r\n"), Err(UnauthenticatedBulkLength));
+        assert_eq!(parse_unauthenticated(b"*1\r\n$16384\r\n"), Ok(Parsed::Incomplete));
+        // Checked first, as Redis does: a bad length is invalid before it is too long.
+        assert_eq!(parse_unauthenticated(b"*1\r\n$-1\r\n"), Err(InvalidBulkLength));
+        assert_eq!(parse_unauthenticated(b"*1\r\n$536870913\r\n"), Err(InvalidBulkLength));
+        // Authenticated, the same frames are fine.
+        assert_eq!(parse(b"*11\r\n").0, Ok(Parsed::Incomplete));
+        assert_eq!(parse(b"*1\r\n$16385\r\n").0, Ok(Parsed::Incomplete));
     }
 
     #[test]
     fn nested_array_as_command_is_refused() {
-        assert_eq!(parse(b"*1\r\n*1\r\n$1\r\na\r\n").0, Err(ProtocolError::ExpectedBulk('*')));
+        assert_eq!(parse(b"*1\r\n*1\r\n$1\r\na\r\n").0, Err(ProtocolError::ExpectedBulk(b'*')));
     }
 
     #[test]
@@ -449,6 +526,37 @@ mod tests {
             ]))
         );
         assert_eq!(parse(b"SET k \"open\r\n").0, Err(ProtocolError::UnbalancedQuotes));
+    }
+
+    #[test]
+    fn inline_lines_split_like_sdssplitargs() {
+        let args = |input: &[u8]| match parse(input).0 {
+            Ok(Parsed::Command(args)) => args.iter().map(|a| a.to_vec()).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        // A NUL ends the line as C reads it; \v and \f separate arguments but do not end one.
+        assert_eq!(args(b"\xff\x00\x01 more\r\n"), vec![b"\xff".to_vec()]);
+        assert_eq!(args(b"\x0bGET\x0c k\x0bv\r\n"), vec![b"GET\x0c".to_vec(), b"k\x0bv".to_vec()]);
+        assert_eq!(args(b"'a\\b' \"\"\n"), vec![b"a\\b".to_vec(), Vec::new()]);
+        assert_eq!(parse(b"\x00\r\n").0, Ok(Parsed::Empty));
+        // Redis rewrites these (or refuses them); they are refused here.
+        for refused in [&b"a\"b c\"\r\n"[..], b"'a\\'\r\n", b"\"a\\n\"\r\n", b"\"a\"b\r\n"] {
+            assert_eq!(parse(refused).0, Err(ProtocolError::UnbalancedQuotes), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn protocol_error_replies_echo_the_raw_byte_found() {
+        let mut out = BytesMut::new();
+        ProtocolError::ExpectedBulk(0xff).reply().encode(Protocol::Resp2, &mut out);
+        ProtocolError::ExpectedBulk(0).reply().encode(Protocol::Resp2, &mut out);
+        ProtocolError::ExpectedBulk(b'\n').reply().encode(Protocol::Resp2, &mut out);
+        assert_eq!(
+            &out[..],
+            b"-ERR Protocol error: expected '$', got '\xff'\r\n\
+              -ERR Protocol error: expected '$', got '\x00'\r\n\
+              -ERR Protocol error: expected '$', got ' '\r\n"
+        );
     }
 
     #[test]

@@ -212,6 +212,10 @@ pub struct Store {
     pub expired_total: Counter,
     /// Keys removed by the eviction policy.
     pub evicted_total: Counter,
+    /// `expired_total` and `evicted_total` at the last `CONFIG RESETSTAT`: INFO reports the
+    /// counts since then, as Redis does, while the Prometheus counters never go back.
+    pub expired_at_reset: AtomicU64,
+    pub evicted_at_reset: AtomicU64,
     /// Redis's `avg_ttl` estimate in milliseconds (see `note_sampled_ttl`).
     avg_ttl_ms: AtomicU64,
 }
@@ -257,6 +261,8 @@ impl Store {
             policy: AtomicU8::new(policy as u8),
             expired_total: Counter::default(),
             evicted_total: Counter::default(),
+            expired_at_reset: AtomicU64::new(0),
+            evicted_at_reset: AtomicU64::new(0),
             avg_ttl_ms: AtomicU64::new(0),
         }
     }

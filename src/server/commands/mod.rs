@@ -37,6 +37,10 @@ pub struct Ctx<'a> {
     pub task: &'a Task,
     /// "Now" for the whole command, as Redis's `commandTimeSnapshot`.
     pub now_ms: u64,
+    /// Value bytes made room for under maxmemory before the command ran (see [`value_growth`];
+    /// `usize::MAX` without a limit). A command that finds under its shard lock that it would
+    /// add more (a concurrent write shortened the value SETRANGE pads) reserves again first.
+    pub reserved: usize,
 }
 
 type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> Reply;
@@ -169,20 +173,33 @@ pub fn lookup(name: &[u8]) -> Option<u16> {
     BY_NAME.get(lower).copied()
 }
 
-/// Redis's reply to an unknown command: the name and the first arguments, quoted.
+/// What Redis's `%.Ns` prints of an argument: its bytes up to the first NUL (it reads a C
+/// string), at most `max` of them.
+pub(super) fn c_string_prefix(arg: &[u8], max: usize) -> &[u8] {
+    let arg = &arg[..memchr::memchr(0, arg).unwrap_or(arg.len())];
+    &arg[..arg.len().min(max)]
+}
+
+/// Redis's reply to an unknown command (`commandCheckExistence` in `server.c`): the name (128
+/// bytes at most) and the arguments, each quoted and followed by a space, while fewer than 128
+/// argument bytes are listed, the last cut to fit 128. Raw bytes, as the client sent them;
+/// `\r` and `\n` become spaces when the reply is encoded.
 fn unknown_command(args: &[Bytes]) -> Reply {
-    let mut listed = String::new();
+    let mut listed = Vec::new();
     for arg in &args[1..] {
         if listed.len() >= 128 {
             break;
         }
         let room = 128 - listed.len();
-        let text = String::from_utf8_lossy(arg);
-        let cut: String = text.chars().take(room).collect();
-        listed.push_str(&format!("'{cut}' "));
+        listed.push(b'\'');
+        listed.extend_from_slice(c_string_prefix(arg, room));
+        listed.extend_from_slice(b"' ");
     }
-    let name: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
-    Reply::error(format!("ERR unknown command '{name}', with args beginning with: {listed}"))
+    let mut text = b"ERR unknown command '".to_vec();
+    text.extend_from_slice(c_string_prefix(&args[0], 128));
+    text.extend_from_slice(b"', with args beginning with: ");
+    text.extend_from_slice(&listed);
+    Reply::error_bytes(text)
 }
 
 pub fn wrong_arity(name: &str) -> Reply {
@@ -206,22 +223,61 @@ pub fn execute(ctx: &mut Ctx<'_>, index: Option<u16>, args: &[Bytes]) -> (Option
     if matches!(spec.kind, Kind::Write | Kind::WriteGrow) && ctx.node.is_draining() {
         return (Some(index), Reply::error("READONLY You can't write against a draining node."));
     }
+    ctx.reserved = usize::MAX;
     // Without a limit there is nothing to reserve (`ensure_memory` would return at once).
     if spec.kind == Kind::WriteGrow && ctx.node.store.maxmemory() != 0 {
         let keys = key_positions(spec, args.len());
-        // Each key may also enter its shard's TTL index (SET ... EX): its key bytes again.
-        let incoming: usize = args[1..].iter().map(|a| a.len()).sum::<usize>()
-            + keys.iter().map(|&i| super::store::ttl_index_cost(&args[i])).sum::<usize>()
-            + super::store::ENTRY_OVERHEAD * keys.len().max(1);
-        let mut shards: Vec<usize> =
-            keys.iter().map(|&i| ctx.node.store.shard_of(&args[i])).collect();
-        shards.sort_unstable();
-        shards.dedup();
-        if let Err(oom) = ctx.node.store.ensure_memory(incoming, &shards, Some(ctx.task)) {
-            return (Some(index), Reply::error(oom.to_string()));
+        let growth = value_growth(ctx, spec, args, &keys);
+        let keys: Vec<&[u8]> = keys.iter().map(|&i| &args[i][..]).collect();
+        if let Err(oom) = reserve(ctx, &keys, growth) {
+            return (Some(index), oom);
         }
+        ctx.reserved = growth;
     }
     (Some(index), (spec.handler)(ctx, args))
+}
+
+/// Longest text an integer value can have (`-9223372036854775808`): what INCR and friends may
+/// store, whatever their arguments.
+const MAX_INTEGER_TEXT: usize = 20;
+
+/// Longest text [`format_double`](crate::server::resp::format_double) gives for a finite f64 (a
+/// subnormal written out in full: `-0.` + 307 zeros + 17 digits, 327 bytes), rounded up: what
+/// INCRBYFLOAT may store, whatever its arguments.
+pub(super) const MAX_DOUBLE_TEXT: usize = 340;
+
+/// The value bytes a growing write may add beyond its keys and their per-entry costs, known
+/// before it runs so that room is made (or the write refused) before anything is allocated. For
+/// most commands that is their non-key argument bytes (SET's value, APPEND's suffix, MSET's
+/// values; options counted too, an overestimate of a few bytes), but INCR's and INCRBYFLOAT's
+/// results are not in their arguments, and SETRANGE pads with zeros up to its offset.
+fn value_growth(ctx: &Ctx<'_>, spec: &CommandSpec, args: &[Bytes], keys: &[usize]) -> usize {
+    match spec.name {
+        "incr" | "decr" | "incrby" | "decrby" => MAX_INTEGER_TEXT,
+        "incrbyfloat" => MAX_DOUBLE_TEXT,
+        "setrange" => strings::setrange_growth(ctx, args),
+        _ => {
+            let all: usize = args[1..].iter().map(|a| a.len()).sum();
+            all - keys.iter().map(|&i| args[i].len()).sum::<usize>()
+        }
+    }
+}
+
+/// Makes room under maxmemory (evicting per the policy) for a write of `growth` value bytes to
+/// `keys`: each key may be new (its bytes and the per-entry overhead) and may enter its shard's
+/// TTL index (its bytes again), and each shard touched may grow its table. Must be called without
+/// a shard lock held. The error is Redis's `-OOM` reply.
+pub(super) fn reserve(ctx: &Ctx<'_>, keys: &[&[u8]], growth: usize) -> Result<(), Reply> {
+    let store = &ctx.node.store;
+    let incoming = growth
+        + keys.iter().map(|k| k.len() + super::store::ttl_index_cost(k)).sum::<usize>()
+        + super::store::ENTRY_OVERHEAD * keys.len().max(1);
+    let mut shards: Vec<usize> = keys.iter().map(|k| store.shard_of(k)).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    store
+        .ensure_memory(incoming, &shards, Some(ctx.task))
+        .map_err(|oom| Reply::error(oom.to_string()))
 }
 
 /// The argument indexes holding keys, from the table's (first, last, step).
@@ -297,11 +353,10 @@ pub fn is(arg: &[u8], option: &str) -> bool {
 
 /// `-ERR unknown subcommand 'x'. Try CONFIG HELP.`
 pub fn unknown_subcommand(sub: &[u8], command: &str) -> Reply {
-    let sub: String = String::from_utf8_lossy(sub).chars().take(128).collect();
-    Reply::error(format!(
-        "ERR unknown subcommand '{sub}'. Try {} HELP.",
-        command.to_ascii_uppercase()
-    ))
+    let mut text = b"ERR unknown subcommand '".to_vec();
+    text.extend_from_slice(c_string_prefix(sub, 128));
+    text.extend_from_slice(format!("'. Try {} HELP.", command.to_ascii_uppercase()).as_bytes());
+    Reply::error_bytes(text)
 }
 
 pub fn wrong_sub_arity(command: &str, sub: &[u8]) -> Reply {
@@ -331,6 +386,60 @@ mod tests {
         assert_eq!(
             reply,
             Reply::error("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
+        );
+    }
+
+    #[test]
+    fn incrbyfloat_reserves_room_for_its_longest_result() {
+        let longest = [f64::MAX, f64::MIN, f64::MIN_POSITIVE, -f64::MIN_POSITIVE, 5e-324]
+            .into_iter()
+            .chain([-1.2345678901234567e-308, -2.225073858507201e-308])
+            .map(|d| crate::server::resp::format_double(d).len())
+            .max();
+        assert_eq!(longest, Some(327));
+        assert!(longest.is_some_and(|l| l <= MAX_DOUBLE_TEXT));
+    }
+
+    fn error_text(reply: Reply) -> Vec<u8> {
+        match reply {
+            Reply::Error(text) => text.to_vec(),
+            other => panic!("not an error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_command_echoes_raw_bytes_up_to_a_nul() {
+        let args = [&b"f\xffo\x00hidden"[..], b"\xfe\xc3(", b"a\x00b", b"\r\n"];
+        let args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+        assert_eq!(
+            error_text(unknown_command(&args)),
+            b"ERR unknown command 'f\xffo', with args beginning with: '\xfe\xc3(' 'a' '\r\n' "
+                .to_vec()
+        );
+    }
+
+    #[test]
+    fn unknown_command_cuts_name_and_arguments_at_128_bytes_like_redis() {
+        let name = Bytes::from(vec![b'n'; 200]);
+        let long = Bytes::from(vec![b'a'; 100]);
+        let args = [name, long.clone(), long.clone(), long];
+        let mut expected = b"ERR unknown command '".to_vec();
+        expected.extend([b'n'; 128]);
+        expected.extend(b"', with args beginning with: '");
+        // The first argument in full (listed: 103 bytes), the second cut to the 25 bytes left,
+        // then the list is at 128 + 3 bytes and the third is not listed.
+        expected.extend([b'a'; 100]);
+        expected.extend(b"' '");
+        expected.extend([b'a'; 25]);
+        expected.extend(b"' ");
+        assert_eq!(error_text(unknown_command(&args)), expected);
+    }
+
+    #[test]
+    fn unknown_subcommand_echoes_raw_bytes() {
+        assert_eq!(
+            error_text(unknown_subcommand(b"\xff\x01x\x00y", "config")),
+            b"ERR unknown subcommand '\xff\x01x'. Try CONFIG HELP.".to_vec()
         );
     }
 

@@ -71,8 +71,12 @@ pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
              evicted_keys:{}\r\nmapcache_tombstones:{}\r\nmapcache_tombstone_ratio:{:.4}\r\n\r\n",
             node.total_connections.load(Ordering::Relaxed),
             node.total_commands.load(Ordering::Relaxed),
-            stats.expired_keys_total,
-            stats.evicted_keys_total,
+            stats
+                .expired_keys_total
+                .saturating_sub(node.store.expired_at_reset.load(Ordering::Relaxed)),
+            stats
+                .evicted_keys_total
+                .saturating_sub(node.store.evicted_at_reset.load(Ordering::Relaxed)),
             stats.tombstones,
             stats.tombstone_ratio
         );
@@ -134,16 +138,38 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         }
         Reply::Map(pairs)
     } else if is(sub, "SET") {
-        if args.len() < 4 || !args.len().is_multiple_of(2) {
+        if args.len() < 4 {
             return wrong_sub_arity("config", sub);
         }
-        // Validate every pair before applying any, as Redis 7 does.
+        if !args.len().is_multiple_of(2) {
+            return Reply::error(super::ERR_SYNTAX);
+        }
+        // As Redis 7's `configSetCommand`: every name is checked (an unknown one is reported as
+        // given, before any bad value), then duplicates (as given), then each value (under the
+        // parameter's own name); nothing is applied unless all pass.
+        let settable = ["maxmemory", "maxmemory-policy"];
+        let mut names: Vec<&str> = Vec::new();
+        for pair in args[2..].chunks(2) {
+            let Some(name) = settable.into_iter().find(|n| is(&pair[0], n)) else {
+                let mut text =
+                    b"ERR Unknown option or number of arguments for CONFIG SET - '".to_vec();
+                text.extend_from_slice(super::c_string_prefix(&pair[0], usize::MAX));
+                text.push(b'\'');
+                return Reply::error_bytes(text);
+            };
+            if names.contains(&name) {
+                let mut text = b"ERR CONFIG SET failed (possibly related to argument '".to_vec();
+                text.extend_from_slice(super::c_string_prefix(&pair[0], usize::MAX));
+                text.extend_from_slice(b"') - duplicate parameter");
+                return Reply::error_bytes(text);
+            }
+            names.push(name);
+        }
         let mut memory = None;
         let mut policy = None;
-        for pair in args[2..].chunks(2) {
-            let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        for (name, pair) in names.into_iter().zip(args[2..].chunks(2)) {
             let value = String::from_utf8_lossy(&pair[1]).into_owned();
-            match name.as_str() {
+            match name {
                 "maxmemory" => match parse_memory(&value) {
                     Ok(v) => memory = Some(v),
                     Err(_) => {
@@ -160,11 +186,7 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                         ));
                     }
                 },
-                _ => {
-                    return Reply::error(format!(
-                        "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
-                    ));
-                }
+                _ => unreachable!("only settable names are kept"),
             }
         }
         if let Some(m) = memory {
@@ -178,8 +200,13 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         if args.len() != 2 {
             return wrong_sub_arity("config", sub);
         }
-        ctx.node.total_commands.store(0, Ordering::Relaxed);
-        ctx.node.total_connections.store(0, Ordering::Relaxed);
+        // Redis's `resetServerStats`, for the figures INFO has. The expired and evicted counts
+        // are also Prometheus counters, which must never go back: INFO subtracts a baseline.
+        let node = ctx.node;
+        node.total_commands.store(0, Ordering::Relaxed);
+        node.total_connections.store(0, Ordering::Relaxed);
+        node.store.expired_at_reset.store(node.store.expired_total.get(), Ordering::Relaxed);
+        node.store.evicted_at_reset.store(node.store.evicted_total.get(), Ordering::Relaxed);
         Reply::ok()
     } else {
         unknown_subcommand(sub, "config")
@@ -193,17 +220,20 @@ fn command_info(spec: &CommandSpec) -> Reply {
         Kind::WriteGrow => &["write", "denyoom"],
         Kind::Admin => &["fast"],
     };
+    // Redis 7's `addReplyCommandInfo`: flags, ACL categories, tips and subcommands are sets
+    // (RESP3 `~`), key specs an array. Categories, tips, key specs and subcommands are not
+    // served (empty).
     Reply::Array(vec![
         Reply::bulk_str(spec.name),
         Reply::Integer(i64::from(spec.arity)),
-        Reply::Array(flags.iter().map(|f| Reply::Status((*f).to_string())).collect()),
+        Reply::Set(flags.iter().map(|f| Reply::Status((*f).to_string())).collect()),
         Reply::Integer(i64::from(spec.keys.0)),
         Reply::Integer(i64::from(spec.keys.1)),
         Reply::Integer(i64::from(spec.keys.2)),
+        Reply::Set(Vec::new()),
+        Reply::Set(Vec::new()),
         Reply::Array(Vec::new()),
-        Reply::Array(Vec::new()),
-        Reply::Array(Vec::new()),
-        Reply::Array(Vec::new()),
+        Reply::Set(Vec::new()),
     ])
 }
 
@@ -223,7 +253,7 @@ pub fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             args[2..]
                 .iter()
                 .map(|name| {
-                    lookup(name).map_or(Reply::NilArray, |i| command_info(&COMMANDS[i as usize]))
+                    lookup(name).map_or(Reply::Nil, |i| command_info(&COMMANDS[i as usize]))
                 })
                 .collect()
         };
@@ -241,11 +271,20 @@ pub fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     if !is(sub, "USAGE") {
         return unknown_subcommand(sub, "memory");
     }
-    if args.len() != 3 && args.len() != 5 {
+    if args.len() < 3 {
         return wrong_sub_arity("memory", sub);
     }
-    if args.len() == 5 && (!is(&args[3], "SAMPLES") || super::parse_i64(&args[4]).is_none()) {
-        return Reply::error(super::ERR_SYNTAX);
+    // Redis's `memoryCommand`: `SAMPLES <count>` pairs, any number of them; the count must be an
+    // integer (and not negative). Values are never sampled here: the cost is exact.
+    for option in args[3..].chunks(2) {
+        match option {
+            [name, count] if is(name, "SAMPLES") => match super::int_arg(count) {
+                Ok(n) if n < 0 => return Reply::error(super::ERR_SYNTAX),
+                Ok(_) => {}
+                Err(e) => return e,
+            },
+            _ => return Reply::error(super::ERR_SYNTAX),
+        }
     }
     let now = ctx.now_ms;
     let mut guard = super::strings::lock(ctx, &args[2]);

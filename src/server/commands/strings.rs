@@ -397,9 +397,7 @@ pub fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         Some(entry) => {
             let total = entry.value.len() + args[2].len();
             if total > PROTO_MAX_BULK_LEN {
-                return Reply::error(
-                    "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
-                );
+                return Reply::error(ERR_STRING_TOO_LONG);
             }
             let mut joined = BytesMut::with_capacity(total);
             joined.extend_from_slice(&entry.value);
@@ -448,30 +446,69 @@ pub fn getrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     Reply::Bulk(entry.value.to_bytes().slice(start as usize..=end as usize))
 }
 
-pub fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
-    let offset = match int_arg(&args[2]) {
-        Ok(o) if o < 0 => return Reply::error("ERR offset is out of range"),
-        Ok(o) => o as usize,
-        Err(e) => return e,
+const ERR_STRING_TOO_LONG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+
+/// SETRANGE's offset and patch, checked as Redis's `setrangeCommand` checks them, or its error.
+fn setrange_args(args: &[Bytes]) -> Result<(usize, &Bytes), Reply> {
+    let offset = match int_arg(&args[2])? {
+        o if o < 0 => return Err(Reply::error("ERR offset is out of range")),
+        o => o as usize,
     };
     let patch = &args[3];
-    let now = ctx.now_ms;
-    let mut guard = lock(ctx, &args[1]);
-    let existing = guard.get_live(&args[1], now).map(|e| e.value.clone());
+    if !patch.is_empty() && offset.saturating_add(patch.len()) > PROTO_MAX_BULK_LEN {
+        return Err(Reply::error(ERR_STRING_TOO_LONG));
+    }
+    Ok((offset, patch))
+}
+
+/// The bytes SETRANGE would add to the key's value as it is now: the zeros up to `offset` and
+/// the patch past the current end (0 when the command will fail or change nothing).
+pub(super) fn setrange_growth(ctx: &Ctx<'_>, args: &[Bytes]) -> usize {
+    let Ok((offset, patch)) = setrange_args(args) else {
+        return 0;
+    };
     if patch.is_empty() {
-        return Reply::Integer(existing.map_or(0, |v| v.len() as i64));
+        return 0;
     }
-    if offset.saturating_add(patch.len()) > PROTO_MAX_BULK_LEN {
-        return Reply::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    let current = lock(ctx, &args[1]).get_live(&args[1], ctx.now_ms).map_or(0, |e| e.value.len());
+    (offset + patch.len()).saturating_sub(current)
+}
+
+pub fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let (offset, patch) = match setrange_args(args) {
+        Ok(checked) => checked,
+        Err(e) => return e,
+    };
+    let now = ctx.now_ms;
+    let key = &args[1];
+    loop {
+        let mut guard = lock(ctx, key);
+        let existing = guard.get_live(key, now).map(|e| e.value.clone());
+        let current = existing.as_ref().map_or(0, |v| v.len());
+        if patch.is_empty() {
+            return Reply::Integer(current as i64);
+        }
+        let end = offset + patch.len();
+        let growth = end.saturating_sub(current);
+        if growth > ctx.reserved {
+            // The value is shorter than when room was made for this write (another client
+            // replaced it): make room for the difference before allocating it.
+            drop(guard);
+            if let Err(oom) = super::reserve(ctx, &[key], growth) {
+                return oom;
+            }
+            ctx.reserved = growth;
+            continue;
+        }
+        let mut value = BytesMut::from(existing.as_deref().unwrap_or_default());
+        if value.len() < end {
+            value.resize(end, 0);
+        }
+        value[offset..end].copy_from_slice(patch);
+        let len = value.len() as i64;
+        if let Err(value) = guard.set_value(key, value.freeze()) {
+            guard.insert(key.clone(), Entry::new(value, 0, now));
+        }
+        return Reply::Integer(len);
     }
-    let mut value = BytesMut::from(existing.as_deref().unwrap_or_default());
-    if value.len() < offset + patch.len() {
-        value.resize(offset + patch.len(), 0);
-    }
-    value[offset..offset + patch.len()].copy_from_slice(patch);
-    let len = value.len() as i64;
-    if let Err(value) = guard.set_value(&args[1], value.freeze()) {
-        guard.insert(args[1].clone(), Entry::new(value, 0, now));
-    }
-    Reply::Integer(len)
 }
