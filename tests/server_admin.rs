@@ -347,3 +347,169 @@ async fn drain_refuses_writes_snapshots_and_passes_the_checklist() {
     let (status, _) = post_json(&node.admin_url("/v1/compact"), None).await;
     assert_eq!(status, 503);
 }
+
+/// Holds shard `shard`'s lock on a thread of its own until the returned sender is dropped or
+/// sent to; returns once the lock is held.
+fn hold_shard_lock(
+    state: &std::sync::Arc<mapcache::server::state::NodeState>,
+    shard: usize,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let state = state.clone();
+    let holder = std::thread::spawn(move || {
+        let _guard = state.store.lock(shard, None);
+        held_tx.send(()).expect("signal");
+        let _ = release_rx.recv();
+    });
+    held_rx.recv().expect("held");
+    (release_tx, holder)
+}
+
+/// Polls `condition` every 5 ms; fails the test after a minute.
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn readyz(admin: std::net::SocketAddr) -> (u16, String) {
+    let resp = http().get(format!("http://{admin}/readyz")).send().await.expect("readyz");
+    (resp.status().as_u16(), resp.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn readyz_is_503_restoring_while_a_large_snapshot_loads_and_200_with_every_key_after() {
+    let dir = tempfile::tempdir().expect("dir");
+    let first = Node::start(Config::for_test(dir.path())).await.expect("start");
+    let mut c = server_support::Raw::connect(first.resp_addr()).await;
+    let value = "v".repeat(100);
+    let mut batch = Vec::new();
+    for i in 0..50_000 {
+        batch.extend(cmd(&["SET", &format!("k{i}"), &value]));
+    }
+    c.expect(&batch, &b"+OK\r\n".repeat(50_000)).await;
+    let (status, snap) =
+        post_json(&format!("http://{}/v1/snapshot", first.admin_addr()), None).await;
+    assert_eq!((status, snap["keys"].as_u64()), (200, Some(50_000)));
+    assert!(snap["bytes"].as_u64().expect("bytes") > 5 << 20, "several 1 MB blocks: {snap}");
+    first.abort();
+
+    let bound = Node::bind(Config::for_test(dir.path())).await.expect("bind");
+    let (state, admin, resp) = (bound.node().clone(), bound.admin_addr(), bound.resp_addr());
+    assert_eq!(readyz(admin).await, (503, "restoring".to_string()));
+    // The restore inserts each record under its shard's lock: with the last shard's lock held
+    // it stops at that shard's first record, part of the snapshot loaded.
+    let shard = state.store.shard_count() - 1;
+    let (release, holder) = hold_shard_lock(&state, shard);
+    let running = tokio::spawn(bound.run());
+    // A client that connects during the restore is answered only once the node is ready.
+    let mut early = server_support::Raw::connect(resp).await;
+    use tokio::io::AsyncWriteExt;
+    early.stream.write_all(&cmd(&["DBSIZE"])).await.expect("write");
+    wait_until("the restore waits for the held shard", || {
+        state.store.lock_counters()[shard].waiters_now == 1
+    })
+    .await;
+    assert_eq!(readyz(admin).await, (503, "restoring".to_string()));
+    assert!(state.store.len_unlocked() < 50_000, "the restore is not done");
+    assert!(!state.is_ready() && !running.is_finished());
+
+    release.send(()).expect("release");
+    holder.join().expect("holder");
+    let handle = running.await.expect("join").expect("restore");
+    assert_eq!(readyz(admin).await, (200, "ready".to_string()));
+    assert_eq!(early.read_exact(8).await, b":50000\r\n", "the first answer sees every key");
+    let (_, stats) = get_json(&format!("http://{admin}/v1/stats")).await;
+    assert_eq!((stats["keys"].as_u64(), stats["ready"].as_bool()), (Some(50_000), Some(true)));
+    let mut c = server_support::Raw::connect(resp).await;
+    c.expect(&cmd(&["GET", "k49999"]), format!("$100\r\n{value}\r\n").as_bytes()).await;
+    handle.abort();
+}
+
+#[tokio::test]
+async fn drain_lets_an_in_flight_mset_finish_into_its_snapshot_and_refuses_later_writes() {
+    let node = start_with(|c| {
+        // No background tick takes shard locks, and only the MSET's end lets the drain go on.
+        c.maintenance_interval = Duration::from_secs(3600);
+        c.drain_inflight_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let state = node.handle.node.clone();
+    let mut c = node.raw().await;
+    let mut other = node.raw().await;
+    for i in 0..100 {
+        c.expect(&cmd(&["SET", &format!("pre:{i}"), "v"]), b"+OK\r\n").await;
+    }
+    // The MSET will wait for one of its shards, held here; the SET before it must not.
+    let shard = state.store.shard_of(b"mset:0");
+    let before = (0..)
+        .map(|i| format!("before:{i}"))
+        .find(|k| state.store.shard_of(k.as_bytes()) != shard)
+        .expect("a key of another shard");
+    let mset_keys: Vec<String> = (0..2000).map(|i| format!("mset:{i}")).collect();
+    let mut mset = vec!["MSET"];
+    for k in &mset_keys {
+        mset.extend([k.as_str(), "m"]);
+    }
+    let mut pipeline = cmd(&["SET", &before, "1"]);
+    pipeline.extend(cmd(&mset));
+    pipeline.extend(cmd(&["SET", "late", "1"]));
+    pipeline.extend(cmd(&["GET", &before]));
+    let (release, holder) = hold_shard_lock(&state, shard);
+    use tokio::io::AsyncWriteExt;
+    c.stream.write_all(&pipeline).await.expect("write");
+    wait_until("the MSET waits for the held shard", || {
+        state.store.lock_counters()[shard].waiters_now == 1
+    })
+    .await;
+    let (_, dump) = get_json(&node.admin_url("/v1/debug/tasks")).await;
+    assert_eq!(dump["inflight"], 1, "{dump:#}");
+
+    let drain_url = node.admin_url("/v1/drain");
+    let drain = tokio::spawn(async move { post_json(&drain_url, None).await });
+    let admin = node.handle.admin_addr();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while readyz(admin).await != (503, "draining".to_string()) {
+        assert!(std::time::Instant::now() < deadline, "readyz never turned 503 draining");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Draining: a new write is refused at once, while the MSET already running goes on.
+    let readonly = b"-READONLY You can't write against a draining node.\r\n";
+    other.expect(&cmd(&["SET", "other", "1"]), readonly).await;
+    assert!(!drain.is_finished(), "the drain waits for the in-flight MSET");
+
+    release.send(()).expect("release");
+    holder.join().expect("holder");
+    let mut replies = b"+OK\r\n+OK\r\n".to_vec();
+    replies.extend_from_slice(readonly);
+    replies.extend_from_slice(b"$1\r\n1\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&c.read_exact(replies.len()).await),
+        String::from_utf8_lossy(&replies),
+        "every reply of the pipeline arrives; the SET after the MSET ran while draining"
+    );
+    let (status, drained) = drain.await.expect("join");
+    assert_eq!(status, 200, "{drained}");
+    let snap = &drained["snapshot"];
+    assert_eq!(
+        (snap["keys"].as_u64(), snap["after_writes_stopped"].as_bool()),
+        (Some(2101), Some(true))
+    );
+    let decoded = mapcache::server::snapshot::read(std::path::Path::new(
+        snap["path"].as_str().expect("path"),
+    ))
+    .expect("snapshot reads back");
+    let saved: std::collections::HashSet<String> =
+        decoded.records.iter().map(|r| String::from_utf8_lossy(&r.key).into_owned()).collect();
+    assert!(
+        mset_keys.iter().all(|k| saved.contains(k)),
+        "every key of the MSET is in the snapshot"
+    );
+    assert!(saved.contains(&before) && saved.contains("pre:99"));
+    assert!(!saved.contains("late") && !saved.contains("other"));
+    c.expect(&cmd(&["MSET", "after", "1"]), readonly).await;
+    c.expect(&cmd(&["GET", "mset:1999"]), b"$1\r\nm\r\n").await;
+}

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mapcache::server::snapshot;
 use server_support::{Raw, cmd, get_json, post_json, start_with};
 
 struct Proc {
@@ -27,6 +28,11 @@ impl Drop for Proc {
 
 /// Starts the binary on free ports and parses its `listening resp=ADDR admin=ADDR` line.
 fn spawn(data_dir: &Path) -> Proc {
+    spawn_with_env(data_dir, &[])
+}
+
+/// [`spawn`] with extra environment variables (test hooks).
+fn spawn_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mapcache"))
         .args([
             "serve",
@@ -43,6 +49,8 @@ fn spawn(data_dir: &Path) -> Proc {
         .arg(data_dir)
         .env_remove("MAPCACHE_ADMIN_TOKEN")
         .env_remove("MAPCACHE_PASSWORD")
+        .env_remove(snapshot::BLOCK_DELAY_ENV)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -122,51 +130,93 @@ async fn sigterm_drains_snapshots_exits_zero_and_restart_restores_keys_and_ttls(
     assert_eq!((status, stats["keys"].as_u64()), (200, Some(1001)));
 }
 
-#[tokio::test]
-async fn kill_9_during_a_snapshot_leaves_the_previous_snapshot_loadable() {
-    let dir = tempfile::tempdir().expect("dir");
-    let proc = spawn(dir.path());
-    let mut c = Raw::connect(proc.resp).await;
+/// Writes `count` keys `{prefix}:{i}` with a 200-byte value in one pipeline.
+async fn fill(c: &mut Raw, prefix: &str, count: usize) {
     let value = "v".repeat(200);
-    for round in 0..2 {
-        let mut batch = Vec::new();
-        for i in 0..20_000 {
-            batch.extend(cmd(&["SET", &format!("r{round}:{i}"), &value]));
-        }
-        c.expect(&batch, &b"+OK\r\n".repeat(20_000)).await;
-        if round == 0 {
-            let (status, snap) =
-                post_json(&format!("http://{}/v1/snapshot", proc.admin), None).await;
-            assert_eq!((status, snap["keys"].as_u64()), (200, Some(20_000)));
-        }
+    let mut batch = Vec::new();
+    for i in 0..count {
+        batch.extend(cmd(&["SET", &format!("{prefix}:{i}"), &value]));
     }
-    // Start the second snapshot and kill -9 while it is being written.
-    let url = format!("http://{}/v1/snapshot", proc.admin);
+    c.expect(&batch, &b"+OK\r\n".repeat(count)).await;
+}
+
+/// `EXISTS {prefix}:0 .. {prefix}:{count-1}` in one command.
+fn exists_all(prefix: &str, count: usize) -> Vec<u8> {
+    let keys: Vec<String> = (0..count).map(|i| format!("{prefix}:{i}")).collect();
+    let mut args = vec!["EXISTS"];
+    args.extend(keys.iter().map(String::as_str));
+    cmd(&args)
+}
+
+#[tokio::test]
+async fn kill_9_while_a_snapshot_is_half_written_leaves_the_previous_snapshot_loadable() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Generation 1, complete: 20,000 keys r0:*.
+    let first = spawn(dir.path());
+    let mut c = Raw::connect(first.resp).await;
+    fill(&mut c, "r0", 20_000).await;
+    let (status, snap) = post_json(&format!("http://{}/v1/snapshot", first.admin), None).await;
+    assert_eq!((status, snap["generation"].as_u64()), (200, Some(1)));
+    drop(first);
+
+    // Generation 2 (40,000 keys, ~9 MB) by a node whose snapshot writer stops for ten minutes
+    // after its first ~1 MB block: the kill below lands while the temp file is partly written.
+    let second = spawn_with_env(dir.path(), &[(snapshot::BLOCK_DELAY_ENV, "600000")]);
+    let mut c = Raw::connect(second.resp).await;
+    c.expect(&cmd(&["DBSIZE"]), b":20000\r\n").await;
+    fill(&mut c, "r1", 20_000).await;
+    let url = format!("http://{}/v1/snapshot", second.admin);
     let pending =
         tokio::spawn(
             async move { server_support::http().post(url).send().await.map(|r| r.status()) },
         );
-    tokio::time::sleep(Duration::from_millis(15)).await;
-    signal(&proc, "-KILL");
-    let _ = pending.await;
-    drop(proc);
-
-    let proc = spawn(dir.path());
-    let mut c = Raw::connect(proc.resp).await;
-    use tokio::io::AsyncWriteExt;
-    c.stream.write_all(&cmd(&["DBSIZE"])).await.expect("write");
-    let mut reply = Vec::new();
-    while !reply.ends_with(b"\r\n") {
-        reply.extend(c.read_exact(1).await);
+    let tmp = dir.path().join("mapcache-000002.snap.tmp");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&tmp).map_or(0, |m| m.len()) < 1 << 20 {
+        assert!(Instant::now() < deadline, "the second snapshot never wrote its first block");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let reply = String::from_utf8_lossy(&reply).into_owned();
+    signal(&second, "-KILL");
+    let mut second = second;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = wait_exit(&mut second, Duration::from_secs(30));
+        drop(second);
+        status
+    })
+    .await
+    .expect("join");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "killed by SIGKILL, not finished: {status:?}");
+    assert!(pending.await.expect("join").is_err(), "the snapshot request died with the process");
+    // The kill landed mid-write: the temp file is there, partly written, and never renamed.
+    assert_eq!(snapshot_files(dir.path()), ["mapcache-000001.snap", "mapcache-000002.snap.tmp"]);
+    let tmp_len = std::fs::metadata(&tmp).expect("temp file").len();
     assert!(
-        reply == ":20000\r\n" || reply == ":40000\r\n",
-        "restored a partial snapshot: {reply:?}"
+        (1 << 20..2 << 20).contains(&tmp_len),
+        "the temp file holds the header and one block of the ~9 MB snapshot: {tmp_len} bytes"
     );
+
+    let third = spawn(dir.path());
+    let mut c = Raw::connect(third.resp).await;
+    c.expect(&cmd(&["DBSIZE"]), b":20000\r\n").await;
+    c.expect(&exists_all("r0", 20_000), b":20000\r\n").await;
+    c.expect(&exists_all("r1", 20_000), b":0\r\n").await;
+    assert_eq!(
+        snapshot_files(dir.path()),
+        ["mapcache-000001.snap"],
+        "the temp file of the interrupted write is removed at start"
+    );
+    let text = server_support::http()
+        .get(format!("http://{}/metrics", third.admin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     assert!(
-        snapshot_files(dir.path()).iter().all(|n| !n.ends_with(".tmp")),
-        "temp files of the interrupted write are removed at start"
+        !text.contains("mapcache_snapshot_failures_total{"),
+        "the temp file is never read as a snapshot, so nothing failed to load:\n{text}"
     );
 }
 

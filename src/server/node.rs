@@ -56,10 +56,29 @@ pub struct NodeHandle {
 /// The node as a library: tests start it in-process on port 0.
 pub struct Node;
 
+/// A node whose listeners are bound but which has neither restored its snapshot nor accepted a
+/// client: its addresses are known and its admin API answers (`/readyz` 503 `restoring`).
+/// [`BoundNode::run`] restores and starts serving. Dropping it stops its admin API.
+#[derive(Debug)]
+pub struct BoundNode {
+    node: Arc<NodeState>,
+    /// Taken by `run`; clients connecting before then wait in the listen backlog.
+    resp: Option<TcpListener>,
+    resp_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    /// The admin API; aborted on drop unless `run` handed it to the `NodeHandle`.
+    tasks: Vec<JoinHandle<()>>,
+}
+
 impl Node {
     /// Binds both listeners, restores the newest valid snapshot, then accepts clients.
     /// `/readyz` answers 503 `restoring` until the restore finished.
     pub async fn start(config: Config) -> Result<NodeHandle, StartError> {
+        Self::bind(config).await?.run().await
+    }
+
+    /// Binds both listeners and starts the admin API; nothing is restored or accepted yet.
+    pub async fn bind(config: Config) -> Result<BoundNode, StartError> {
         if !config.shards.is_power_of_two() || config.shards > 1024 {
             return Err(StartError::Shards(config.shards));
         }
@@ -89,48 +108,57 @@ impl Node {
             source,
         })?;
         let node = Arc::new(NodeState::new(config));
-        let mut tasks = vec![tokio::spawn(admin::serve(node.clone(), admin))];
+        let tasks = vec![tokio::spawn(admin::serve(node.clone(), admin))];
+        Ok(BoundNode { node, resp: Some(resp), resp_addr, admin_addr, tasks })
+    }
+}
 
+impl BoundNode {
+    pub fn resp_addr(&self) -> SocketAddr {
+        self.resp_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The node's state, before anything was restored into it.
+    pub fn node(&self) -> &Arc<NodeState> {
+        &self.node
+    }
+
+    /// Restores the newest valid snapshot, then turns ready and accepts clients.
+    pub async fn run(mut self) -> Result<NodeHandle, StartError> {
+        let node = self.node.clone();
         let restore_node = node.clone();
         let restored = tokio::task::spawn_blocking(move || restore(&restore_node)).await;
-        match restored {
-            Ok(Ok(())) => {}
-            Ok(Err(source)) => {
-                for t in &tasks {
-                    t.abort();
-                }
-                return Err(StartError::Restore {
-                    dir: node.config.data_dir.display().to_string(),
-                    source,
-                });
-            }
-            Err(join) => {
-                for t in &tasks {
-                    t.abort();
-                }
-                let source = SnapshotError::Io {
-                    path: node.config.data_dir.clone(),
-                    source: std::io::Error::other(join),
-                };
-                return Err(StartError::Restore {
-                    dir: node.config.data_dir.display().to_string(),
-                    source,
-                });
-            }
+        let restored = restored.unwrap_or_else(|join| {
+            Err(SnapshotError::Io {
+                path: node.config.data_dir.clone(),
+                source: std::io::Error::other(join),
+            })
+        });
+        if let Err(source) = restored {
+            return Err(StartError::Restore {
+                dir: node.config.data_dir.display().to_string(),
+                source,
+            });
         }
-        let io = match IoThreads::start(&node, node.config.io_threads) {
-            Ok(io) => io,
-            Err(source) => {
-                for t in &tasks {
-                    t.abort();
-                }
-                return Err(StartError::IoThreads(source));
-            }
-        };
+        let io = IoThreads::start(&node, node.config.io_threads).map_err(StartError::IoThreads)?;
+        let resp = self.resp.take().expect("a BoundNode runs once");
+        let mut tasks = std::mem::take(&mut self.tasks);
         node.set_ready();
         tasks.push(tokio::spawn(accept_loop(node.clone(), resp, io.clone())));
         tasks.push(tokio::spawn(maintenance_loop(node.clone())));
-        Ok(NodeHandle { node, resp_addr, admin_addr, tasks, io })
+        Ok(NodeHandle { node, resp_addr: self.resp_addr, admin_addr: self.admin_addr, tasks, io })
+    }
+}
+
+impl Drop for BoundNode {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -376,10 +404,35 @@ async fn maintenance_loop(node: Arc<NodeState>) {
 }
 
 /// What the maintenance tick saw of each shard's evacuation after its own last step.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct TickMemory {
     /// `Store::evacuated_unlocked` per shard right after this tick's last step on it.
     evacuated_after_step: Vec<usize>,
+}
+
+/// Runs the background maintenance tick by hand, one tick per call, on the caller's thread. A
+/// test starts the node with a long `maintenance_interval` (so its own loop never ticks) and
+/// steps compactions, rebuilds and grows exactly between two client commands.
+#[derive(Debug)]
+pub struct MaintenanceStepper {
+    memory: TickMemory,
+    /// The tick's task in the task dump, as the background loop's.
+    guard: super::tasks::TaskGuard,
+}
+
+impl MaintenanceStepper {
+    pub fn new(node: &NodeState) -> Self {
+        Self {
+            memory: TickMemory::default(),
+            guard: node.tasks.register(TaskKind::Maintenance, None),
+        }
+    }
+
+    /// One tick: starts pending maintenance on idle shards and advances every evacuation the
+    /// writes are not advancing by `maintenance_budget` buckets (no active expiry).
+    pub fn tick(&mut self, node: &NodeState) {
+        maintenance_tick(node, &self.guard.task, &mut self.memory);
+    }
 }
 
 fn maintenance_tick(node: &NodeState, task: &super::tasks::Task, memory: &mut TickMemory) {

@@ -32,6 +32,15 @@ const FOOTER_LEN: usize = 17;
 const BLOCK_TARGET_BYTES: usize = 1 << 20;
 /// Snapshots kept on disk after a successful write (the newest ones).
 const KEEP_SNAPSHOTS: usize = 2;
+/// Env var naming a pause, in ms, after each block is written and flushed to the temp file: a
+/// crash-safety test hook, so a test can kill the process while a snapshot is half written.
+pub const BLOCK_DELAY_ENV: &str = "MAPCACHE_SNAPSHOT_BLOCK_DELAY_MS";
+
+/// The pause of [`BLOCK_DELAY_ENV`], when set to a number of ms above 0.
+fn block_delay() -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var(BLOCK_DELAY_ENV).ok()?.trim().parse().ok()?;
+    (ms > 0).then(|| std::time::Duration::from_millis(ms))
+}
 
 /// Why a snapshot could not be written, verified or restored. The variant name is the
 /// `reason` label of `mapcache_snapshot_failures_total`.
@@ -176,6 +185,7 @@ pub fn write(
     header.extend_from_slice(&crc32c::crc32c(&header).to_le_bytes());
     out.put(&header).map_err(io_err(&tmp_path))?;
 
+    let delay = block_delay();
     let mut total_keys = 0u64;
     let mut blocks = 0u32;
     let mut payload = Vec::with_capacity(BLOCK_TARGET_BYTES + 4096);
@@ -203,6 +213,10 @@ pub fn write(
                 blocks += 1;
                 payload.clear();
                 in_block = 0;
+                if let Some(delay) = delay {
+                    out.inner.flush().map_err(io_err(&tmp_path))?;
+                    std::thread::sleep(delay);
+                }
             }
         }
     }
