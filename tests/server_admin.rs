@@ -8,7 +8,7 @@ use std::time::Duration;
 use mapcache::server::tasks::TaskKind;
 use mapcache::server::{Config, Node, StartError};
 use serde_json::Value;
-use server_support::{cmd, get_json, http, post_json, start, start_with};
+use server_support::{cmd, get_json, get_text, http, post_json, start, start_with};
 
 #[tokio::test]
 async fn health_and_readiness_answer_plain_text() {
@@ -81,14 +81,7 @@ async fn metrics_expose_the_documented_names() {
     let mut c = node.raw().await;
     c.expect(&cmd(&["SET", "a", "1"]), b"+OK\r\n").await;
     c.expect(&cmd(&["GET", "a"]), b"$1\r\n1\r\n").await;
-    let text = http()
-        .get(node.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
+    let text = get_text(&node.admin_url("/metrics")).await;
     for name in [
         "mapcache_keys 1",
         "mapcache_tombstones ",

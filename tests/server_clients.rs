@@ -12,7 +12,7 @@ use mapcache::server::node::MaintenanceStepper;
 use mapcache::server::state::NodeState;
 use redis::AsyncCommands;
 use serde_json::json;
-use server_support::{TestNode, cmd, get_json, http, post_json, start, start_with};
+use server_support::{TestNode, cmd, get_json, get_text, post_json, start, start_with};
 use tokio::io::AsyncReadExt;
 
 #[tokio::test]
@@ -278,14 +278,7 @@ async fn info_used_memory(con: &mut redis::aio::MultiplexedConnection) -> u64 {
 }
 
 async fn metrics_text(node: &TestNode) -> String {
-    http()
-        .get(node.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
+    get_text(&node.admin_url("/metrics")).await
 }
 
 /// How many of `keys` exist, in one EXISTS.

@@ -5,7 +5,7 @@ mod server_support;
 
 use mapcache::server::EvictionPolicy;
 use mapcache::server::clock::ManualClock;
-use server_support::{cmd, start, start_with};
+use server_support::{cmd, cmd_bytes, start, start_with};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
@@ -275,17 +275,6 @@ async fn protocol_errors_close_only_the_offending_connection() {
 /// `bytes` written with non-printable bytes escaped, for readable assertion failures.
 fn shown(bytes: &[u8]) -> String {
     bytes.escape_ascii().to_string()
-}
-
-/// A RESP multibulk of raw (not necessarily UTF-8) arguments.
-fn cmd_bytes(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend(format!("${}\r\n", a.len()).into_bytes());
-        out.extend_from_slice(a);
-        out.extend(b"\r\n");
-    }
-    out
 }
 
 /// Real binary garbage (non-ASCII bytes, NULs, 0xff, RESP type bytes followed by junk) gets the

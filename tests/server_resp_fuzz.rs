@@ -2,9 +2,12 @@
 //! it did not parse, and a frame split at any point parses the same as the whole. The
 //! cargo-fuzz target `fuzz/fuzz_targets/resp_parser.rs` drives the same entry point.
 
+mod server_support;
+
 use bytes::{Bytes, BytesMut};
 use mapcache::server::resp::{Parsed, parse_command};
 use proptest::prelude::*;
+use server_support::cmd_bytes;
 
 /// Parses everything in `input` as a server would, returning the commands and whether a
 /// protocol error stopped it.
@@ -30,13 +33,7 @@ fn parse_all(input: &[u8], authenticated: bool) -> (Vec<Vec<Bytes>>, bool) {
 }
 
 fn encode(args: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    cmd_bytes(&args.iter().map(Vec::as_slice).collect::<Vec<_>>())
 }
 
 proptest! {

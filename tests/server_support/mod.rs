@@ -99,15 +99,27 @@ impl Raw {
 
 /// Encodes a command as a RESP multibulk.
 pub fn cmd(args: &[&str]) -> Vec<u8> {
+    cmd_bytes(&args.iter().map(|a| a.as_bytes()).collect::<Vec<_>>())
+}
+
+/// A RESP multibulk of raw (not necessarily UTF-8) arguments.
+pub fn cmd_bytes(args: &[&[u8]]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
-        out.extend_from_slice(format!("${}\r\n{}\r\n", a.len(), a).as_bytes());
+        out.extend(format!("${}\r\n", a.len()).into_bytes());
+        out.extend_from_slice(a);
+        out.extend(b"\r\n");
     }
     out
 }
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client")
+}
+
+/// The body of a GET (the Prometheus text of `/metrics`, say).
+pub async fn get_text(url: &str) -> String {
+    http().get(url).send().await.expect("GET").text().await.expect("body")
 }
 
 pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
