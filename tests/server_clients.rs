@@ -259,22 +259,25 @@ async fn scan_returns_every_stable_key_while_shards_shrink_then_compact_under_it
     );
 }
 
-/// `INFO stats` `evicted_keys`.
-async fn info_evicted_keys(con: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("stats").query_async(con).await.expect("INFO");
+/// A number from one `INFO <section>` field.
+async fn info_field(
+    con: &mut redis::aio::MultiplexedConnection,
+    section: &str,
+    field: &str,
+) -> u64 {
+    let info: String = redis::cmd("INFO").arg(section).query_async(con).await.expect("INFO");
     info.lines()
-        .find_map(|l| l.strip_prefix("evicted_keys:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no evicted_keys in {info}"))
+        .unwrap_or_else(|| panic!("no {field} in {info}"))
 }
 
-/// `INFO memory` `used_memory`.
+async fn info_evicted_keys(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    info_field(con, "stats", "evicted_keys").await
+}
+
 async fn info_used_memory(con: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("memory").query_async(con).await.expect("INFO");
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no used_memory in {info}"))
+    info_field(con, "memory", "used_memory").await
 }
 
 async fn metrics_text(node: &TestNode) -> String {

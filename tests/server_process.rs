@@ -89,6 +89,13 @@ fn wait_exit(proc: &mut Proc, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
+/// Waits (off the runtime) for the process to exit, at most 30 s, and reaps it.
+async fn exit_status(mut proc: Proc) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || wait_exit(&mut proc, Duration::from_secs(30)))
+        .await
+        .expect("join")
+}
+
 fn snapshot_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("read dir")
@@ -101,7 +108,7 @@ fn snapshot_files(dir: &Path) -> Vec<String> {
 #[tokio::test]
 async fn sigterm_drains_snapshots_exits_zero_and_restart_restores_keys_and_ttls() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut proc = spawn(dir.path());
+    let proc = spawn(dir.path());
     let mut c = Raw::connect(proc.resp).await;
     let mut batch = Vec::new();
     for i in 0..1000 {
@@ -111,13 +118,7 @@ async fn sigterm_drains_snapshots_exits_zero_and_restart_restores_keys_and_ttls(
     let expire_at = "4102444800000"; // 2100-01-01, absolute
     c.expect(&cmd(&["SET", "ttl", "x", "PXAT", expire_at]), b"+OK\r\n").await;
     signal(&proc, "-TERM");
-    let status = tokio::task::spawn_blocking(move || {
-        let status = wait_exit(&mut proc, Duration::from_secs(30));
-        drop(proc);
-        status
-    })
-    .await
-    .expect("join");
+    let status = exit_status(proc).await;
     assert_eq!(status.code(), Some(0));
     assert_eq!(snapshot_files(dir.path()), ["mapcache-000001.snap"]);
 
@@ -177,14 +178,7 @@ async fn kill_9_while_a_snapshot_is_half_written_leaves_the_previous_snapshot_lo
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     signal(&second, "-KILL");
-    let mut second = second;
-    let status = tokio::task::spawn_blocking(move || {
-        let status = wait_exit(&mut second, Duration::from_secs(30));
-        drop(second);
-        status
-    })
-    .await
-    .expect("join");
+    let status = exit_status(second).await;
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(9), "killed by SIGKILL, not finished: {status:?}");
     assert!(pending.await.expect("join").is_err(), "the snapshot request died with the process");
