@@ -454,6 +454,57 @@ async fn assert_actively_expired_down_to(
     assert_eq!(store.expired_total.get(), expired);
 }
 
+/// An expired key is removed from its shard's engine map like a DEL: its slot becomes an
+/// engine tombstone (`emptyOne`, where a live entry follows it on its bucket's path), and
+/// `/v1/stats` counts it. Keys with and without a TTL are written alternately, so most expired
+/// slots sit before a live one; the background tick (and with it active expiry) is kept off, so
+/// every expiry here is a lazy one, by GET.
+#[tokio::test]
+async fn expired_keys_become_engine_tombstones_counted_in_stats() {
+    let clock = ManualClock::new(1_000_000);
+    let node = start_with({
+        let clock = clock.clone();
+        move |c| {
+            c.clock = clock;
+            c.maintenance_interval = std::time::Duration::from_secs(3600);
+        }
+    })
+    .await;
+    let mut c = node.raw().await;
+    for i in 0..1000 {
+        c.expect(&cmd(&["SET", &format!("t{i}"), "v", "PX", "100"]), b"+OK\r\n").await;
+        c.expect(&cmd(&["SET", &format!("k{i}"), "v"]), b"+OK\r\n").await;
+    }
+    let (status, before) = server_support::get_json(&node.admin_url("/v1/stats")).await;
+    assert_eq!(
+        (status, before["keys"].as_u64(), before["keys_with_ttl"].as_u64()),
+        (200, Some(2000), Some(1000))
+    );
+    let tombstones_before = before["tombstones"].as_u64().expect("tombstones");
+    clock.advance_ms(1_000);
+    for i in 0..1000 {
+        c.expect(&cmd(&["GET", &format!("t{i}")]), b"$-1\r\n").await;
+    }
+    let (_, after) = server_support::get_json(&node.admin_url("/v1/stats")).await;
+    assert_eq!((after["keys"].as_u64(), after["keys_with_ttl"].as_u64()), (Some(1000), Some(0)));
+    let tombstones = after["tombstones"].as_u64().expect("tombstones");
+    assert!(
+        tombstones >= tombstones_before + 250,
+        "1000 expired keys left only {} new tombstones",
+        tombstones - tombstones_before
+    );
+    let shard_sum: u64 = after["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| s["tombstones"].as_u64().expect("n"))
+        .sum();
+    assert_eq!(shard_sum, tombstones);
+    let ratio = after["tombstone_ratio"].as_f64().expect("ratio");
+    assert!((ratio - tombstones as f64 / (1000 + tombstones) as f64).abs() < 1e-9);
+    assert_eq!(node.handle.node.store.expired_total.get(), 1000);
+}
+
 #[tokio::test]
 async fn active_expiry_removes_keys_nobody_reads() {
     let (node, clock) = start_on_manual_clock().await;
