@@ -628,7 +628,8 @@ impl Store {
     }
 
     /// One round of Redis's active expiry on one shard: sample up to 20 keys of its TTL index;
-    /// delete the expired; repeat while more than 25% of the sampled keys were expired, within
+    /// delete the expired; repeat while more than 10% of the sampled keys were expired (Redis 7's
+    /// `ACTIVE_EXPIRE_CYCLE_ACCEPTABLE_STALE` at the default effort), within
     /// `budget`. Folds the sampled keys' remaining TTL into `avg_ttl_ms`. Returns the number of
     /// keys expired.
     pub fn active_expire_shard(
@@ -682,7 +683,7 @@ impl Store {
             if let Some(avg) = ttl_sum.checked_div(ttl_count) {
                 self.note_sampled_ttl(avg);
             }
-            if round_expired * 4 <= samples || started.elapsed() >= budget {
+            if round_expired * 10 <= samples || started.elapsed() >= budget {
                 return expired;
             }
         }
