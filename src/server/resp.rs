@@ -63,7 +63,7 @@ impl ProtocolError {
             }
             other => text.extend_from_slice(other.to_string().as_bytes()),
         }
-        Reply::error_bytes(text)
+        Reply::error(text)
     }
 }
 
@@ -319,12 +319,8 @@ impl Reply {
         Reply::Simple("OK")
     }
 
-    pub fn error(msg: impl Into<String>) -> Self {
-        Reply::Error(Bytes::from(msg.into()))
-    }
-
-    /// An error whose text holds raw client bytes.
-    pub fn error_bytes(msg: impl Into<Bytes>) -> Self {
+    /// An error reply: text, or raw client bytes it echoes (a `String`, a `Vec<u8>`, ...).
+    pub fn error(msg: impl Into<Bytes>) -> Self {
         Reply::Error(msg.into())
     }
 
@@ -347,9 +343,13 @@ impl Reply {
             Reply::Status(s) => line(out, b'+', s.as_bytes()),
             Reply::Error(s) => {
                 // A newline would end the error line early: Redis replaces them with spaces.
-                let clean: Vec<u8> =
-                    s.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }).collect();
-                line(out, b'-', &clean);
+                let start = out.len() + 1;
+                line(out, b'-', s);
+                for b in &mut out[start..start + s.len()] {
+                    if *b == b'\r' || *b == b'\n' {
+                        *b = b' ';
+                    }
+                }
             }
             Reply::Integer(n) => line_int(out, b':', *n),
             Reply::Bulk(b) => bulk(out, b),

@@ -172,7 +172,7 @@ fn client_list(ctx: &Ctx<'_>, args: &[Bytes]) -> Reply {
             let mut text = b"ERR Unknown client type '".to_vec();
             text.extend_from_slice(super::c_string_prefix(kind, usize::MAX));
             text.push(b'\'');
-            return Reply::error_bytes(text);
+            return Reply::error(text);
         }
     } else if args.len() > 3 && is(&args[2], "ID") {
         let parsed: Option<Vec<i64>> = args[3..].iter().map(|a| parse_i64(a)).collect();

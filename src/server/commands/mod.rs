@@ -199,7 +199,7 @@ fn unknown_command(args: &[Bytes]) -> Reply {
     text.extend_from_slice(c_string_prefix(&args[0], 128));
     text.extend_from_slice(b"', with args beginning with: ");
     text.extend_from_slice(&listed);
-    Reply::error_bytes(text)
+    Reply::error(text)
 }
 
 pub fn wrong_arity(name: &str) -> Reply {
@@ -356,7 +356,7 @@ pub fn unknown_subcommand(sub: &[u8], command: &str) -> Reply {
     let mut text = b"ERR unknown subcommand '".to_vec();
     text.extend_from_slice(c_string_prefix(sub, 128));
     text.extend_from_slice(format!("'. Try {} HELP.", command.to_ascii_uppercase()).as_bytes());
-    Reply::error_bytes(text)
+    Reply::error(text)
 }
 
 pub fn wrong_sub_arity(command: &str, sub: &[u8]) -> Reply {

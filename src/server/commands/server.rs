@@ -155,13 +155,13 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                     b"ERR Unknown option or number of arguments for CONFIG SET - '".to_vec();
                 text.extend_from_slice(super::c_string_prefix(&pair[0], usize::MAX));
                 text.push(b'\'');
-                return Reply::error_bytes(text);
+                return Reply::error(text);
             };
             if names.contains(&name) {
                 let mut text = b"ERR CONFIG SET failed (possibly related to argument '".to_vec();
                 text.extend_from_slice(super::c_string_prefix(&pair[0], usize::MAX));
                 text.extend_from_slice(b"') - duplicate parameter");
-                return Reply::error_bytes(text);
+                return Reply::error(text);
             }
             names.push(name);
         }
