@@ -11,6 +11,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::commands::COMMANDS;
 use super::store::Store;
@@ -23,6 +24,11 @@ pub struct CmdLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +47,8 @@ pub struct Metrics {
     pub command_duration: AtomicHistogram,
     pub maintenance_runs: Family<KindLabel, Counter>,
     pub snapshot_failures: Family<ReasonLabel, Counter>,
+    /// The connection threads' idle spin (`mapcache_io_spin_*`).
+    pub io_spin: SpinCounters,
     keys: Gauge,
     tombstones: Gauge,
     tombstone_ratio: Gauge<f64, AtomicU64>,
@@ -92,7 +100,9 @@ impl Metrics {
             "Keys removed by the eviction policy",
             store.evicted_total.clone(),
         );
+        let io_spin = SpinCounters::register(&mut registry);
         let metrics = Self {
+            io_spin,
             commands,
             unknown_commands,
             command_duration,
@@ -168,6 +178,53 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// What the connection threads' idle spin did (`src/server/io.rs`): how long they spun and how
+/// often a spin ended because a socket became readable (`outcome="work"`) or ran out
+/// (`outcome="timeout"`). Cheap to clone; clones count into the same series.
+#[derive(Debug, Clone)]
+pub struct SpinCounters {
+    seconds: Counter<f64, AtomicU64>,
+    work: Counter,
+    timeout: Counter,
+}
+
+impl SpinCounters {
+    fn register(registry: &mut Registry) -> Self {
+        let seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "mapcache_io_spin_seconds",
+            "Time connection threads spent polling their sockets before sleeping",
+            seconds.clone(),
+        );
+        let spins = Family::<OutcomeLabel, Counter>::default();
+        let work = spins.get_or_create_owned(&OutcomeLabel { outcome: "work".into() });
+        let timeout = spins.get_or_create_owned(&OutcomeLabel { outcome: "timeout".into() });
+        registry.register(
+            "mapcache_io_spins",
+            "Idle spins of connection threads, by how they ended",
+            spins,
+        );
+        Self { seconds, work, timeout }
+    }
+
+    pub fn record(&self, found_work: bool, spent: Duration) {
+        self.seconds.inc_by(spent.as_secs_f64());
+        if found_work { &self.work } else { &self.timeout }.inc();
+    }
+
+    /// Counters in a registry of their own.
+    #[cfg(test)]
+    pub fn for_test() -> Self {
+        Self::register(&mut Registry::default())
+    }
+
+    /// (spins that found work, spins that timed out).
+    #[cfg(test)]
+    pub fn counts(&self) -> (u64, u64) {
+        (self.work.get(), self.timeout.get())
     }
 }
 

@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// 0 = half the CPUs (at least one), leaving the rest to maintenance, snapshots and clients.
     #[arg(long, env = "MAPCACHE_IO_THREADS", default_value_t = 0)]
     pub io_threads: usize,
+    /// Microseconds a busy connection thread polls its sockets before it sleeps, so the next
+    /// request finds it awake; it spins only while its idle gaps stay this short. 0 = never.
+    #[arg(long, env = "MAPCACHE_IO_SPIN_US", default_value_t = state::DEFAULT_IO_SPIN.as_micros() as u64)]
+    pub io_spin_us: u64,
     /// Log format.
     #[arg(long, env = "MAPCACHE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -134,6 +138,7 @@ impl ServeArgs {
             0 => default_io_threads(std::thread::available_parallelism().map_or(1, |n| n.get())),
             n => n,
         };
+        config.io_spin = Duration::from_micros(self.io_spin_us);
         config.maxmemory = self.maxmemory;
         config.eviction_policy = self.eviction_policy;
         config.admin_token = admin_token;

@@ -17,6 +17,9 @@ use super::store::{EvictionPolicy, Store};
 use super::tasks::{Task, Tasks};
 use crate::engine::{EngineStats, Phase};
 
+/// `--io-spin-us`'s default (docs/operations.md, "Connection threads", has the measurements).
+pub const DEFAULT_IO_SPIN: Duration = Duration::from_micros(50);
+
 /// Everything `Node::start` needs; `ServeArgs` converts into this, tests build it directly.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -29,6 +32,8 @@ pub struct Config {
     pub shards: usize,
     /// Connection threads (at least one is started).
     pub io_threads: usize,
+    /// How long a busy connection thread polls its sockets before it sleeps (zero: never).
+    pub io_spin: Duration,
     /// Bytes; 0 = unlimited.
     pub maxmemory: u64,
     pub eviction_policy: EvictionPolicy,
@@ -59,6 +64,7 @@ impl Config {
             admin_port: 0,
             shards: 4,
             io_threads: 2,
+            io_spin: DEFAULT_IO_SPIN,
             maxmemory: 0,
             eviction_policy: EvictionPolicy::Noeviction,
             data_dir: data_dir.into(),
