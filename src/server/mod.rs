@@ -86,8 +86,9 @@ pub struct ServeArgs {
     pub io_threads: usize,
     /// Microseconds a busy connection thread polls its sockets before it sleeps, so the next
     /// request finds it awake; it spins only while its idle gaps stay this short. 0 = never.
-    #[arg(long, env = "MAPCACHE_IO_SPIN_US", default_value_t = state::DEFAULT_IO_SPIN.as_micros() as u64)]
-    pub io_spin_us: u64,
+    /// Default: 50, or 0 when the process may use only one CPU.
+    #[arg(long, env = "MAPCACHE_IO_SPIN_US")]
+    pub io_spin_us: Option<u64>,
     /// Log format.
     #[arg(long, env = "MAPCACHE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -134,11 +135,12 @@ impl ServeArgs {
         config.admin_bind = self.admin_bind;
         config.admin_port = self.admin_port;
         config.shards = self.shards;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         config.io_threads = match self.io_threads {
-            0 => default_io_threads(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            0 => default_io_threads(cpus),
             n => n,
         };
-        config.io_spin = Duration::from_micros(self.io_spin_us);
+        config.io_spin = self.io_spin_us.map_or(default_io_spin(cpus), Duration::from_micros);
         config.maxmemory = self.maxmemory;
         config.eviction_policy = self.eviction_policy;
         config.admin_token = admin_token;
@@ -154,6 +156,12 @@ impl ServeArgs {
 /// same machine (docs/operations.md has the measurements behind this).
 fn default_io_threads(cpus: usize) -> usize {
     (cpus / 2).max(1)
+}
+
+/// `--io-spin-us` when not given: a spinning thread on a single CPU (or a one-CPU quota) would
+/// only take time from the threads that bring its next request.
+fn default_io_spin(cpus: usize) -> Duration {
+    if cpus > 1 { state::DEFAULT_IO_SPIN } else { Duration::ZERO }
 }
 
 fn init_logging(format: LogFormat) {
@@ -237,6 +245,13 @@ async fn wait_for_signal() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_io_spin_is_off_on_one_cpu() {
+        assert_eq!(default_io_spin(1), Duration::ZERO);
+        assert_eq!(default_io_spin(2), state::DEFAULT_IO_SPIN);
+        assert_eq!(default_io_spin(64), state::DEFAULT_IO_SPIN);
+    }
 
     #[test]
     fn default_io_threads_is_half_the_cpus_and_at_least_one() {
