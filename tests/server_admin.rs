@@ -97,9 +97,10 @@ async fn metrics_expose_the_documented_names() {
         "mapcache_maintenance_runs_total{kind=\"compact\"} 0",
         "mapcache_expired_keys_total 0",
         "mapcache_evicted_keys_total 0",
-        "mapcache_io_spin_seconds_total ",
-        "mapcache_io_spins_total{outcome=\"work\"} ",
-        "mapcache_io_spins_total{outcome=\"timeout\"} ",
+        "mapcache_io_spin_seconds_total{thread=\"0\"} ",
+        "mapcache_io_spins_total{thread=\"0\",outcome=\"work\"} ",
+        "mapcache_io_spins_total{thread=\"0\",outcome=\"ready\"} ",
+        "mapcache_io_spins_total{thread=\"1\",outcome=\"timeout\"} ",
     ] {
         assert!(text.contains(name), "metrics lack {name:?}:\n{text}");
     }

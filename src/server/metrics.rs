@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::commands::COMMANDS;
+use super::spin::SpinOutcome;
 use super::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,7 +28,15 @@ pub struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
+pub struct ThreadLabel {
+    /// The connection thread's index (`mapcache-io-<thread>`).
+    pub thread: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpinLabel {
+    pub thread: String,
+    /// How a spin ended: `work`, `ready` or `timeout` ([`SpinOutcome`]).
     pub outcome: String,
 }
 
@@ -47,8 +56,10 @@ pub struct Metrics {
     pub command_duration: AtomicHistogram,
     pub maintenance_runs: Family<KindLabel, Counter>,
     pub snapshot_failures: Family<ReasonLabel, Counter>,
-    /// The connection threads' idle spin (`mapcache_io_spin_*`).
-    pub io_spin: SpinCounters,
+    /// The connection threads' spin before sleeping (`src/server/spin.rs`), one series per
+    /// thread so that threads never share a counter's cache line.
+    io_spin_seconds: Family<ThreadLabel, Counter<f64, AtomicU64>>,
+    io_spins: Family<SpinLabel, Counter>,
     keys: Gauge,
     tombstones: Gauge,
     tombstone_ratio: Gauge<f64, AtomicU64>,
@@ -100,9 +111,21 @@ impl Metrics {
             "Keys removed by the eviction policy",
             store.evicted_total.clone(),
         );
-        let io_spin = SpinCounters::register(&mut registry);
+        let io_spin_seconds = Family::<ThreadLabel, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "mapcache_io_spin_seconds",
+            "Wall time connection threads spent polling their sockets before sleeping",
+            io_spin_seconds.clone(),
+        );
+        let io_spins = Family::<SpinLabel, Counter>::default();
+        registry.register(
+            "mapcache_io_spins",
+            "Spins of connection threads before sleeping, by how they ended",
+            io_spins.clone(),
+        );
         let metrics = Self {
-            io_spin,
+            io_spin_seconds,
+            io_spins,
             commands,
             unknown_commands,
             command_duration,
@@ -160,6 +183,23 @@ impl Metrics {
         metrics
     }
 
+    /// Connection thread `thread`'s spin series (created at zero).
+    pub fn io_spin(&self, thread: usize) -> SpinCounters {
+        let thread = thread.to_string();
+        let spins = |outcome: &str| {
+            let label = SpinLabel { thread: thread.clone(), outcome: outcome.into() };
+            self.io_spins.get_or_create_owned(&label)
+        };
+        SpinCounters {
+            seconds: self
+                .io_spin_seconds
+                .get_or_create_owned(&ThreadLabel { thread: thread.clone() }),
+            work: spins("work"),
+            ready: spins("ready"),
+            timeout: spins("timeout"),
+        }
+    }
+
     pub fn record_snapshot_failure(&self, reason: &str) {
         self.snapshot_failures.get_or_create(&ReasonLabel { reason: reason.into() }).inc();
     }
@@ -181,50 +221,42 @@ impl Metrics {
     }
 }
 
-/// What the connection threads' idle spin did (`src/server/io.rs`): how long they spun and how
-/// often a spin ended because a socket became readable (`outcome="work"`) or ran out
-/// (`outcome="timeout"`). Cheap to clone; clones count into the same series.
+/// One connection thread's spin series: the wall time it spent spinning and how its spins
+/// ended. Cheap to clone; clones count into the same series.
 #[derive(Debug, Clone)]
 pub struct SpinCounters {
     seconds: Counter<f64, AtomicU64>,
     work: Counter,
+    ready: Counter,
     timeout: Counter,
 }
 
 impl SpinCounters {
-    fn register(registry: &mut Registry) -> Self {
-        let seconds = Counter::<f64, AtomicU64>::default();
-        registry.register(
-            "mapcache_io_spin_seconds",
-            "Time connection threads spent polling their sockets before sleeping",
-            seconds.clone(),
-        );
-        let spins = Family::<OutcomeLabel, Counter>::default();
-        let work = spins.get_or_create_owned(&OutcomeLabel { outcome: "work".into() });
-        let timeout = spins.get_or_create_owned(&OutcomeLabel { outcome: "timeout".into() });
-        registry.register(
-            "mapcache_io_spins",
-            "Idle spins of connection threads, by how they ended",
-            spins,
-        );
-        Self { seconds, work, timeout }
-    }
-
-    pub fn record(&self, found_work: bool, spent: Duration) {
+    pub fn record(&self, outcome: SpinOutcome, spent: Duration) {
         self.seconds.inc_by(spent.as_secs_f64());
-        if found_work { &self.work } else { &self.timeout }.inc();
+        match outcome {
+            SpinOutcome::Work => &self.work,
+            SpinOutcome::Ready => &self.ready,
+            SpinOutcome::Timeout => &self.timeout,
+        }
+        .inc();
     }
 
-    /// Counters in a registry of their own.
+    /// Counters in no registry.
     #[cfg(test)]
-    pub fn for_test() -> Self {
-        Self::register(&mut Registry::default())
+    pub fn standalone() -> Self {
+        Self {
+            seconds: Counter::default(),
+            work: Counter::default(),
+            ready: Counter::default(),
+            timeout: Counter::default(),
+        }
     }
 
-    /// (spins that found work, spins that timed out).
+    /// (work, ready, timeout).
     #[cfg(test)]
-    pub fn counts(&self) -> (u64, u64) {
-        (self.work.get(), self.timeout.get())
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (self.work.get(), self.ready.get(), self.timeout.get())
     }
 }
 

@@ -26,6 +26,7 @@ pub mod node;
 pub mod resp;
 pub mod router;
 pub mod snapshot;
+pub mod spin;
 pub mod state;
 pub mod store;
 pub mod tasks;
@@ -85,9 +86,9 @@ pub struct ServeArgs {
     #[arg(long, env = "MAPCACHE_IO_THREADS", default_value_t = 0)]
     pub io_threads: usize,
     /// Microseconds a busy connection thread polls its sockets before it sleeps, so the next
-    /// request finds it awake; it spins only while its idle gaps stay this short. 0 = never.
-    /// Default: 50, or 0 when the process may use only one CPU.
-    #[arg(long, env = "MAPCACHE_IO_SPIN_US")]
+    /// request finds it awake; it spins only while its idle gaps stay this short. 0 = never,
+    /// at most 1000. Default: 50, or 0 when the process may use only one CPU.
+    #[arg(long, env = "MAPCACHE_IO_SPIN_US", value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub io_spin_us: Option<u64>,
     /// Log format.
     #[arg(long, env = "MAPCACHE_LOG_FORMAT", value_enum, default_value = "text")]
