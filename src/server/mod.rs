@@ -247,6 +247,26 @@ async fn wait_for_signal() -> &'static str {
 mod tests {
     use super::*;
 
+    /// `mapcache serve`'s flags on their own.
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    #[test]
+    fn io_spin_us_takes_0_to_1000_and_defaults_by_cpu_count() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Serve::try_parse_from([&["serve"], args].concat());
+        let spin = |args: &[&str]| parse(args).unwrap().args.into_config().unwrap().io_spin;
+        assert_eq!(spin(&["--io-spin-us", "0"]), Duration::ZERO);
+        assert_eq!(spin(&["--io-spin-us", "1000"]), Duration::from_micros(1000));
+        let err = parse(&["--io-spin-us", "1001"]).err().unwrap().to_string();
+        assert!(err.contains("1001 is not in 0..=1000"), "{err}");
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(spin(&[]), default_io_spin(cpus));
+    }
+
     #[test]
     fn default_io_spin_is_off_on_one_cpu() {
         assert_eq!(default_io_spin(1), Duration::ZERO);
