@@ -89,8 +89,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 }
                 executed += 1;
                 let now_ms = batch_start_ms + (mark - batch_start).as_millis() as u64;
-                let mut ctx =
-                    Ctx { node: &node, client: &mut client, task: &task, now_ms, reserved: 0 };
+                let mut ctx = Ctx::new(&node, &mut client, &task, now_ms);
                 let (index, reply) = commands::execute(&mut ctx, index, &args);
                 task.set_command(index);
                 match index {

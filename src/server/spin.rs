@@ -46,8 +46,6 @@ pub struct IdleSpin {
     /// off, so a node that never spins does not create it.
     #[cfg(target_os = "linux")]
     epoll: Option<rustix::fd::OwnedFd>,
-    /// The longest spin; zero when off.
-    limit: Duration,
     /// Origin of the nanosecond clock [`SpinGate`] runs on.
     epoch: Instant,
     /// Locked by the connection thread only, so never contended; a lock because tokio's park
@@ -68,7 +66,6 @@ impl IdleSpin {
             } else {
                 Some(rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC)?)
             },
-            limit,
             epoch: Instant::now(),
             gate: parking_lot::Mutex::new(SpinGate::new(limit)),
             counters,
@@ -108,10 +105,13 @@ impl IdleSpin {
     /// tokio's `on_thread_park`: spins if [`SpinGate`] opens.
     pub fn before_park(&self) {
         let start = self.now();
-        if !self.gate.lock().going_idle(start) {
-            return;
-        }
-        let limit = self.limit.as_nanos() as u64;
+        let limit = {
+            let mut gate = self.gate.lock();
+            if !gate.going_idle(start) {
+                return;
+            }
+            gate.limit_ns
+        };
         let outcome = match self.readable() {
             Some(true) => SpinOutcome::Ready,
             // A set that cannot be polled (it never fails in practice): sleep as usual.
@@ -280,7 +280,8 @@ mod tests {
 
     /// Gives `spin` a fresh gate, as a thread that has only worked so far: the next park spins.
     fn reopen(spin: &IdleSpin) {
-        *spin.gate.lock() = SpinGate::new(spin.limit);
+        let mut gate = spin.gate.lock();
+        *gate = SpinGate::new(Duration::from_nanos(gate.limit_ns));
     }
 
     #[cfg(target_os = "linux")]

@@ -37,13 +37,40 @@ pub struct Ctx<'a> {
     pub task: &'a Task,
     /// "Now" for the whole command, as Redis's `commandTimeSnapshot`.
     pub now_ms: u64,
-    /// Value bytes made room for under maxmemory before the command ran (see [`value_growth`];
-    /// `usize::MAX` without a limit). A command that finds under its shard lock that it would
-    /// add more (a concurrent write shortened the value SETRANGE pads) reserves again first.
+    /// Value bytes made room for under maxmemory before the command ran (see [`Growth`];
+    /// `usize::MAX`, as [`Ctx::new`] sets it, when nothing needed reserving). A command that
+    /// finds under its shard lock that it would add more (a concurrent write shortened the value
+    /// SETRANGE pads) reserves again first.
     pub reserved: usize,
 }
 
+impl<'a> Ctx<'a> {
+    pub fn new(
+        node: &'a NodeState,
+        client: &'a mut ClientState,
+        task: &'a Task,
+        now_ms: u64,
+    ) -> Self {
+        Self { node, client, task, now_ms, reserved: usize::MAX }
+    }
+}
+
 type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> Reply;
+
+/// The value bytes a growing write may add beyond its keys and their per-entry costs, known
+/// before it runs so that room is made (or the write refused) before anything is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Growth {
+    /// Its non-key argument bytes (SET's value, APPEND's suffix, MSET's values; options counted
+    /// too, an overestimate of a few bytes).
+    Args,
+    /// The longest text of an integer (INCR and friends: the result is not in the arguments).
+    Integer,
+    /// The longest text of a double (INCRBYFLOAT).
+    Double,
+    /// Zero padding up to the offset, as SETRANGE writes it.
+    Padding,
+}
 
 /// Command flags, as `COMMAND INFO` reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +79,9 @@ pub enum Kind {
     Read,
     /// Writes without growing memory (DEL, EXPIRE, PERSIST...): refused while draining only.
     Write,
-    /// Writes that may grow memory: refused while draining and checked against maxmemory.
-    WriteGrow,
+    /// Writes that may grow memory: refused while draining and checked against maxmemory for
+    /// what they may add.
+    WriteGrow(Growth),
     /// Connection and server commands: no keys.
     Admin,
 }
@@ -73,21 +101,21 @@ pub struct CommandSpec {
 }
 
 macro_rules! cmd {
-    ($name:literal, $arity:expr, $kind:ident, $keys:expr, $handler:path) => {
+    ($name:literal, $arity:expr, $kind:ident $(($growth:ident))?, $keys:expr, $handler:path) => {
         CommandSpec {
             name: $name,
             arity: $arity,
-            kind: Kind::$kind,
+            kind: Kind::$kind $((Growth::$growth))?,
             keys: $keys,
             handler: $handler,
             no_auth: false,
         }
     };
-    ($name:literal, $arity:expr, $kind:ident, $keys:expr, $handler:path, no_auth) => {
+    ($name:literal, $arity:expr, $kind:ident $(($growth:ident))?, $keys:expr, $handler:path, no_auth) => {
         CommandSpec {
             name: $name,
             arity: $arity,
-            kind: Kind::$kind,
+            kind: Kind::$kind $((Growth::$growth))?,
             keys: $keys,
             handler: $handler,
             no_auth: true,
@@ -110,26 +138,26 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("select", 2, Admin, NO_KEYS, connection::select),
     cmd!("client", -2, Admin, NO_KEYS, connection::client),
     cmd!("get", 2, Read, ONE_KEY, strings::get),
-    cmd!("set", -3, WriteGrow, ONE_KEY, strings::set),
-    cmd!("setnx", 3, WriteGrow, ONE_KEY, strings::setnx),
-    cmd!("setex", 4, WriteGrow, ONE_KEY, strings::setex),
-    cmd!("psetex", 4, WriteGrow, ONE_KEY, strings::psetex),
-    cmd!("getset", 3, WriteGrow, ONE_KEY, strings::getset),
+    cmd!("set", -3, WriteGrow(Args), ONE_KEY, strings::set),
+    cmd!("setnx", 3, WriteGrow(Args), ONE_KEY, strings::setnx),
+    cmd!("setex", 4, WriteGrow(Args), ONE_KEY, strings::setex),
+    cmd!("psetex", 4, WriteGrow(Args), ONE_KEY, strings::psetex),
+    cmd!("getset", 3, WriteGrow(Args), ONE_KEY, strings::getset),
     cmd!("getdel", 2, Write, ONE_KEY, strings::getdel),
     cmd!("getex", -2, Write, ONE_KEY, strings::getex),
     cmd!("mget", -2, Read, ALL_KEYS, strings::mget),
-    cmd!("mset", -3, WriteGrow, PAIRS, strings::mset),
-    cmd!("msetnx", -3, WriteGrow, PAIRS, strings::msetnx),
-    cmd!("incr", 2, WriteGrow, ONE_KEY, strings::incr),
-    cmd!("decr", 2, WriteGrow, ONE_KEY, strings::decr),
-    cmd!("incrby", 3, WriteGrow, ONE_KEY, strings::incrby),
-    cmd!("decrby", 3, WriteGrow, ONE_KEY, strings::decrby),
-    cmd!("incrbyfloat", 3, WriteGrow, ONE_KEY, strings::incrbyfloat),
-    cmd!("append", 3, WriteGrow, ONE_KEY, strings::append),
+    cmd!("mset", -3, WriteGrow(Args), PAIRS, strings::mset),
+    cmd!("msetnx", -3, WriteGrow(Args), PAIRS, strings::msetnx),
+    cmd!("incr", 2, WriteGrow(Integer), ONE_KEY, strings::incr),
+    cmd!("decr", 2, WriteGrow(Integer), ONE_KEY, strings::decr),
+    cmd!("incrby", 3, WriteGrow(Integer), ONE_KEY, strings::incrby),
+    cmd!("decrby", 3, WriteGrow(Integer), ONE_KEY, strings::decrby),
+    cmd!("incrbyfloat", 3, WriteGrow(Double), ONE_KEY, strings::incrbyfloat),
+    cmd!("append", 3, WriteGrow(Args), ONE_KEY, strings::append),
     cmd!("strlen", 2, Read, ONE_KEY, strings::strlen),
     cmd!("getrange", 4, Read, ONE_KEY, strings::getrange),
     cmd!("substr", 4, Read, ONE_KEY, strings::getrange),
-    cmd!("setrange", 4, WriteGrow, ONE_KEY, strings::setrange),
+    cmd!("setrange", 4, WriteGrow(Padding), ONE_KEY, strings::setrange),
     cmd!("del", -2, Write, ALL_KEYS, keys::del),
     cmd!("unlink", -2, Write, ALL_KEYS, keys::del),
     cmd!("exists", -2, Read, ALL_KEYS, keys::exists),
@@ -220,14 +248,15 @@ pub fn execute(ctx: &mut Ctx<'_>, index: Option<u16>, args: &[Bytes]) -> (Option
     if !ctx.client.authenticated && !spec.no_auth {
         return (Some(index), Reply::error("NOAUTH Authentication required."));
     }
-    if matches!(spec.kind, Kind::Write | Kind::WriteGrow) && ctx.node.is_draining() {
+    if matches!(spec.kind, Kind::Write | Kind::WriteGrow(_)) && ctx.node.is_draining() {
         return (Some(index), Reply::error("READONLY You can't write against a draining node."));
     }
-    ctx.reserved = usize::MAX;
     // Without a limit there is nothing to reserve (`ensure_memory` would return at once).
-    if spec.kind == Kind::WriteGrow && ctx.node.store.maxmemory() != 0 {
+    if let Kind::WriteGrow(grows) = spec.kind
+        && ctx.node.store.maxmemory() != 0
+    {
         let keys = key_positions(spec, args.len());
-        let growth = value_growth(ctx, spec, args, &keys);
+        let growth = value_growth(ctx, grows, args, &keys);
         let keys: Vec<&[u8]> = keys.iter().map(|&i| &args[i][..]).collect();
         if let Err(oom) = reserve(ctx, &keys, growth) {
             return (Some(index), oom);
@@ -246,17 +275,13 @@ const MAX_INTEGER_TEXT: usize = 20;
 /// INCRBYFLOAT may store, whatever its arguments.
 pub(super) const MAX_DOUBLE_TEXT: usize = 340;
 
-/// The value bytes a growing write may add beyond its keys and their per-entry costs, known
-/// before it runs so that room is made (or the write refused) before anything is allocated. For
-/// most commands that is their non-key argument bytes (SET's value, APPEND's suffix, MSET's
-/// values; options counted too, an overestimate of a few bytes), but INCR's and INCRBYFLOAT's
-/// results are not in their arguments, and SETRANGE pads with zeros up to its offset.
-fn value_growth(ctx: &Ctx<'_>, spec: &CommandSpec, args: &[Bytes], keys: &[usize]) -> usize {
-    match spec.name {
-        "incr" | "decr" | "incrby" | "decrby" => MAX_INTEGER_TEXT,
-        "incrbyfloat" => MAX_DOUBLE_TEXT,
-        "setrange" => strings::setrange_growth(ctx, args),
-        _ => {
+/// What a growing write of `args` may add in value bytes, per its [`Growth`].
+fn value_growth(ctx: &Ctx<'_>, grows: Growth, args: &[Bytes], keys: &[usize]) -> usize {
+    match grows {
+        Growth::Integer => MAX_INTEGER_TEXT,
+        Growth::Double => MAX_DOUBLE_TEXT,
+        Growth::Padding => strings::setrange_growth(ctx, args),
+        Growth::Args => {
             let all: usize = args[1..].iter().map(|a| a.len()).sum();
             all - keys.iter().map(|&i| args[i].len()).sum::<usize>()
         }

@@ -217,7 +217,7 @@ fn command_info(spec: &CommandSpec) -> Reply {
     let flags: &[&str] = match spec.kind {
         Kind::Read => &["readonly", "fast"],
         Kind::Write => &["write", "fast"],
-        Kind::WriteGrow => &["write", "denyoom"],
+        Kind::WriteGrow(_) => &["write", "denyoom"],
         Kind::Admin => &["fast"],
     };
     // Redis 7's `addReplyCommandInfo`: flags, ACL categories, tips and subcommands are sets
