@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use super::commands::{self, ClientState, Ctx};
 use super::resp::{self, Parsed, Protocol};
 use super::state::NodeState;
+use super::store::Prefetch;
 use super::tasks::{TaskKind, TaskState};
 
 /// Commands parsed ahead of execution within one read (their keys are prefetched together).
@@ -78,8 +79,10 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 }
             }
             if ahead.len() > 1 {
-                for (index, args) in &ahead {
-                    commands::prefetch_keys(&node, *index, args);
+                for stage in [Prefetch::Bucket, Prefetch::Slots] {
+                    for (index, args) in &ahead {
+                        commands::prefetch_keys(&node, *index, args, stage);
+                    }
                 }
             }
             for (index, args) in ahead.drain(..) {

@@ -126,6 +126,14 @@ impl EvictionPolicy {
     }
 }
 
+/// The two stages of a batch's prefetch (see `engine::Map::prefetch_slots`): every key's bucket
+/// first, then every key's slot, once the buckets are on their way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefetch {
+    Bucket,
+    Slots,
+}
+
 /// A write could not get memory: Redis's `-OOM` reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("OOM command not allowed when used memory > 'maxmemory'.")]
@@ -306,13 +314,16 @@ impl Store {
             .sum()
     }
 
-    /// Starts loading `key`'s bucket into the cache ahead of a command that will read or write
-    /// it (see `Map::prefetch`). Skipped when the shard is locked by someone else: a hint never
+    /// Starts loading `key`'s bucket (or, in the second stage, its slot) into the cache ahead of
+    /// a command that will read or write it (see `Map::prefetch` and `Map::prefetch_slots`). Skipped when the shard is locked by someone else: a hint never
     /// waits.
     #[inline]
-    pub fn prefetch(&self, key: &[u8]) {
+    pub fn prefetch(&self, key: &[u8], stage: Prefetch) {
         if let Some(data) = self.shards[self.shard_of(key)].map.try_lock() {
-            data.map.prefetch(key);
+            match stage {
+                Prefetch::Bucket => data.map.prefetch(key),
+                Prefetch::Slots => data.map.prefetch_slots(key),
+            }
         }
     }
 
@@ -1158,6 +1169,44 @@ mod tests {
             s.lock(index, None).clear(); // FLUSHALL
         }
         check(&s, 0, 0);
+    }
+
+    /// Both prefetch stages are hints: they change no entry and no counter, and on a shard
+    /// someone else holds they return at once instead of waiting for the lock.
+    #[test]
+    fn prefetch_stages_change_nothing_and_never_wait_for_a_lock() {
+        let s = store(0, EvictionPolicy::Noeviction);
+        let keys: Vec<Bytes> = (0..2_000).map(|i| Bytes::from(format!("key:{i}"))).collect();
+        for key in &keys {
+            s.lock(s.shard_of(key), None).insert(key.clone(), Entry::new(key.clone(), 0, 0));
+        }
+        let counters = |s: &Store| {
+            let locks = s.lock_counters();
+            (s.used_memory(), locks.iter().map(|l| l.contentions).sum::<u64>())
+        };
+        let before = counters(&s);
+        for stage in [Prefetch::Bucket, Prefetch::Slots] {
+            for key in keys.iter().map(|k| &k[..]).chain([&b"absent"[..]]) {
+                s.prefetch(key, stage);
+            }
+        }
+        let held = s.lock(s.shard_of(&keys[0]), None);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                s.prefetch(&keys[0], Prefetch::Bucket);
+                s.prefetch(&keys[0], Prefetch::Slots);
+                done_tx.send(()).unwrap();
+            });
+            let done = done_rx.recv_timeout(std::time::Duration::from_secs(10));
+            drop(held);
+            assert_eq!(done, Ok(()), "a prefetch waited for a held shard lock");
+        });
+        assert_eq!(counters(&s), before);
+        for key in &keys {
+            let mut shard = s.lock(s.shard_of(key), None);
+            assert_eq!(shard.get_live(key, 1_000).map(|e| e.value.len()), Some(key.len()));
+        }
     }
 
     #[test]

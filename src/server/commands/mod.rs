@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use super::resp::{Protocol, Reply};
 use super::state::NodeState;
+use super::store::Prefetch;
 use super::tasks::Task;
 
 /// Per-connection state the commands read and change.
@@ -323,15 +324,16 @@ fn key_range(
     (first as usize..=last as usize).step_by(step.max(1) as usize)
 }
 
-/// Starts loading the buckets of the keys `args` names, for a pipelined batch whose commands
-/// are all parsed before the first runs: their cache misses overlap instead of queueing. Unknown
+/// Starts loading the buckets (or, at the second `stage`, the slots) of the keys `args` names,
+/// for a pipelined batch whose commands are all parsed before the first runs: their cache misses
+/// overlap instead of queueing. Unknown
 /// commands and commands without keys are skipped; nothing is checked or executed here.
-pub fn prefetch_keys(node: &NodeState, index: Option<u16>, args: &[Bytes]) {
+pub fn prefetch_keys(node: &NodeState, index: Option<u16>, args: &[Bytes], stage: Prefetch) {
     let Some(index) = index else {
         return;
     };
     for i in key_range(&COMMANDS[index as usize], args.len()) {
-        node.store.prefetch(&args[i]);
+        node.store.prefetch(&args[i], stage);
     }
 }
 
