@@ -190,8 +190,8 @@ pub(crate) fn huge_pages() -> bool {
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod os {
     use libc::{
-        MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, madvise,
-        mmap, munmap,
+        MADV_HUGEPAGE, MADV_POPULATE_WRITE, MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ,
+        PROT_WRITE, madvise, mmap, munmap,
     };
 
     /// The size (and alignment) of a transparent huge page (a PMD mapping) on x86_64 and on
@@ -257,6 +257,16 @@ mod os {
         let rc = unsafe { madvise(ptr.cast(), pages_len, MADV_HUGEPAGE) };
         let _ = rc;
         ptr
+    }
+
+    /// Populates every page of a mapping from [`map_zeroed`] as a write would
+    /// (`MADV_POPULATE_WRITE`): allocated and zeroed now, in one call. `false` if the kernel
+    /// refused (older than 5.14, or out of memory); the mapping is then unchanged or partly
+    /// populated, zero either way.
+    pub(super) fn populate(ptr: *mut u8, len: usize) -> bool {
+        // SAFETY: advice on our own live, page-aligned, writable mapping; populating pages
+        // changes no byte of it (fresh anonymous pages read as zero before and after).
+        unsafe { madvise(ptr.cast(), len, MADV_POPULATE_WRITE) == 0 }
     }
 
     /// Unmaps a mapping from [`map_zeroed`].
@@ -455,7 +465,7 @@ impl PrepareJob {
             }
             return;
         }
-        touch_pages(ptr, self.layout.size());
+        fault_in(ptr, self.layout);
         let mut state = self.state();
         if matches!(*state, Prepared::Pending) {
             *state = Prepared::Ready(ptr);
@@ -467,8 +477,21 @@ impl PrepareJob {
     }
 }
 
+/// Faults in every page of a fresh zeroed allocation from `raw_alloc_zeroed(layout)`, so that
+/// the writes of an evacuation into it do not fault. A mapped array asks the kernel to populate
+/// the whole range in one call (`MADV_POPULATE_WRITE`, Linux 5.14+: 41 MB in 18–21 ms of CPU on
+/// the benchmark VM, against 27–29 ms for a write per page, which takes a fault per page); where
+/// that is refused, and for heap memory, one write per page.
+fn fault_in(ptr: *mut u8, layout: Layout) {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    if mapped(layout) && os::populate(ptr, layout.size()) {
+        return;
+    }
+    touch_pages(ptr, layout.size());
+}
+
 /// Faults in every page of a fresh zeroed allocation by writing a zero into it (no change to its
-/// contents), so that the writes of an evacuation into it do not fault.
+/// contents).
 fn touch_pages(ptr: *mut u8, len: usize) {
     const PAGE: usize = 4096;
     let mut offset = 0;
@@ -604,5 +627,39 @@ pub(crate) unsafe fn drop_chain<K, V>(head: *mut Bucket<K, V>) {
             }
             free_overflow(b);
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod tests {
+    use super::*;
+
+    /// How many of the pages of `len` bytes at `ptr` are resident (`mincore`).
+    fn resident_pages(ptr: *mut u8, len: usize) -> usize {
+        let mut pages = vec![0u8; len.div_ceil(4096)];
+        // SAFETY: `ptr .. ptr + len` is one live page-aligned mapping; `pages` has a byte per page.
+        let rc = unsafe { libc::mincore(ptr.cast(), len, pages.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        pages.iter().filter(|&&p| p & 1 == 1).count()
+    }
+
+    /// A prepared array is resident in full once `fault_in` returns (populated in one call where
+    /// the kernel can), and still all zero.
+    #[test]
+    fn fault_in_makes_every_page_of_a_mapped_array_resident_and_leaves_it_zero() {
+        let layout = Layout::from_size_align(MAP_ARRAY_BYTES * 4 + 100, 8).expect("layout");
+        assert!(mapped(layout));
+        // SAFETY: non-zero size.
+        let ptr = unsafe { raw_alloc_zeroed(layout) };
+        assert!(!ptr.is_null());
+        let pages = layout.size().div_ceil(4096);
+        assert!(resident_pages(ptr, layout.size()) < pages, "a fresh mapping starts unpopulated");
+        fault_in(ptr, layout);
+        assert_eq!(resident_pages(ptr, layout.size()), pages);
+        // SAFETY: `layout.size()` initialised (zero) bytes of our own allocation.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
+        assert!(bytes.iter().all(|&b| b == 0));
+        // SAFETY: from `raw_alloc_zeroed(layout)`, not used afterwards.
+        unsafe { raw_free(ptr, layout) };
     }
 }
