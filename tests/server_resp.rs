@@ -1013,3 +1013,65 @@ async fn client_commands_reply_like_redis() {
     let list = call(&mut c, &["CLIENT", "LIST"]).await;
     assert!(list.starts_with(b"=") && list.windows(4).any(|w| w == b"txt:"), "{}", shown(&list));
 }
+
+/// `CLIENT SETINFO` as Redis 7.2 has it: the two attributes are stored and shown at the end of
+/// every `CLIENT LIST` line, with the RESP version each client chose; other attributes and
+/// values that would break the line's `key=value` format are refused, naming the attribute as
+/// the client spelled it.
+#[tokio::test]
+async fn client_setinfo_is_stored_and_listed() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    let mut other = node.raw().await;
+    let other_id = integer(&call(&mut other, &["CLIENT", "ID"]).await);
+    let line_of = |list: &[u8], id: i64| -> String {
+        let text = String::from_utf8(list.to_vec()).expect("text");
+        let body = text.split_once("\r\n").expect("bulk").1.to_string();
+        body.lines().find(|l| l.starts_with(&format!("id={id} "))).expect("listed").to_string()
+    };
+    let list = call(&mut c, &["CLIENT", "LIST"]).await;
+    assert!(line_of(&list, other_id).ends_with(" resp=2 lib-name= lib-ver="), "{}", shown(&list));
+
+    other
+        .expect(&cmd(&["CLIENT", "SETINFO", "lib-name", "redis-py(django_v1.0)"]), b"+OK\r\n")
+        .await;
+    other.expect(&cmd(&["CLIENT", "SETINFO", "LIB-VER", "5.0.1"]), b"+OK\r\n").await;
+    other.stream_write_hello3().await;
+    let list = call(&mut c, &["CLIENT", "LIST"]).await;
+    assert!(
+        line_of(&list, other_id).ends_with(" resp=3 lib-name=redis-py(django_v1.0) lib-ver=5.0.1"),
+        "{}",
+        shown(&list)
+    );
+
+    c.expect(
+        &cmd(&["CLIENT", "SETINFO", "Lib-Name", "two words"]),
+        b"-ERR Lib-Name cannot contain spaces, newlines or special characters.\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["CLIENT", "SETINFO", "lib-ver", "1.0\n"]),
+        b"-ERR lib-ver cannot contain spaces, newlines or special characters.\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["CLIENT", "SETINFO", "lib-color", "red"]),
+        b"-ERR Unrecognized option 'lib-color'\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["CLIENT", "SETINFO", "lib-name"]),
+        b"-ERR wrong number of arguments for 'client|setinfo' command\r\n",
+    )
+    .await;
+    // A refused value leaves the stored one; an empty value clears it.
+    other
+        .expect(
+            &cmd(&["CLIENT", "SETINFO", "lib-ver", "bad value"]),
+            b"-ERR lib-ver cannot contain spaces, newlines or special characters.\r\n",
+        )
+        .await;
+    other.expect(&cmd(&["CLIENT", "SETINFO", "lib-name", ""]), b"+OK\r\n").await;
+    let list = call(&mut c, &["CLIENT", "LIST"]).await;
+    assert!(line_of(&list, other_id).ends_with(" lib-name= lib-ver=5.0.1"), "{}", shown(&list));
+}

@@ -57,6 +57,10 @@ pub struct Task {
     pub peer: Option<SocketAddr>,
     /// `CLIENT SETNAME`.
     pub name: Mutex<Option<String>>,
+    /// `CLIENT SETINFO`: the client library's name and version, shown by `CLIENT LIST`.
+    pub lib: Mutex<ClientLib>,
+    /// The RESP version the client chose with `HELLO` (2 until it does).
+    resp: AtomicU8,
     /// When the task started (for `age_ms`).
     pub started: Instant,
     state: AtomicU8,
@@ -68,7 +72,22 @@ pub struct Task {
     waits_lock: AtomicI64,
 }
 
+/// What `CLIENT SETINFO` recorded (empty: not set).
+#[derive(Debug, Clone, Default)]
+pub struct ClientLib {
+    pub name: String,
+    pub ver: String,
+}
+
 impl Task {
+    pub fn resp(&self) -> u8 {
+        self.resp.load(Ordering::Relaxed)
+    }
+
+    pub fn set_resp(&self, version: u8) {
+        self.resp.store(version, Ordering::Relaxed);
+    }
+
     pub fn state(&self) -> TaskState {
         TaskState::from_u8(self.state.load(Ordering::SeqCst))
     }
@@ -153,6 +172,8 @@ impl Tasks {
             kind,
             peer,
             name: Mutex::new(None),
+            lib: Mutex::new(ClientLib::default()),
+            resp: AtomicU8::new(2),
             started: Instant::now(),
             state: AtomicU8::new(TaskState::Idle as u8),
             command: AtomicU16::new(NO_COMMAND),

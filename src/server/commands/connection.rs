@@ -111,6 +111,7 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
     ctx.client.proto = proto;
     let proto_num = if proto == Protocol::Resp3 { 3 } else { 2 };
+    ctx.task.set_resp(proto_num as u8);
     Reply::Map(vec![
         (Reply::bulk_str("server"), Reply::bulk_str("redis")),
         (Reply::bulk_str("version"), Reply::bulk_str(REDIS_COMPAT_VERSION)),
@@ -130,8 +131,14 @@ pub fn select(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
+/// Redis's `validateClientAttr`: a client name or library attribute must keep `CLIENT LIST`
+/// splittable on spaces, so only printable ASCII other than space ('!' to '~').
+fn valid_client_attr(value: &[u8]) -> bool {
+    value.iter().all(|c| (b'!'..=b'~').contains(c))
+}
+
 fn set_name(task: &Task, name: &[u8]) -> Result<(), Reply> {
-    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+    if !valid_client_attr(name) {
         return Err(Reply::error(
             "ERR Client names cannot contain spaces, newlines or special characters.",
         ));
@@ -141,14 +148,37 @@ fn set_name(task: &Task, name: &[u8]) -> Result<(), Reply> {
     Ok(())
 }
 
+/// `CLIENT SETINFO LIB-NAME|LIB-VER <value>` (Redis 7.2's `clientSetinfoCommand`): an empty value
+/// clears the attribute; errors name the attribute as the client spelled it.
+fn set_info(task: &Task, attr: &[u8], value: &[u8]) -> Reply {
+    let shown = String::from_utf8_lossy(attr);
+    let mut lib = task.lib.lock();
+    let slot = if is(attr, "LIB-NAME") {
+        &mut lib.name
+    } else if is(attr, "LIB-VER") {
+        &mut lib.ver
+    } else {
+        return Reply::error(format!("ERR Unrecognized option '{shown}'"));
+    };
+    if !valid_client_attr(value) {
+        return Reply::error(format!(
+            "ERR {shown} cannot contain spaces, newlines or special characters."
+        ));
+    }
+    // Valid means printable ASCII, so this is the value byte for byte.
+    *slot = String::from_utf8_lossy(value).into_owned();
+    Reply::ok()
+}
+
 /// One `CLIENT LIST` line.
 fn client_line(ctx: &Ctx<'_>, task: &Task) -> String {
     let cmd = task.command().map(|i| super::COMMANDS[i as usize].name).unwrap_or("NULL");
     let laddr = ctx.client.local_addr.map(|a| a.to_string()).unwrap_or_default();
+    let lib = task.lib.lock().clone();
     format!(
         "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 \
          qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default \
-         redir=-1 resp={}\n",
+         redir=-1 resp={} lib-name={} lib-ver={}\n",
         task.id,
         task.peer.map(|p| p.to_string()).unwrap_or_default(),
         laddr,
@@ -156,7 +186,9 @@ fn client_line(ctx: &Ctx<'_>, task: &Task) -> String {
         task.started.elapsed().as_secs(),
         task.idle_ms() / 1000,
         cmd,
-        if ctx.client.proto == Protocol::Resp3 && task.id == ctx.client.id { 3 } else { 2 },
+        task.resp(),
+        lib.name,
+        lib.ver,
     )
 }
 
@@ -232,7 +264,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         if argc != 4 {
             return wrong_sub_arity("client", sub);
         }
-        Reply::ok()
+        set_info(ctx.task, &args[2], &args[3])
     } else if is(sub, "ID") || is(sub, "GETNAME") || is(sub, "INFO") {
         wrong_sub_arity("client", sub)
     } else {
