@@ -350,19 +350,34 @@ pub fn start_maintenance(
     Ok(shards)
 }
 
+/// How often active expiry samples the shards (Redis's `hz 10`), and how often the maintenance
+/// tick runs while it has nothing to do.
+const ACTIVE_EXPIRE_PERIOD: Duration = Duration::from_millis(100);
+
+/// How long the maintenance loop sleeps before its next tick: `period` while the last tick had
+/// work, else until active expiry is next due (so idling does not slow its cadence), never less
+/// than `period`.
+fn next_tick_in(idle: bool, period: Duration, since_expire: Duration) -> Duration {
+    if idle { ACTIVE_EXPIRE_PERIOD.saturating_sub(since_expire).max(period) } else { period }
+}
+
 /// Every tick: start pending compactions/rebuilds on idle shards, advance every evacuation by
 /// `maintenance_budget` buckets (so read-mostly shards finish), and run active expiry every 100 ms.
 async fn maintenance_loop(node: Arc<NodeState>) {
     let guard = node.tasks.register(TaskKind::Maintenance, None);
     let task = guard.task.clone();
     let period = node.config.maintenance_interval;
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_expire = Instant::now();
     let mut memory = TickMemory::default();
+    let mut idle = false;
     loop {
-        tick.tick().await;
-        let expire = last_expire.elapsed() >= Duration::from_millis(100);
+        // With nothing to do, tick at the active-expiry cadence instead of every `period`: each
+        // tick wakes a runtime thread, and on a node whose CPUs are busy serving (or running
+        // the client beside it) every wake-up preempts one of them. A grow that starts meanwhile
+        // is advanced by its own writes, and a compaction or rebuild asked for is a long job: the
+        // tick joins in within the active-expiry period (100 ms).
+        tokio::time::sleep(next_tick_in(idle, period, last_expire.elapsed())).await;
+        let expire = last_expire.elapsed() >= ACTIVE_EXPIRE_PERIOD;
         if expire {
             last_expire = Instant::now();
         }
@@ -370,10 +385,10 @@ async fn maintenance_loop(node: Arc<NodeState>) {
         // worker, so a long-held shard cannot stall the admin API or other connections.
         // Active expiry has nothing to do before any key has had a TTL.
         let expire = expire && node.store.ttl_keys_unlocked() > 0;
-        if !expire
+        idle = !expire
             && !node.maintenance.lock().running
-            && !(0..node.store.shard_count()).any(|i| node.store.is_busy_unlocked(i))
-        {
+            && !(0..node.store.shard_count()).any(|i| node.store.is_busy_unlocked(i));
+        if idle {
             continue;
         }
         let (worker, worker_task) = (node.clone(), task.clone());
@@ -556,6 +571,19 @@ mod tests {
         assert_eq!(evacuated(), after_write);
         maintenance_tick(&node, &task.task, &mut memory); // quiet again: a step
         assert_eq!(evacuated(), after_write + 64);
+    }
+
+    #[test]
+    fn an_idle_loop_ticks_when_active_expiry_is_due_and_a_busy_one_every_period() {
+        let (ms, period) = (Duration::from_millis, Duration::from_millis(10));
+        assert_eq!(next_tick_in(false, period, ms(30)), period);
+        assert_eq!(next_tick_in(true, period, ms(30)), ms(70));
+        assert_eq!(next_tick_in(true, period, ms(0)), ms(100));
+        assert_eq!(next_tick_in(true, period, ms(95)), period, "never sooner than the period");
+        assert_eq!(next_tick_in(true, period, ms(250)), period);
+        let hour = Duration::from_secs(3600); // tests that step by hand: the loop stays asleep
+        assert_eq!(next_tick_in(true, hour, ms(0)), hour);
+        assert_eq!(next_tick_in(false, hour, ms(0)), hour);
     }
 
     #[test]
