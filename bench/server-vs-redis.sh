@@ -44,7 +44,8 @@ done
 # CPU ticks (user + system) a process has used so far; and the ticks per second.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # The machine's steal ticks and total ticks so far (the first line of /proc/stat).
-steal_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t }' /proc/stat; }
+# (%.0f: Debian's mawk prints integers above 2^31 as 2.1e+09 with a plain print.)
+steal_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; printf "%.0f %.0f\n", $9, t }' /proc/stat; }
 hz="$(getconf CLK_TCK)"
 TIMEFORMAT='%U %S %R'
 

@@ -1,5 +1,6 @@
 //! The cache node's pipelined batch without the network: how much each stage of the batch
-//! prefetch saves (`Store::prefetch`, docs/server.md "Pipelining"). A store of `keys` keys in 16
+//! prefetch saves (`Store::prefetch`; docs/operations.md, "Concurrency, shards, pipelining"). A
+//! store of `keys` keys in 16
 //! shards, as `bench/server-vs-redis.sh` leaves it, takes batches of 16 reads (GET's
 //! `get_live`) or 16 read-modify-writes (INCR's `upsert_live`) on random existing keys, each
 //! batch first prefetched with no stage, the bucket stage, or both stages. Modes alternate
@@ -7,6 +8,11 @@
 //! and the median of the rounds.
 //!
 //! `cargo run --release --example store_batch -- 200000 7`
+//!
+//! With a third argument `grow` it runs instead redis-benchmark's INCR pass on `keys` new
+//! counters over a store of `keys` keys (every shard grows), times each batch of 16 and prints
+//! the distribution and where the slowest batches fell:
+//! `cargo run --release --example store_batch -- 100000 1 grow`
 
 use std::hint::black_box;
 use std::time::Instant;

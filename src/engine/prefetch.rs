@@ -13,8 +13,8 @@ use std::hash::{BuildHasher, Hash};
 use std::ptr;
 
 use super::Map;
-use super::bucket;
-use super::tophash::tophash;
+use super::bucket::{self, Bucket};
+use super::tophash::{BitMask, tophash};
 
 impl<K, V, S: BuildHasher> Map<K, V, S> {
     /// Starts loading the head bucket of `key`'s chain into the cache: the current array's
@@ -37,16 +37,25 @@ impl<K, V, S: BuildHasher> Map<K, V, S> {
     /// ones). Follows no overflow chain. A hint only, like `prefetch`.
     #[inline]
     pub fn prefetch_slots<Q: Hash + ?Sized>(&self, key: &Q) {
-        let hash = super::make_hash(&self.hash_builder, self.seed, key);
-        let b = self.table.read_bucket(hash);
-        // SAFETY: `read_bucket` returns a bucket of a live array. Only its tophash bytes are
-        // read; the slots are addressed (in bounds of the bucket), never read.
-        unsafe {
-            for i in (*b).group().match_byte(tophash(hash)) {
+        let (b, matching) = self.matching_slots(key);
+        for i in matching {
+            // SAFETY: `b` is a bucket of a live array and `i < 8`: the slots are addressed (in
+            // bounds of the bucket, no reference made), never read.
+            unsafe {
                 prefetch_whole(ptr::addr_of!((*b).keys[i]));
                 prefetch_whole(ptr::addr_of!((*b).values[i]));
             }
         }
+    }
+
+    /// The bucket that holds `key` right now if anything does (the head of its chain), and its
+    /// slots whose tophash matches `key`'s.
+    #[inline]
+    fn matching_slots<Q: Hash + ?Sized>(&self, key: &Q) -> (*mut Bucket<K, V>, BitMask) {
+        let hash = super::make_hash(&self.hash_builder, self.seed, key);
+        let b = self.table.read_bucket(hash);
+        // SAFETY: `read_bucket` returns a bucket of a live array; only its tophash bytes are read.
+        (b, unsafe { (*b).group() }.match_byte(tophash(hash)))
     }
 }
 
@@ -64,8 +73,61 @@ fn prefetch_whole<T>(slot: *const T) {
 mod tests {
     use super::super::{Map, Phase};
 
-    /// A prefetch (either stage) is a hint: on an idle map and in the middle of a grow it changes neither the
-    /// contents nor any counter, and asking for absent keys is harmless.
+    /// The second stage aims at the right slot in every phase: for each key in the head bucket
+    /// of its chain, the slots it prefetches include the one the key is in (keys in overflow
+    /// buckets are not followed), whether the key still sits in an old bucket or was evacuated.
+    #[test]
+    fn prefetch_slots_aims_at_the_keys_slot_idle_growing_compacting_and_shrinking() {
+        let check_phase = |map: &Map<u64, u64>, keys: &[u64], phase: Phase| {
+            assert_eq!(map.stats().phase, phase);
+            let mut in_head = 0;
+            for k in keys {
+                let hash = super::super::make_hash(&map.hash_builder, map.seed, k);
+                let slot = map.table.find(hash, |x| x == k).expect("present");
+                let (b, mut matching) = map.matching_slots(k);
+                if slot.in_overflow {
+                    continue;
+                }
+                in_head += 1;
+                assert_eq!(b, slot.bucket.as_ptr(), "key {k} in {phase:?}: head bucket");
+                assert!(
+                    Iterator::any(&mut matching, |i| i == slot.index),
+                    "key {k} in {phase:?}: its slot"
+                );
+            }
+            // Most keys sit in their head bucket, so the check above covered something.
+            assert!(in_head * 10 > keys.len() * 8, "{in_head} of {} in {phase:?}", keys.len());
+        };
+        let mut map: Map<u64, u64> = Map::new();
+        let mut keys: Vec<u64> = (0..5_000).collect();
+        for &k in &keys {
+            map.insert(k, k);
+        }
+        check_phase(&map, &keys, Phase::Idle);
+        // Half-way through a grow: some keys evacuated, some not.
+        let mut next = 5_000u64;
+        while map.stats().phase == Phase::Idle {
+            map.insert(next, next);
+            keys.push(next);
+            next += 1;
+        }
+        map.maintenance_step(map.stats().to_evacuate / 2);
+        check_phase(&map, &keys, Phase::Growing);
+        map.maintenance_step(usize::MAX);
+        assert!(map.compact());
+        map.maintenance_step(map.stats().to_evacuate / 2);
+        check_phase(&map, &keys, Phase::Compacting);
+        map.maintenance_step(usize::MAX);
+        for k in keys.drain(1_000..) {
+            map.remove(&k);
+        }
+        assert!(map.shrink_to_fit());
+        map.maintenance_step(map.stats().to_evacuate / 2);
+        check_phase(&map, &keys, Phase::Shrinking);
+    }
+
+    /// A prefetch (either stage) is a hint: on an idle map and in the middle of a grow it changes
+    /// neither the contents nor any counter, and asking for absent keys is harmless.
     #[test]
     fn prefetch_changes_nothing_idle_or_growing() {
         let mut map: Map<u64, u64> = Map::new();

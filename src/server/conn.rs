@@ -14,7 +14,6 @@ use tokio::net::TcpStream;
 use super::commands::{self, ClientState, Ctx};
 use super::resp::{self, Parsed, Protocol};
 use super::state::NodeState;
-use super::store::Prefetch;
 use super::tasks::{TaskKind, TaskState};
 
 /// Commands parsed ahead of execution within one read (their keys are prefetched together).
@@ -79,11 +78,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 }
             }
             if ahead.len() > 1 {
-                for stage in [Prefetch::Bucket, Prefetch::Slots] {
-                    for (index, args) in &ahead {
-                        commands::prefetch_keys(&node, *index, args, stage);
-                    }
-                }
+                commands::prefetch_batch(&node, &ahead);
             }
             for (index, args) in ahead.drain(..) {
                 if executed == 0 {

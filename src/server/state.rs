@@ -46,7 +46,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The source of "now" for TTLs.
     pub clock: Arc<dyn Clock>,
-    /// How often the background task advances engine evacuations and expires keys.
+    /// How often the background task advances engine evacuations and expires keys while it has
+    /// work; while it has none it ticks only when active expiry is due (every 100 ms), or every
+    /// `maintenance_interval` if that is longer.
     pub maintenance_interval: Duration,
     /// Old buckets evacuated per shard per maintenance tick.
     pub maintenance_budget: usize,

@@ -130,7 +130,9 @@ impl EvictionPolicy {
 /// first, then every key's slot, once the buckets are on their way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prefetch {
+    /// The head bucket of the key's chain (`Map::prefetch`).
     Bucket,
+    /// The key and value lines of the slots whose tophash matches (`Map::prefetch_slots`).
     Slots,
 }
 

@@ -75,15 +75,19 @@ pub struct Task {
 /// What `CLIENT SETINFO` recorded (empty: not set).
 #[derive(Debug, Clone, Default)]
 pub struct ClientLib {
+    /// `LIB-NAME`: the client library's name, as `CLIENT LIST`'s `lib-name=` shows it.
     pub name: String,
+    /// `LIB-VER`: the client library's version (`lib-ver=`).
     pub ver: String,
 }
 
 impl Task {
+    /// The RESP version of the connection (2, or 3 after `HELLO 3`), for `CLIENT LIST`.
     pub fn resp(&self) -> u8 {
         self.resp.load(Ordering::Relaxed)
     }
 
+    /// Records the RESP version `HELLO` switched the connection to.
     pub fn set_resp(&self, version: u8) {
         self.resp.store(version, Ordering::Relaxed);
     }

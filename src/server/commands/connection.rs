@@ -3,8 +3,8 @@
 use bytes::Bytes;
 
 use super::{
-    Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, is, parse_i64, unknown_subcommand, wrong_arity,
-    wrong_sub_arity,
+    Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, c_string_prefix, is, parse_i64, unknown_subcommand,
+    wrong_arity, wrong_sub_arity,
 };
 use crate::server::resp::{Protocol, Reply};
 use crate::server::tasks::Task;
@@ -151,19 +151,19 @@ fn set_name(task: &Task, name: &[u8]) -> Result<(), Reply> {
 /// `CLIENT SETINFO LIB-NAME|LIB-VER <value>` (Redis 7.2's `clientSetinfoCommand`): an empty value
 /// clears the attribute; errors name the attribute as the client spelled it.
 fn set_info(task: &Task, attr: &[u8], value: &[u8]) -> Reply {
-    let shown = String::from_utf8_lossy(attr);
+    // The attribute is echoed as C's `%s` prints it: raw bytes, up to the first NUL.
+    let shown = c_string_prefix(attr, usize::MAX);
     let mut lib = task.lib.lock();
     let slot = if is(attr, "LIB-NAME") {
         &mut lib.name
     } else if is(attr, "LIB-VER") {
         &mut lib.ver
     } else {
-        return Reply::error(format!("ERR Unrecognized option '{shown}'"));
+        return Reply::error([&b"ERR Unrecognized option '"[..], shown, b"'"].concat());
     };
     if !valid_client_attr(value) {
-        return Reply::error(format!(
-            "ERR {shown} cannot contain spaces, newlines or special characters."
-        ));
+        let text = b" cannot contain spaces, newlines or special characters.";
+        return Reply::error([&b"ERR "[..], shown, text].concat());
     }
     // Valid means printable ASCII, so this is the value byte for byte.
     *slot = String::from_utf8_lossy(value).into_owned();

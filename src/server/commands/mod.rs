@@ -324,11 +324,20 @@ fn key_range(
     (first as usize..=last as usize).step_by(step.max(1) as usize)
 }
 
-/// Starts loading the buckets (or, at the second `stage`, the slots) of the keys `args` names,
-/// for a pipelined batch whose commands are all parsed before the first runs: their cache misses
-/// overlap instead of queueing. Unknown
-/// commands and commands without keys are skipped; nothing is checked or executed here.
-pub fn prefetch_keys(node: &NodeState, index: Option<u16>, args: &[Bytes], stage: Prefetch) {
+/// Prefetches what a pipelined batch's commands (each with its `lookup` index) will read, all
+/// parsed before the first runs, so their cache misses overlap instead of queueing: the buckets
+/// of all their keys, then, with those on their way, the keys' matching slots. Unknown commands
+/// and commands without keys are skipped; nothing is checked or executed here.
+pub fn prefetch_batch(node: &NodeState, batch: &[(Option<u16>, Vec<Bytes>)]) {
+    for stage in [Prefetch::Bucket, Prefetch::Slots] {
+        for (index, args) in batch {
+            prefetch_keys(node, *index, args, stage);
+        }
+    }
+}
+
+/// One stage of `prefetch_batch` for one command's keys.
+fn prefetch_keys(node: &NodeState, index: Option<u16>, args: &[Bytes], stage: Prefetch) {
     let Some(index) = index else {
         return;
     };
