@@ -1059,6 +1059,12 @@ async fn client_setinfo_is_stored_and_listed() {
         b"-ERR Unrecognized option 'lib-color'\r\n",
     )
     .await;
+    // The attribute is echoed as C's `%s` would: raw bytes, cut at a NUL.
+    c.expect(
+        &cmd_bytes(&[b"CLIENT", b"SETINFO", b"lib-\xff\x00hidden", b"x"]),
+        b"-ERR Unrecognized option 'lib-\xff'\r\n",
+    )
+    .await;
     c.expect(
         &cmd(&["CLIENT", "SETINFO", "lib-name"]),
         b"-ERR wrong number of arguments for 'client|setinfo' command\r\n",
