@@ -267,6 +267,9 @@ mod os {
     /// # Safety
     /// `ptr` and `len` are exactly those of one live mapping from `map_zeroed`.
     pub(super) unsafe fn populate(ptr: *mut u8, len: usize) -> bool {
+        if cfg!(miri) {
+            return false; // Miri has no `madvise`: the write per page stands in for it
+        }
         // SAFETY: advice on that page-aligned, writable mapping (caller's contract); populating
         // pages changes no byte of it (fresh anonymous pages read as zero before and after).
         unsafe { madvise(ptr.cast(), len, MADV_POPULATE_WRITE) == 0 }

@@ -98,14 +98,16 @@ mod tests {
             // Most keys sit in their head bucket, so the check above covered something.
             assert!(in_head * 10 > keys.len() * 8, "{in_head} of {} in {phase:?}", keys.len());
         };
+        // Smaller under Miri, to stay in its time (`.ci/run` runs these tests under it).
+        let n: u64 = if cfg!(miri) { 300 } else { 5_000 };
         let mut map: Map<u64, u64> = Map::new();
-        let mut keys: Vec<u64> = (0..5_000).collect();
+        let mut keys: Vec<u64> = (0..n).collect();
         for &k in &keys {
             map.insert(k, k);
         }
         check_phase(&map, &keys, Phase::Idle);
         // Half-way through a grow: some keys evacuated, some not.
-        let mut next = 5_000u64;
+        let mut next = n;
         while map.stats().phase == Phase::Idle {
             map.insert(next, next);
             keys.push(next);
@@ -118,7 +120,7 @@ mod tests {
         map.maintenance_step(map.stats().to_evacuate / 2);
         check_phase(&map, &keys, Phase::Compacting);
         map.maintenance_step(usize::MAX);
-        for k in keys.drain(1_000..) {
+        for k in keys.drain(n as usize / 5..) {
             map.remove(&k);
         }
         assert!(map.shrink_to_fit());
@@ -130,12 +132,13 @@ mod tests {
     /// neither the contents nor any counter, and asking for absent keys is harmless.
     #[test]
     fn prefetch_changes_nothing_idle_or_growing() {
+        let n: u64 = if cfg!(miri) { 300 } else { 10_000 };
         let mut map: Map<u64, u64> = Map::new();
-        for k in 0..10_000u64 {
+        for k in 0..n {
             map.insert(k, k * 3);
         }
         // Insert until a grow has started and is still in progress.
-        let mut next = 10_000u64;
+        let mut next = n;
         while map.stats().phase == Phase::Idle {
             map.insert(next, next * 3);
             next += 1;
