@@ -317,8 +317,8 @@ impl Store {
     }
 
     /// Starts loading `key`'s bucket (or, in the second stage, its slot) into the cache ahead of
-    /// a command that will read or write it (see `Map::prefetch` and `Map::prefetch_slots`). Skipped when the shard is locked by someone else: a hint never
-    /// waits.
+    /// a command that will read or write it (see `Map::prefetch` and `Map::prefetch_slots`).
+    /// Skipped when the shard is locked by someone else: a hint never waits.
     #[inline]
     pub fn prefetch(&self, key: &[u8], stage: Prefetch) {
         if let Some(data) = self.shards[self.shard_of(key)].map.try_lock() {

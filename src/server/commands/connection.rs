@@ -174,7 +174,7 @@ fn set_info(task: &Task, attr: &[u8], value: &[u8]) -> Reply {
 fn client_line(ctx: &Ctx<'_>, task: &Task) -> String {
     let cmd = task.command().map(|i| super::COMMANDS[i as usize].name).unwrap_or("NULL");
     let laddr = ctx.client.local_addr.map(|a| a.to_string()).unwrap_or_default();
-    let lib = task.lib.lock().clone();
+    let lib = task.lib.lock();
     format!(
         "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 \
          qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default \
