@@ -2,6 +2,8 @@
 # redis-benchmark against `mapcache serve` and Debian's redis-server, same machine, same run.
 # Needs: apt-get install -y redis-tools redis-server; a release build (cargo build --release).
 # Usage: bench/server-vs-redis.sh [requests=500000] [clients=50]
+# MC_PORT, MC_ADMIN, REDIS_PORT move the servers' ports (defaults 16379, 19090, 16380), for a
+#   machine where something else already listens there.
 # MAPCACHE_ARGS adds flags to `mapcache serve` (e.g. MAPCACHE_ARGS="--io-threads 2").
 # ROUNDS=R (default 1) repeats the whole comparison R times, alternating the two servers, and
 #   ends with the median of each figure and the per-round mapcache/redis ratios' median.
@@ -20,7 +22,7 @@ N="${1:-500000}"
 C="${2:-50}"
 ROUNDS="${ROUNDS:-1}"
 BIN="${MAPCACHE_BIN:-target/release/mapcache}"
-MC_PORT=16379; MC_ADMIN=19090; REDIS_PORT=16380
+MC_PORT="${MC_PORT:-16379}"; MC_ADMIN="${MC_ADMIN:-19090}"; REDIS_PORT="${REDIS_PORT:-16380}"
 SERVER_CPU=(); CLIENT_CPU=()
 if [[ "${PIN:-0}" == 1 ]]; then SERVER_CPU=(taskset -c 0); CLIENT_CPU=(taskset -c 1); fi
 work="$(mktemp -d)"
