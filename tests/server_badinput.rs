@@ -1,5 +1,6 @@
 //! Bad input on the cache node's non-command paths gets a clear error and loses nothing:
-//! snapshot files and snapshot writes that fail, drain with a client stalled mid-request.
+//! snapshot files and snapshot writes that fail, drain with a client stalled mid-request, the
+//! admin API's methods and auth.
 
 mod server_support;
 
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use mapcache::server::snapshot::{self, SnapshotError};
 use mapcache::server::state::NodeState;
 use mapcache::server::tasks::{TaskKind, TaskState};
-use server_support::{TestNode, cmd, get_text, post_json, start_with};
+use server_support::{TestNode, cmd, get_text, http, post_json, start_with};
 use tokio::io::AsyncWriteExt;
 
 /// Polls `condition` every 5 ms; fails the test after a minute.
@@ -295,4 +296,66 @@ async fn drain_does_not_wait_for_a_client_stalled_mid_request() {
     stalled.expect(b"\r\nx\r\n", b"-READONLY You can't write against a draining node.\r\n").await;
     idle.expect(&cmd(&["GET", "kept"]), b"$1\r\n1\r\n").await;
     idle.expect(&cmd(&["EXISTS", "late"]), b":0\r\n").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin API
+
+/// A known path with a method it does not serve: `405` with `Allow`, and a JSON error body
+/// like every other admin error (docs/admin-api.md), not an empty body.
+#[tokio::test]
+async fn a_wrong_method_is_a_405_json_error_with_allow() {
+    let node = start_with(|_| {}).await;
+    for (method, path, allow) in [
+        (reqwest::Method::POST, "/v1/stats", "GET,HEAD"),
+        (reqwest::Method::DELETE, "/healthz", "GET,HEAD"),
+        (reqwest::Method::GET, "/v1/drain", "POST"),
+        (reqwest::Method::PUT, "/v1/snapshot", "POST"),
+    ] {
+        let resp =
+            http().request(method.clone(), node.admin_url(path)).send().await.expect("request");
+        assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(
+            resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+        let body: serde_json::Value = resp.json().await.expect("a JSON body");
+        assert_eq!(body, serde_json::json!({ "error": "method not allowed" }), "{method} {path}");
+    }
+    // Nothing ran: the node is not draining and wrote no snapshot.
+    let (_, stats) = server_support::get_json(&node.admin_url("/v1/stats")).await;
+    assert_eq!(stats["draining"], false);
+}
+
+/// `401` says which scheme it wants (RFC 9110: a 401 carries `WWW-Authenticate`), and the
+/// scheme name is case-insensitive, as HTTP defines it.
+#[tokio::test]
+async fn a_401_names_the_bearer_scheme_which_is_case_insensitive() {
+    let node = start_with(|c| c.admin_token = Some("t0ken".into())).await;
+    let url = node.admin_url("/v1/debug/tasks");
+    for authorization in [None, Some("Bearer wrong"), Some("Basic t0ken"), Some("t0ken")] {
+        let mut req = http().get(&url);
+        if let Some(value) = authorization {
+            req = req.header("authorization", value);
+        }
+        let resp = req.send().await.expect("request");
+        assert_eq!(resp.status().as_u16(), 401, "{authorization:?}");
+        assert_eq!(
+            resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+            Some("Bearer"),
+            "{authorization:?}"
+        );
+        let body: serde_json::Value = resp.json().await.expect("a JSON body");
+        assert_eq!(body["error"], "unauthorized");
+    }
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let resp = http()
+            .get(&url)
+            .header("authorization", format!("{scheme} t0ken"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), 200, "{scheme}");
+    }
 }
