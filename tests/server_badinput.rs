@@ -1,6 +1,6 @@
 //! Bad input on the cache node's non-command paths gets a clear error and loses nothing:
 //! snapshot files and snapshot writes that fail, drain with a client stalled mid-request, the
-//! admin API's methods and auth.
+//! admin API's methods and auth, and RESP length lines.
 
 mod server_support;
 
@@ -358,4 +358,35 @@ async fn a_401_names_the_bearer_scheme_which_is_case_insensitive() {
             .expect("request");
         assert_eq!(resp.status().as_u16(), 200, "{scheme}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RESP
+
+/// Redis reads length lines with `string2ll`, which takes no leading zero (`0` alone is the
+/// only number starting with one, `-0` is not a number) and takes i64::MIN: `*01` is an invalid
+/// multibulk length, `$03` an invalid bulk length, and a count of i64::MIN an empty command.
+#[tokio::test]
+async fn length_lines_with_a_leading_zero_are_invalid_as_in_redis() {
+    let node = start_with(|_| {}).await;
+    let cases: &[(&[u8], &[u8])] = &[
+        (b"*01\r\n$4\r\nPING\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*-0\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*00\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*1\r\n$04\r\nPING\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+        (b"*1\r\n$00\r\n\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+    ];
+    for (request, expected) in cases {
+        let mut c = node.raw().await;
+        let got = c.send_until_closed(request).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected),
+            "{}",
+            request.escape_ascii()
+        );
+    }
+    let mut c = node.raw().await;
+    c.expect(b"*-9223372036854775808\r\n*0\r\n*1\r\n$4\r\nPING\r\n", b"+PONG\r\n").await;
+    c.expect(b"*2\r\n$4\r\nECHO\r\n$0\r\n\r\n", b"$0\r\n\r\n").await;
 }
