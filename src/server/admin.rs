@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
@@ -43,6 +43,10 @@ pub fn router(node: Arc<NodeState>) -> Router {
         .route("/v1/snapshot", post(snapshot))
         .route("/v1/checklist", get(checklist))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
+        // After every route: it applies to the routes registered before it. axum adds `Allow`.
+        .method_not_allowed_fallback(|| async {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
         .with_state(node)
 }
 
@@ -59,7 +63,14 @@ struct ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        error(self.status, self.message)
+        let mut response = error(self.status, self.message);
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 (11.6.1): a 401 names the scheme that would be accepted.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 
@@ -71,7 +82,9 @@ fn authorize(node: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        // The scheme is case-insensitive (RFC 9110, 11.1): `bearer` is as good as `Bearer`.
+        .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then_some(token));
     // Constant-time comparison: the token must not leak through response timing.
     let ok = presented.is_some_and(|p| {
         p.len() == token.len()

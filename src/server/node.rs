@@ -251,11 +251,29 @@ async fn accept_loop(node: Arc<NodeState>, listener: TcpListener, io: Arc<IoThre
     }
 }
 
-/// Waits until no connection is executing a command, up to `limit`. True when idle.
+/// Connections running a command now: executing it or waiting for a shard lock for it.
+fn executing_commands(node: &NodeState) -> usize {
+    node.tasks
+        .snapshot()
+        .iter()
+        .filter(|t| {
+            t.kind == TaskKind::Connection
+                && matches!(t.state(), TaskState::Executing | TaskState::WaitingLock)
+        })
+        .count()
+}
+
+/// Waits until no connection is executing a command, up to `limit`. True when none is.
+///
+/// A connection that is only reading a request (a frame half received) or writing replies is
+/// not waited for: it runs nothing now, and whatever it runs after draining began is refused if
+/// it writes (a connection marks itself executing before it checks for draining). Waiting for it
+/// would let a client that stalls mid-request delay every drain by `limit` and leave its
+/// snapshot without `after_writes_stopped`.
 async fn wait_for_inflight(node: &NodeState, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
-        if node.tasks.inflight() == 0 {
+        if executing_commands(node) == 0 {
             return true;
         }
         if Instant::now() >= deadline {
@@ -268,6 +286,21 @@ async fn wait_for_inflight(node: &NodeState, limit: Duration) -> bool {
 /// Writes and verifies a snapshot now. While draining, waits for in-flight commands first so
 /// the snapshot is taken after writes stopped.
 pub async fn take_snapshot(node: &Arc<NodeState>) -> Result<SnapshotInfo, SnapshotError> {
+    // On a task of its own: the caller (an admin request whose client hung up, a shutdown that
+    // timed out) may be dropped, and the snapshot must still finish and be recorded, with the
+    // lock held, so a second snapshot can never write the same generation beside it.
+    let owned = node.clone();
+    tokio::spawn(async move { take_snapshot_to_the_end(&owned).await }).await.unwrap_or_else(
+        |join| {
+            Err(SnapshotError::Io {
+                path: node.config.data_dir.clone(),
+                source: std::io::Error::other(join),
+            })
+        },
+    )
+}
+
+async fn take_snapshot_to_the_end(node: &Arc<NodeState>) -> Result<SnapshotInfo, SnapshotError> {
     let _serialised = node.snapshot_lock.lock().await;
     let draining = node.is_draining();
     let quiesced = draining && wait_for_inflight(node, node.config.drain_inflight_timeout).await;
@@ -308,7 +341,7 @@ pub async fn drain(node: &Arc<NodeState>) -> Result<SnapshotInfo, SnapshotError>
     }
     if !wait_for_inflight(node, node.config.drain_inflight_timeout).await {
         tracing::warn!(
-            inflight = node.tasks.inflight(),
+            executing = executing_commands(node),
             "drain: in-flight commands did not finish in time"
         );
     }

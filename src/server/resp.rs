@@ -122,8 +122,13 @@ fn find_line(
     }
 }
 
-/// Redis's `string2ll` for length lines: optional `-`, digits, no leading `+`, no spaces.
+/// Redis's `string2ll` for length lines: optional `-`, digits, no leading `+`, no spaces, and
+/// no leading zero (`0` alone is the only number that starts with one; `01` and `-0` are not
+/// numbers to Redis, so `*01` is an invalid multibulk length there and here).
 fn parse_len(line: &[u8]) -> Option<i64> {
+    if line == b"0" {
+        return Some(0);
+    }
     let (neg, digits) = match line.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, line),
@@ -131,11 +136,15 @@ fn parse_len(line: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let mut value: i64 = 0;
-    for d in digits {
-        value = value.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
+    if digits[0] == b'0' {
+        return None;
     }
-    Some(if neg { -value } else { value })
+    // The magnitude as unsigned, so that i64::MIN, which string2ll accepts, fits too.
+    let mut magnitude: u64 = 0;
+    for d in digits {
+        magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    if neg { 0i64.checked_sub_unsigned(magnitude) } else { i64::try_from(magnitude).ok() }
 }
 
 fn multibulk_layout(buf: &[u8], authenticated: bool) -> Result<Option<FrameLayout>, ProtocolError> {

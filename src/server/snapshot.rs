@@ -172,7 +172,24 @@ pub fn write(
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let final_path = dir.join(file_name(generation));
     let tmp_path = dir.join(format!("{}.tmp", file_name(generation)));
-    let file = File::create(&tmp_path).map_err(io_err(&tmp_path))?;
+    let written = write_temp_then_rename(store, dir, &tmp_path, &final_path);
+    if written.is_err() {
+        // A failed write (a full disk, say) must not leave its partial file holding the space
+        // until the next start; the previous snapshots are untouched either way. After the
+        // rename there is no temp file left, and the remove fails harmlessly.
+        let _ = fs::remove_file(&tmp_path);
+    }
+    written
+}
+
+/// [`write`] once the paths are known: the temp file, fsync, rename, directory fsync.
+fn write_temp_then_rename(
+    store: &Store,
+    dir: &Path,
+    tmp_path: &Path,
+    final_path: &Path,
+) -> Result<(PathBuf, u64, u64, u32), SnapshotError> {
+    let file = File::create(tmp_path).map_err(io_err(tmp_path))?;
     let mut out =
         CrcWriter { inner: io::BufWriter::with_capacity(1 << 20, file), crc: 0, written: 0 };
     let now = store.now_ms();
@@ -183,7 +200,7 @@ pub fn write(
     header.extend_from_slice(&now.to_le_bytes());
     header.extend_from_slice(&0u32.to_le_bytes());
     header.extend_from_slice(&crc32c::crc32c(&header).to_le_bytes());
-    out.put(&header).map_err(io_err(&tmp_path))?;
+    out.put(&header).map_err(io_err(tmp_path))?;
 
     let delay = block_delay();
     let mut total_keys = 0u64;
@@ -209,36 +226,36 @@ pub fn write(
             in_block += 1;
             total_keys += 1;
             if payload.len() >= BLOCK_TARGET_BYTES {
-                write_block(&mut out, &payload, in_block).map_err(io_err(&tmp_path))?;
+                write_block(&mut out, &payload, in_block).map_err(io_err(tmp_path))?;
                 blocks += 1;
                 payload.clear();
                 in_block = 0;
                 if let Some(delay) = delay {
-                    out.inner.flush().map_err(io_err(&tmp_path))?;
+                    out.inner.flush().map_err(io_err(tmp_path))?;
                     std::thread::sleep(delay);
                 }
             }
         }
     }
     if in_block > 0 {
-        write_block(&mut out, &payload, in_block).map_err(io_err(&tmp_path))?;
+        write_block(&mut out, &payload, in_block).map_err(io_err(tmp_path))?;
         blocks += 1;
     }
     let mut footer = Vec::with_capacity(FOOTER_LEN);
     footer.push(b'E');
     footer.extend_from_slice(&total_keys.to_le_bytes());
     footer.extend_from_slice(&blocks.to_le_bytes());
-    out.put(&footer).map_err(io_err(&tmp_path))?;
+    out.put(&footer).map_err(io_err(tmp_path))?;
     let file_crc = out.crc;
-    out.put(&file_crc.to_le_bytes()).map_err(io_err(&tmp_path))?;
+    out.put(&file_crc.to_le_bytes()).map_err(io_err(tmp_path))?;
     let written = out.written;
-    let file = out.inner.into_inner().map_err(|e| io_err(&tmp_path)(e.into_error()))?;
-    file.sync_all().map_err(io_err(&tmp_path))?;
+    let file = out.inner.into_inner().map_err(|e| io_err(tmp_path)(e.into_error()))?;
+    file.sync_all().map_err(io_err(tmp_path))?;
     drop(file);
-    fs::rename(&tmp_path, &final_path).map_err(io_err(&final_path))?;
+    fs::rename(tmp_path, final_path).map_err(io_err(final_path))?;
     // The rename is durable only once the directory entry is.
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
-    Ok((final_path, total_keys, written, file_crc))
+    Ok((final_path.to_path_buf(), total_keys, written, file_crc))
 }
 
 fn write_block<W: Write>(out: &mut CrcWriter<W>, payload: &[u8], records: u32) -> io::Result<()> {
@@ -318,14 +335,18 @@ pub fn decode(data: &Bytes) -> Result<Decoded, SnapshotError> {
                     return Err(SnapshotError::BlockChecksum { block });
                 }
                 let mut rec = Cursor { data: payload, pos: 0 };
+                // The block arrived whole (its checksum matched), so a record that does not
+                // fit in it is a bad record, not a torn file. Lengths are checked against the
+                // block before anything is taken: a length of 4 GB allocates nothing.
+                let past_block = |_| SnapshotError::Malformed("a record runs past its block");
                 for _ in 0..count {
-                    let key_len = rec.u32()? as usize;
+                    let key_len = rec.u32().map_err(past_block)? as usize;
                     let key_at = payload_start + rec.pos;
-                    rec.take(key_len)?;
-                    let value_len = rec.u32()? as usize;
+                    rec.take(key_len).map_err(past_block)?;
+                    let value_len = rec.u32().map_err(past_block)? as usize;
                     let value_at = payload_start + rec.pos;
-                    rec.take(value_len)?;
-                    let expires_at_ms = rec.u64()?;
+                    rec.take(value_len).map_err(past_block)?;
+                    let expires_at_ms = rec.u64().map_err(past_block)?;
                     records.push(Record {
                         key: data.slice(key_at..key_at + key_len),
                         value: data.slice(value_at..value_at + value_len),
@@ -407,7 +428,11 @@ pub fn write_verified(
     if !verified {
         return Err(SnapshotError::KeyCount { footer: keys, found: decoded.records.len() as u64 });
     }
-    prune(dir)?;
+    // The new snapshot is durable and verified: failing to remove an older one is no reason
+    // to report it failed (a drain would then 500 and the checklist never pass).
+    if let Err(err) = prune(dir) {
+        tracing::warn!(error = %err, "snapshot verified, but an older snapshot could not be removed");
+    }
     Ok(SnapshotInfo {
         path: path.display().to_string(),
         generation,
