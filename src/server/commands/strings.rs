@@ -91,38 +91,83 @@ fn expiry_unit(arg: &[u8]) -> Option<(bool, bool)> {
     }
 }
 
-fn parse_set_options(args: &[Bytes], now_ms: u64) -> Result<SetOptions, Reply> {
-    let mut opts = SetOptions::default();
-    let mut i = 3;
+/// What SET's and GETEX's options ask for before the expire time is checked: Redis's
+/// `parseExtendedStringArgumentsOrReply` only collects flags and remembers the time argument,
+/// which is checked later (SET: before the key is looked up; GETEX: after, so a missing key
+/// answers nil whatever the time). Repeating an option is allowed (the last time wins); only a
+/// conflicting one is a syntax error.
+#[derive(Debug, Default)]
+struct ExtendedArgs<'a> {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    /// The expire option's unit `(in_seconds, relative)` and its time argument, unchecked.
+    expire: Option<((bool, bool), &'a Bytes)>,
+}
+
+/// Redis's `parseExtendedStringArgumentsOrReply` for SET (`for_set`) or GETEX, from `args[first]`.
+fn parse_extended_args(
+    args: &[Bytes],
+    first: usize,
+    for_set: bool,
+) -> Result<ExtendedArgs<'_>, Reply> {
+    let mut opts = ExtendedArgs::default();
+    let mut i = first;
     while i < args.len() {
         let arg = &args[i];
         let next = args.get(i + 1);
-        let unit = expiry_unit(arg);
-        if let Some((seconds, relative)) = unit {
-            let Some(value) = next else {
-                return Err(Reply::error(ERR_SYNTAX));
-            };
-            if opts.expiry.is_some() {
-                return Err(Reply::error(ERR_SYNTAX));
+        if let Some(unit) = expiry_unit(arg) {
+            let other_unit = opts.expire.is_some_and(|(u, _)| u != unit);
+            match next {
+                Some(value) if !(opts.keepttl || opts.persist || other_unit) => {
+                    opts.expire = Some((unit, value));
+                    i += 2;
+                    continue;
+                }
+                _ => return Err(Reply::error(ERR_SYNTAX)),
             }
-            opts.expiry = Some(Expiry::At(expire_at(value, seconds, relative, now_ms, "set")?));
-            i += 2;
-            continue;
         }
-        if is(arg, "NX") && !opts.xx {
+        if for_set && is(arg, "NX") && !opts.xx {
             opts.nx = true;
-        } else if is(arg, "XX") && !opts.nx {
+        } else if for_set && is(arg, "XX") && !opts.nx {
             opts.xx = true;
-        } else if is(arg, "GET") {
+        } else if for_set && is(arg, "GET") {
             opts.get = true;
-        } else if is(arg, "KEEPTTL") && opts.expiry.is_none() {
-            opts.expiry = Some(Expiry::KeepTtl);
+        } else if for_set && is(arg, "KEEPTTL") && opts.expire.is_none() {
+            opts.keepttl = true;
+        } else if !for_set && is(arg, "PERSIST") && opts.expire.is_none() {
+            opts.persist = true;
         } else {
             return Err(Reply::error(ERR_SYNTAX));
         }
         i += 1;
     }
     Ok(opts)
+}
+
+impl ExtendedArgs<'_> {
+    /// The expiry asked for, the time argument checked as Redis's `getExpireMillisecondsOrReply`.
+    fn expiry(&self, now_ms: u64, cmd: &str) -> Result<Expiry, Reply> {
+        Ok(match self.expire {
+            Some(((seconds, relative), value)) => {
+                Expiry::At(expire_at(value, seconds, relative, now_ms, cmd)?)
+            }
+            None if self.keepttl => Expiry::KeepTtl,
+            None if self.persist => Expiry::Persist,
+            None => Expiry::Unset,
+        })
+    }
+}
+
+fn parse_set_options(args: &[Bytes], now_ms: u64) -> Result<SetOptions, Reply> {
+    let parsed = parse_extended_args(args, 3, true)?;
+    let expiry = match parsed.expiry(now_ms, "set")? {
+        Expiry::Unset => None,
+        expiry => Some(expiry),
+    };
+    Ok(SetOptions { nx: parsed.nx, xx: parsed.xx, get: parsed.get, expiry })
 }
 
 pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
@@ -212,29 +257,17 @@ pub fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 
 pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let mut expiry = Expiry::Unset;
-    let mut i = 2;
-    while i < args.len() {
-        let arg = &args[i];
-        let unit = expiry_unit(arg);
-        match unit {
-            Some((seconds, relative)) if expiry == Expiry::Unset && i + 1 < args.len() => {
-                match expire_at(&args[i + 1], seconds, relative, now, "getex") {
-                    Ok(at) => expiry = Expiry::At(at),
-                    Err(e) => return e,
-                }
-                i += 2;
-            }
-            None if is(arg, "PERSIST") && expiry == Expiry::Unset => {
-                expiry = Expiry::Persist;
-                i += 1;
-            }
-            _ => return Reply::error(ERR_SYNTAX),
-        }
-    }
+    let parsed = match parse_extended_args(args, 2, false) {
+        Ok(parsed) => parsed,
+        Err(e) => return e,
+    };
     let mut guard = lock(ctx, &args[1]);
     let Some(entry) = guard.get_live_mut(&args[1], now) else {
         return Reply::Nil;
+    };
+    let expiry = match parsed.expiry(now, "getex") {
+        Ok(expiry) => expiry,
+        Err(e) => return e,
     };
     let reply = reply_value(&entry.value);
     match expiry {
