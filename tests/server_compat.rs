@@ -1,10 +1,11 @@
 //! Byte-exact Redis 7 compatibility of edge cases found by comparing the node's replies with a
 //! real Redis (7.0.15, x86-64) side by side: option parsing of SET and GETEX, SCAN cursors,
-//! SELECT's index range, CONFIG GET names.
+//! SELECT's index range, CONFIG GET names, and INCRBYFLOAT's `long double` arithmetic.
 
 mod server_support;
 
-use server_support::{cmd, cmd_bytes, start};
+use mapcache::server::EvictionPolicy;
+use server_support::{cmd, cmd_bytes, start, start_with};
 use tokio::io::AsyncWriteExt;
 
 /// `parseExtendedStringArgumentsOrReply` lets an expire option repeat (the last time wins, and
@@ -96,4 +97,83 @@ async fn config_get_answers_a_plain_name_as_it_was_asked() {
     )
     .await;
     c.expect(&cmd(&["CONFIG", "GET", "MAXMEM*ORY"]), b"*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n").await;
+}
+
+/// Redis adds in `long double` and prints `%.17Lf` without trailing zeros: 0.1 + 0.2 is 0.3
+/// (not f64's 0.30000000000000004), sums past f64's range are fine, and hex input is read.
+#[tokio::test]
+async fn incrbyfloat_adds_in_long_double_as_redis_does() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["INCRBYFLOAT", "f", "0.1"]), b"$3\r\n0.1\r\n").await;
+    c.expect(&cmd(&["INCRBYFLOAT", "f", "0.2"]), b"$3\r\n0.3\r\n").await;
+    c.expect(&cmd(&["SET", "f", "10.5"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["INCRBYFLOAT", "f", "0.1"]), b"$4\r\n10.6\r\n").await;
+    c.expect(
+        &cmd(&["INCRBYFLOAT", "g", "123456789012345678901234567890"]),
+        b"$30\r\n123456789012345678899921813504\r\n",
+    )
+    .await;
+    c.expect(&cmd(&["INCRBYFLOAT", "h", "0x1.8p1"]), b"$1\r\n3\r\n").await;
+    c.expect(&cmd(&["SET", "h", "0x10"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["INCRBYFLOAT", "h", "1"]), b"$2\r\n17\r\n").await;
+    // Subnormal in f64, but printed with 17 decimals it is 0.
+    c.expect(&cmd(&["INCRBYFLOAT", "s", "5e-324"]), b"$1\r\n0\r\n").await;
+    // Ties at the 17th decimal go to even, as glibc's printf rounds them.
+    c.expect(
+        &cmd(&["INCRBYFLOAT", "t", "0.000003814697265625"]),
+        b"$19\r\n0.00000381469726562\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn incrbyfloat_goes_past_the_f64_range_like_redis() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["INCRBYFLOAT", "big", "1e500"]), b"$500\r\n").await;
+    let rest = c.read_exact(500 + 2).await;
+    assert!(rest.starts_with(b"99999999999999999997532712669662876227443880427062624344814"));
+    assert!(rest.ends_with(b"\r\n"));
+    c.expect(&cmd(&["INCRBYFLOAT", "big", "1e4933"]), b"-ERR value is not a valid float\r\n").await;
+    c.expect(&cmd(&["INCRBYFLOAT", "big", "1e-4951"]), b"-ERR value is not a valid float\r\n")
+        .await;
+    c.expect(
+        &cmd(&["INCRBYFLOAT", "big", "inf"]),
+        b"-ERR increment would produce NaN or Infinity\r\n",
+    )
+    .await;
+    c.expect(&cmd(&["SET", "x", "1.18973149535723176502e+4932"]), b"+OK\r\n").await;
+    c.expect(
+        &cmd(&["INCRBYFLOAT", "x", "1e4932"]),
+        b"-ERR increment would produce NaN or Infinity\r\n",
+    )
+    .await;
+}
+
+/// Room for INCRBYFLOAT is made before it runs for results in the f64 range; a wider
+/// `long double` result (up to 4934 bytes) makes room for the rest itself before it is stored,
+/// so a node at its limit evicts enough and stays under maxmemory.
+#[tokio::test]
+async fn incrbyfloat_makes_room_for_a_result_wider_than_f64() {
+    const LIMIT: usize = 256 * 1024;
+    let node = start_with(|c| {
+        c.maxmemory = LIMIT as u64;
+        c.eviction_policy = EvictionPolicy::AllkeysRandom;
+    })
+    .await;
+    let store = &node.handle.node.store;
+    let mut c = node.raw().await;
+    let value = "v".repeat(1000);
+    let mut i = 0;
+    while store.evicted_total.get() == 0 {
+        c.expect(&cmd(&["SET", &format!("k{i}"), &value]), b"+OK\r\n").await;
+        i += 1;
+    }
+    for key in ["wide1", "wide2", "wide3"] {
+        c.expect(&cmd(&["INCRBYFLOAT", key, "1e4900"]), b"$4901\r\n").await;
+        let digits = c.read_exact(4901 + 2).await;
+        assert!(digits.starts_with(b"1000000000000000000"), "{:?}", &digits[..30]);
+        assert!(store.used_memory() <= LIMIT, "used {}", store.used_memory());
+    }
 }

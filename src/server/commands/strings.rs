@@ -4,8 +4,9 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::long_double::{LongDouble, Parsed};
 use super::{Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, int_arg, is, parse_i64, wrong_arity};
-use crate::server::resp::{PROTO_MAX_BULK_LEN, Reply, format_double};
+use crate::server::resp::{PROTO_MAX_BULK_LEN, Reply};
 use crate::server::store::{Entry, ShardGuard};
 use crate::server::value::Value;
 
@@ -381,42 +382,42 @@ pub fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
-/// A float as Redis's `string2ld` accepts it: no spaces, not empty, finite or `inf`.
-fn parse_float(arg: &[u8]) -> Option<f64> {
-    let text = std::str::from_utf8(arg).ok()?;
-    if text.is_empty()
-        || text.len() > 5000
-        || text.starts_with(char::is_whitespace)
-        || text.ends_with(char::is_whitespace)
-    {
-        return None;
-    }
-    let v: f64 = text.parse().ok()?;
-    if v.is_nan() { None } else { Some(v) }
-}
-
 pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let Some(by) = parse_float(&args[2]) else {
-        return Reply::error("ERR value is not a valid float");
-    };
-    let mut guard = lock(ctx, &args[1]);
-    let current = match guard.get_live(&args[1], now) {
-        None => 0.0,
-        Some(entry) => match parse_float(&entry.value) {
-            Some(v) => v,
-            None => return Reply::error("ERR value is not a valid float"),
-        },
-    };
-    let next = current + by;
-    if !next.is_finite() {
-        return Reply::error("ERR increment would produce NaN or Infinity");
+    let key = &args[1];
+    loop {
+        let mut guard = lock(ctx, key);
+        // Redis reads the stored value first, then the increment; either may be refused.
+        let current = match guard.get_live(key, now) {
+            None => Some(Parsed::Finite(LongDouble::ZERO)),
+            Some(entry) => LongDouble::parse(&entry.value),
+        };
+        let (Some(current), Some(by)) = (current, LongDouble::parse(&args[2])) else {
+            return Reply::error("ERR value is not a valid float");
+        };
+        let next = match (current, by) {
+            (Parsed::Finite(current), Parsed::Finite(by)) => current.add(by),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return Reply::error("ERR increment would produce NaN or Infinity");
+        };
+        let value = Bytes::from(next.to_human_string());
+        if value.len() > ctx.reserved {
+            // Past the f64 range room was made for (up to 4934 bytes): make room for the rest
+            // before storing it, as SETRANGE does.
+            drop(guard);
+            if let Err(oom) = super::reserve(ctx, &[key], value.len()) {
+                return oom;
+            }
+            ctx.reserved = value.len();
+            continue;
+        }
+        if let Err(value) = guard.set_value(key, value.clone()) {
+            guard.insert(key.clone(), Entry::new(value, 0, now));
+        }
+        return Reply::Bulk(value);
     }
-    let value = Bytes::from(format_double(next));
-    if let Err(value) = guard.set_value(&args[1], value.clone()) {
-        guard.insert(args[1].clone(), Entry::new(value, 0, now));
-    }
-    Reply::Bulk(value)
 }
 
 pub fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
