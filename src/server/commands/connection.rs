@@ -123,9 +123,14 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     ])
 }
 
+/// Only database 0 exists. The index is read as Redis's `getIntFromObjectOrReply`: an integer
+/// that does not fit a C `int` has its own error, before the range of databases is checked.
 pub fn select(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     match parse_i64(&args[1]) {
         Some(0) => Reply::ok(),
+        Some(id) if i32::try_from(id).is_err() => {
+            Reply::error("ERR value is out of range, value must between -2147483648 and 2147483647")
+        }
         Some(_) => Reply::error("ERR DB index is out of range"),
         None => Reply::error(ERR_NOT_INTEGER),
     }

@@ -194,11 +194,35 @@ pub fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     Reply::Array(found)
 }
 
+/// A SCAN cursor as Redis's `parseScanCursorOrReply` reads it with `strtoul(.., 10)`: a C string
+/// (up to the first NUL), an optional sign then decimal digits; "" is cursor 0 and a `-` wraps as
+/// C's unsigned negation does (`-1` is `u64::MAX`). No leading space, nothing after the digits,
+/// no overflow.
+fn parse_cursor(arg: &[u8]) -> Option<u64> {
+    let text = super::c_string_prefix(arg, usize::MAX);
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        // strtoul found no number: it points back at the start, which is valid only when empty.
+        return text.is_empty().then_some(0);
+    }
+    let mut value: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(if negative { value.wrapping_neg() } else { value })
+}
+
 /// The SCAN cursor spans shards: `engine_cursor * shards + shard`. The engine's reverse-binary
 /// cursor gives Redis's guarantee within a shard; shards are visited in order.
 pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
-    let Some(cursor) = std::str::from_utf8(&args[1]).ok().and_then(|s| s.parse::<u64>().ok())
-    else {
+    let Some(cursor) = parse_cursor(&args[1]) else {
         return Reply::error("ERR invalid cursor");
     };
     let mut pattern: Option<&Bytes> = None;

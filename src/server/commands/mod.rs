@@ -7,6 +7,7 @@
 
 mod connection;
 mod keys;
+mod long_double;
 mod server;
 mod strings;
 
@@ -271,9 +272,10 @@ pub fn execute(ctx: &mut Ctx<'_>, index: Option<u16>, args: &[Bytes]) -> (Option
 /// store, whatever their arguments.
 const MAX_INTEGER_TEXT: usize = 20;
 
-/// Longest text [`format_double`](crate::server::resp::format_double) gives for a finite f64 (a
-/// subnormal written out in full: `-0.` + 307 zeros + 17 digits, 327 bytes), rounded up: what
-/// INCRBYFLOAT may store, whatever its arguments.
+/// Room made before INCRBYFLOAT runs: the longest text of a result within the f64 range (309
+/// integer digits, or 17 decimals, and a sign), rounded up. Its `long double` results may be
+/// wider, up to 4934 bytes; the command makes room for those itself, under its lock, when it
+/// finds one.
 pub(super) const MAX_DOUBLE_TEXT: usize = 340;
 
 /// What a growing write of `args` may add in value bytes, per its [`Growth`].
@@ -426,14 +428,19 @@ mod tests {
     }
 
     #[test]
-    fn incrbyfloat_reserves_room_for_its_longest_result() {
-        let longest = [f64::MAX, f64::MIN, f64::MIN_POSITIVE, -f64::MIN_POSITIVE, 5e-324]
+    fn incrbyfloat_reserves_room_for_results_in_the_f64_range() {
+        use long_double::{LongDouble, Parsed};
+        let length = |text: &str| match LongDouble::parse(text.as_bytes()) {
+            Some(Parsed::Finite(value)) => value.to_human_string().len(),
+            other => panic!("{text} parses to {other:?}"),
+        };
+        let longest = ["-1.7976931348623157e308", "-1.5e-17", "-123456.00000000000000001"]
             .into_iter()
-            .chain([-1.2345678901234567e-308, -2.225073858507201e-308])
-            .map(|d| crate::server::resp::format_double(d).len())
+            .map(length)
             .max();
-        assert_eq!(longest, Some(327));
+        assert_eq!(longest, Some(310));
         assert!(longest.is_some_and(|l| l <= MAX_DOUBLE_TEXT));
+        assert_eq!(length("-1.18973149535723176502e+4932"), 4934);
     }
 
     fn error_text(reply: Reply) -> Vec<u8> {

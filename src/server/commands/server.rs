@@ -129,11 +129,27 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         if args.len() < 3 {
             return wrong_sub_arity("config", sub);
         }
+        // As Redis 7's `configGetCommand`: an argument without `[*?` is a name, looked up in any
+        // case and answered under the name as given; a pattern matches names in any case and
+        // answers under their own. A parameter is listed once, however many arguments match it.
         let params = config_params(ctx);
+        let mut listed: Vec<usize> = Vec::new();
         let mut pairs = Vec::new();
-        for (name, value) in params {
-            if args[2..].iter().any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes())) {
-                pairs.push((Reply::bulk_str(name), Reply::bulk_str(&value)));
+        for arg in &args[2..] {
+            let pattern = arg.iter().any(|c| matches!(c, b'[' | b'*' | b'?'));
+            let lower = arg.to_ascii_lowercase();
+            for (i, (name, value)) in params.iter().enumerate() {
+                let matched = if pattern {
+                    glob_match(&lower, name.as_bytes())
+                } else {
+                    lower == name.as_bytes()
+                };
+                if matched && !listed.contains(&i) {
+                    listed.push(i);
+                    let shown =
+                        if pattern { Bytes::from_static(name.as_bytes()) } else { arg.clone() };
+                    pairs.push((Reply::Bulk(shown), Reply::bulk_str(value)));
+                }
             }
         }
         Reply::Map(pairs)

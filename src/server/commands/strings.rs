@@ -4,8 +4,9 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::long_double::{LongDouble, Parsed};
 use super::{Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, int_arg, is, parse_i64, wrong_arity};
-use crate::server::resp::{PROTO_MAX_BULK_LEN, Reply, format_double};
+use crate::server::resp::{PROTO_MAX_BULK_LEN, Reply};
 use crate::server::store::{Entry, ShardGuard};
 use crate::server::value::Value;
 
@@ -91,38 +92,83 @@ fn expiry_unit(arg: &[u8]) -> Option<(bool, bool)> {
     }
 }
 
-fn parse_set_options(args: &[Bytes], now_ms: u64) -> Result<SetOptions, Reply> {
-    let mut opts = SetOptions::default();
-    let mut i = 3;
+/// What SET's and GETEX's options ask for before the expire time is checked: Redis's
+/// `parseExtendedStringArgumentsOrReply` only collects flags and remembers the time argument,
+/// which is checked later (SET: before the key is looked up; GETEX: after, so a missing key
+/// answers nil whatever the time). Repeating an option is allowed (the last time wins); only a
+/// conflicting one is a syntax error.
+#[derive(Debug, Default)]
+struct ExtendedArgs<'a> {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    /// The expire option's unit `(in_seconds, relative)` and its time argument, unchecked.
+    expire: Option<((bool, bool), &'a Bytes)>,
+}
+
+/// Redis's `parseExtendedStringArgumentsOrReply` for SET (`for_set`) or GETEX, from `args[first]`.
+fn parse_extended_args(
+    args: &[Bytes],
+    first: usize,
+    for_set: bool,
+) -> Result<ExtendedArgs<'_>, Reply> {
+    let mut opts = ExtendedArgs::default();
+    let mut i = first;
     while i < args.len() {
         let arg = &args[i];
         let next = args.get(i + 1);
-        let unit = expiry_unit(arg);
-        if let Some((seconds, relative)) = unit {
-            let Some(value) = next else {
-                return Err(Reply::error(ERR_SYNTAX));
-            };
-            if opts.expiry.is_some() {
-                return Err(Reply::error(ERR_SYNTAX));
+        if let Some(unit) = expiry_unit(arg) {
+            let other_unit = opts.expire.is_some_and(|(u, _)| u != unit);
+            match next {
+                Some(value) if !(opts.keepttl || opts.persist || other_unit) => {
+                    opts.expire = Some((unit, value));
+                    i += 2;
+                    continue;
+                }
+                _ => return Err(Reply::error(ERR_SYNTAX)),
             }
-            opts.expiry = Some(Expiry::At(expire_at(value, seconds, relative, now_ms, "set")?));
-            i += 2;
-            continue;
         }
-        if is(arg, "NX") && !opts.xx {
+        if for_set && is(arg, "NX") && !opts.xx {
             opts.nx = true;
-        } else if is(arg, "XX") && !opts.nx {
+        } else if for_set && is(arg, "XX") && !opts.nx {
             opts.xx = true;
-        } else if is(arg, "GET") {
+        } else if for_set && is(arg, "GET") {
             opts.get = true;
-        } else if is(arg, "KEEPTTL") && opts.expiry.is_none() {
-            opts.expiry = Some(Expiry::KeepTtl);
+        } else if for_set && is(arg, "KEEPTTL") && opts.expire.is_none() {
+            opts.keepttl = true;
+        } else if !for_set && is(arg, "PERSIST") && opts.expire.is_none() {
+            opts.persist = true;
         } else {
             return Err(Reply::error(ERR_SYNTAX));
         }
         i += 1;
     }
     Ok(opts)
+}
+
+impl ExtendedArgs<'_> {
+    /// The expiry asked for, the time argument checked as Redis's `getExpireMillisecondsOrReply`.
+    fn expiry(&self, now_ms: u64, cmd: &str) -> Result<Expiry, Reply> {
+        Ok(match self.expire {
+            Some(((seconds, relative), value)) => {
+                Expiry::At(expire_at(value, seconds, relative, now_ms, cmd)?)
+            }
+            None if self.keepttl => Expiry::KeepTtl,
+            None if self.persist => Expiry::Persist,
+            None => Expiry::Unset,
+        })
+    }
+}
+
+fn parse_set_options(args: &[Bytes], now_ms: u64) -> Result<SetOptions, Reply> {
+    let parsed = parse_extended_args(args, 3, true)?;
+    let expiry = match parsed.expiry(now_ms, "set")? {
+        Expiry::Unset => None,
+        expiry => Some(expiry),
+    };
+    Ok(SetOptions { nx: parsed.nx, xx: parsed.xx, get: parsed.get, expiry })
 }
 
 pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
@@ -212,29 +258,17 @@ pub fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 
 pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let mut expiry = Expiry::Unset;
-    let mut i = 2;
-    while i < args.len() {
-        let arg = &args[i];
-        let unit = expiry_unit(arg);
-        match unit {
-            Some((seconds, relative)) if expiry == Expiry::Unset && i + 1 < args.len() => {
-                match expire_at(&args[i + 1], seconds, relative, now, "getex") {
-                    Ok(at) => expiry = Expiry::At(at),
-                    Err(e) => return e,
-                }
-                i += 2;
-            }
-            None if is(arg, "PERSIST") && expiry == Expiry::Unset => {
-                expiry = Expiry::Persist;
-                i += 1;
-            }
-            _ => return Reply::error(ERR_SYNTAX),
-        }
-    }
+    let parsed = match parse_extended_args(args, 2, false) {
+        Ok(parsed) => parsed,
+        Err(e) => return e,
+    };
     let mut guard = lock(ctx, &args[1]);
     let Some(entry) = guard.get_live_mut(&args[1], now) else {
         return Reply::Nil;
+    };
+    let expiry = match parsed.expiry(now, "getex") {
+        Ok(expiry) => expiry,
+        Err(e) => return e,
     };
     let reply = reply_value(&entry.value);
     match expiry {
@@ -348,42 +382,42 @@ pub fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
-/// A float as Redis's `string2ld` accepts it: no spaces, not empty, finite or `inf`.
-fn parse_float(arg: &[u8]) -> Option<f64> {
-    let text = std::str::from_utf8(arg).ok()?;
-    if text.is_empty()
-        || text.len() > 5000
-        || text.starts_with(char::is_whitespace)
-        || text.ends_with(char::is_whitespace)
-    {
-        return None;
-    }
-    let v: f64 = text.parse().ok()?;
-    if v.is_nan() { None } else { Some(v) }
-}
-
 pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let Some(by) = parse_float(&args[2]) else {
-        return Reply::error("ERR value is not a valid float");
-    };
-    let mut guard = lock(ctx, &args[1]);
-    let current = match guard.get_live(&args[1], now) {
-        None => 0.0,
-        Some(entry) => match parse_float(&entry.value) {
-            Some(v) => v,
-            None => return Reply::error("ERR value is not a valid float"),
-        },
-    };
-    let next = current + by;
-    if !next.is_finite() {
-        return Reply::error("ERR increment would produce NaN or Infinity");
+    let key = &args[1];
+    loop {
+        let mut guard = lock(ctx, key);
+        // Redis reads the stored value first, then the increment; either may be refused.
+        let current = match guard.get_live(key, now) {
+            None => Some(Parsed::Finite(LongDouble::ZERO)),
+            Some(entry) => LongDouble::parse(&entry.value),
+        };
+        let (Some(current), Some(by)) = (current, LongDouble::parse(&args[2])) else {
+            return Reply::error("ERR value is not a valid float");
+        };
+        let next = match (current, by) {
+            (Parsed::Finite(current), Parsed::Finite(by)) => current.add(by),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return Reply::error("ERR increment would produce NaN or Infinity");
+        };
+        let value = Bytes::from(next.to_human_string());
+        if value.len() > ctx.reserved {
+            // Past the f64 range room was made for (up to 4934 bytes): make room for the rest
+            // before storing it, as SETRANGE does.
+            drop(guard);
+            if let Err(oom) = super::reserve(ctx, &[key], value.len()) {
+                return oom;
+            }
+            ctx.reserved = value.len();
+            continue;
+        }
+        if let Err(value) = guard.set_value(key, value.clone()) {
+            guard.insert(key.clone(), Entry::new(value, 0, now));
+        }
+        return Reply::Bulk(value);
     }
-    let value = Bytes::from(format_double(next));
-    if let Err(value) = guard.set_value(&args[1], value.clone()) {
-        guard.insert(args[1].clone(), Entry::new(value, 0, now));
-    }
-    Reply::Bulk(value)
 }
 
 pub fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {

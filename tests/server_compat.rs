@@ -1,0 +1,179 @@
+//! Byte-exact Redis 7 compatibility of edge cases found by comparing the node's replies with a
+//! real Redis (7.0.15, x86-64) side by side: option parsing of SET and GETEX, SCAN cursors,
+//! SELECT's index range, CONFIG GET names, and INCRBYFLOAT's `long double` arithmetic.
+
+mod server_support;
+
+use mapcache::server::EvictionPolicy;
+use server_support::{cmd, cmd_bytes, start, start_with};
+use tokio::io::AsyncWriteExt;
+
+/// `parseExtendedStringArgumentsOrReply` lets an expire option repeat (the last time wins, and
+/// only it is checked), and KEEPTTL too; only a different unit conflicts.
+#[tokio::test]
+async fn set_accepts_a_repeated_expire_option_and_checks_only_the_last_time() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["SET", "k", "v", "EX", "abc", "EX", "100"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["TTL", "k"]), b":100\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v", "KEEPTTL", "GET", "KEEPTTL"]), b"$1\r\nv\r\n").await;
+    c.expect(&cmd(&["TTL", "k"]), b":100\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v", "PX", "10", "EX", "10"]), b"-ERR syntax error\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v", "EX", "10", "KEEPTTL"]), b"-ERR syntax error\r\n").await;
+}
+
+/// Options are all parsed before the time is checked: a syntax error after a bad time is
+/// reported as the syntax error.
+#[tokio::test]
+async fn set_reports_a_syntax_error_before_an_invalid_expire_time() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["SET", "k", "v", "EX", "0", "FOO"]), b"-ERR syntax error\r\n").await;
+    c.expect(&cmd(&["SET", "k", "v", "EX", "0"]), b"-ERR invalid expire time in 'set' command\r\n")
+        .await;
+}
+
+/// GETEX looks the key up before checking the time (`getexCommand`): a missing key is nil
+/// whatever the time; PERSIST and an expire option may repeat.
+#[tokio::test]
+async fn getex_checks_the_time_only_for_an_existing_key_and_allows_repeats() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["GETEX", "missing", "EX", "0"]), b"$-1\r\n").await;
+    c.expect(&cmd(&["GETEX", "missing", "EX", "abc"]), b"$-1\r\n").await;
+    c.expect(&cmd(&["GETEX", "missing", "EX", "abc", "FOO"]), b"-ERR syntax error\r\n").await;
+    c.expect(&cmd(&["SET", "k", "1"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["GETEX", "k", "EX", "0"]), b"-ERR invalid expire time in 'getex' command\r\n")
+        .await;
+    c.expect(&cmd(&["GETEX", "k", "EX", "abc", "EX", "100"]), b"$1\r\n1\r\n").await;
+    c.expect(&cmd(&["TTL", "k"]), b":100\r\n").await;
+    c.expect(&cmd(&["GETEX", "k", "PERSIST", "PERSIST"]), b"$1\r\n1\r\n").await;
+    c.expect(&cmd(&["TTL", "k"]), b":-1\r\n").await;
+    c.expect(&cmd(&["GETEX", "k", "PERSIST", "EX", "10"]), b"-ERR syntax error\r\n").await;
+}
+
+/// `parseScanCursorOrReply` reads the cursor with `strtoul`: an empty cursor is 0, a sign is
+/// allowed (`-1` wraps to the largest cursor), the text ends at a NUL; a space, a bare sign or
+/// trailing bytes are invalid.
+#[tokio::test]
+async fn scan_reads_its_cursor_as_strtoul_does() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    let done = b"*2\r\n$1\r\n0\r\n*0\r\n";
+    for cursor in [&b""[..], b"-0", b"+0", b"00", b"0\x00junk"] {
+        c.expect(&cmd_bytes(&[b"SCAN", cursor]), done).await;
+    }
+    for cursor in [&b" 0"[..], b"-", b"+", b"0x1", b"1.5", b"18446744073709551616"] {
+        c.expect(&cmd_bytes(&[b"SCAN", cursor]), b"-ERR invalid cursor\r\n").await;
+    }
+    // -1 is the largest cursor: a valid one, whatever it visits.
+    c.stream.write_all(&cmd(&["SCAN", "-1"])).await.expect("write");
+    assert_eq!(c.read_exact(5).await, b"*2\r\n$");
+}
+
+/// `getIntFromObjectOrReply`: an index that does not fit a C int has its own error.
+#[tokio::test]
+async fn select_reports_an_index_beyond_int_range_as_redis_does() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    let out_of_int =
+        b"-ERR value is out of range, value must between -2147483648 and 2147483647\r\n";
+    c.expect(&cmd(&["SELECT", "2147483648"]), out_of_int).await;
+    c.expect(&cmd(&["SELECT", "-2147483649"]), out_of_int).await;
+    c.expect(&cmd(&["SELECT", "2147483647"]), b"-ERR DB index is out of range\r\n").await;
+    c.expect(&cmd(&["SELECT", "0"]), b"+OK\r\n").await;
+}
+
+/// `configGetCommand`: a plain name is answered under the spelling asked for, a pattern under
+/// the parameter's own name, and a parameter once however many arguments match it.
+#[tokio::test]
+async fn config_get_answers_a_plain_name_as_it_was_asked() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["CONFIG", "GET", "MaxMemory"]), b"*2\r\n$9\r\nMaxMemory\r\n$1\r\n0\r\n").await;
+    c.expect(
+        &cmd(&["CONFIG", "GET", "MAXMEMORY", "maxmemory", "MAXMEM*ORY"]),
+        b"*2\r\n$9\r\nMAXMEMORY\r\n$1\r\n0\r\n",
+    )
+    .await;
+    c.expect(&cmd(&["CONFIG", "GET", "MAXMEM*ORY"]), b"*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n").await;
+}
+
+/// Redis adds in `long double` and prints `%.17Lf` without trailing zeros: 0.1 + 0.2 is 0.3
+/// (not f64's 0.30000000000000004), sums past f64's range are fine, and hex input is read.
+#[tokio::test]
+async fn incrbyfloat_adds_in_long_double_as_redis_does() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["INCRBYFLOAT", "f", "0.1"]), b"$3\r\n0.1\r\n").await;
+    c.expect(&cmd(&["INCRBYFLOAT", "f", "0.2"]), b"$3\r\n0.3\r\n").await;
+    c.expect(&cmd(&["SET", "f", "10.5"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["INCRBYFLOAT", "f", "0.1"]), b"$4\r\n10.6\r\n").await;
+    c.expect(
+        &cmd(&["INCRBYFLOAT", "g", "123456789012345678901234567890"]),
+        b"$30\r\n123456789012345678899921813504\r\n",
+    )
+    .await;
+    c.expect(&cmd(&["INCRBYFLOAT", "h", "0x1.8p1"]), b"$1\r\n3\r\n").await;
+    c.expect(&cmd(&["SET", "h", "0x10"]), b"+OK\r\n").await;
+    c.expect(&cmd(&["INCRBYFLOAT", "h", "1"]), b"$2\r\n17\r\n").await;
+    // Subnormal in f64, but printed with 17 decimals it is 0.
+    c.expect(&cmd(&["INCRBYFLOAT", "s", "5e-324"]), b"$1\r\n0\r\n").await;
+    // Ties at the 17th decimal go to even, as glibc's printf rounds them.
+    c.expect(
+        &cmd(&["INCRBYFLOAT", "t", "0.000003814697265625"]),
+        b"$19\r\n0.00000381469726562\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn incrbyfloat_goes_past_the_f64_range_like_redis() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(&cmd(&["INCRBYFLOAT", "big", "1e500"]), b"$500\r\n").await;
+    let rest = c.read_exact(500 + 2).await;
+    assert!(rest.starts_with(b"99999999999999999997532712669662876227443880427062624344814"));
+    assert!(rest.ends_with(b"\r\n"));
+    c.expect(&cmd(&["INCRBYFLOAT", "big", "1e4933"]), b"-ERR value is not a valid float\r\n").await;
+    c.expect(&cmd(&["INCRBYFLOAT", "big", "1e-4951"]), b"-ERR value is not a valid float\r\n")
+        .await;
+    c.expect(
+        &cmd(&["INCRBYFLOAT", "big", "inf"]),
+        b"-ERR increment would produce NaN or Infinity\r\n",
+    )
+    .await;
+    c.expect(&cmd(&["SET", "x", "1.18973149535723176502e+4932"]), b"+OK\r\n").await;
+    c.expect(
+        &cmd(&["INCRBYFLOAT", "x", "1e4932"]),
+        b"-ERR increment would produce NaN or Infinity\r\n",
+    )
+    .await;
+}
+
+/// Room for INCRBYFLOAT is made before it runs for results in the f64 range; a wider
+/// `long double` result (up to 4934 bytes) makes room for the rest itself before it is stored,
+/// so a node at its limit evicts enough and stays under maxmemory.
+#[tokio::test]
+async fn incrbyfloat_makes_room_for_a_result_wider_than_f64() {
+    const LIMIT: usize = 256 * 1024;
+    let node = start_with(|c| {
+        c.maxmemory = LIMIT as u64;
+        c.eviction_policy = EvictionPolicy::AllkeysRandom;
+    })
+    .await;
+    let store = &node.handle.node.store;
+    let mut c = node.raw().await;
+    let value = "v".repeat(1000);
+    let mut i = 0;
+    while store.evicted_total.get() == 0 {
+        c.expect(&cmd(&["SET", &format!("k{i}"), &value]), b"+OK\r\n").await;
+        i += 1;
+    }
+    for key in ["wide1", "wide2", "wide3"] {
+        c.expect(&cmd(&["INCRBYFLOAT", key, "1e4900"]), b"$4901\r\n").await;
+        let digits = c.read_exact(4901 + 2).await;
+        assert!(digits.starts_with(b"1000000000000000000"), "{:?}", &digits[..30]);
+        assert!(store.used_memory() <= LIMIT, "used {}", store.used_memory());
+    }
+}
