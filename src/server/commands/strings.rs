@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::long_double::{LongDouble, Parsed};
+use super::long_double::{IncrError, incr_by_float};
 use super::{Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, int_arg, is, parse_i64, wrong_arity};
 use crate::server::resp::{PROTO_MAX_BULK_LEN, Reply};
 use crate::server::store::{Entry, ShardGuard};
@@ -387,22 +387,14 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let key = &args[1];
     loop {
         let mut guard = lock(ctx, key);
-        // Redis reads the stored value first, then the increment; either may be refused.
-        let current = match guard.get_live(key, now) {
-            None => Some(Parsed::Finite(LongDouble::ZERO)),
-            Some(entry) => LongDouble::parse(&entry.value),
+        let current = guard.get_live(key, now).map(|entry| &entry.value[..]);
+        let value = match incr_by_float(current, &args[2]) {
+            Ok(text) => Bytes::from(text),
+            Err(IncrError::NotAFloat) => return Reply::error("ERR value is not a valid float"),
+            Err(IncrError::NanOrInfinity) => {
+                return Reply::error("ERR increment would produce NaN or Infinity");
+            }
         };
-        let (Some(current), Some(by)) = (current, LongDouble::parse(&args[2])) else {
-            return Reply::error("ERR value is not a valid float");
-        };
-        let next = match (current, by) {
-            (Parsed::Finite(current), Parsed::Finite(by)) => current.add(by),
-            _ => None,
-        };
-        let Some(next) = next else {
-            return Reply::error("ERR increment would produce NaN or Infinity");
-        };
-        let value = Bytes::from(next.to_human_string());
         if value.len() > ctx.reserved {
             // Past the f64 range room was made for (up to 4934 bytes): make room for the rest
             // before storing it, as SETRANGE does.
