@@ -26,9 +26,8 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
                     continue;
                 }
                 b'[' => {
-                    if let Some((matched, next)) = match_class(pattern, p, text[t])
-                        && matched
-                    {
+                    let (matched, next) = match_class(pattern, p, text[t]);
+                    if matched {
                         p = next;
                         t += 1;
                         continue;
@@ -63,8 +62,10 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 /// Matches `c` against the class opening at `pattern[open] == b'['`. Returns whether it matched
-/// and the index after the class.
-fn match_class(pattern: &[u8], open: usize, c: u8) -> Option<(bool, usize)> {
+/// and the index after the class. As Redis's `stringmatchlen`: `\\` escapes the next byte, `x-y`
+/// is a range whatever `y` is (in `[a-]` the range ends at `]`, which then does not close the
+/// class), either end may come first, and a class left open ends with the pattern.
+fn match_class(pattern: &[u8], open: usize, c: u8) -> (bool, usize) {
     let mut i = open + 1;
     let negate = pattern.get(i) == Some(&b'^');
     if negate {
@@ -72,36 +73,23 @@ fn match_class(pattern: &[u8], open: usize, c: u8) -> Option<(bool, usize)> {
     }
     let mut matched = false;
     loop {
-        let &pc = pattern.get(i)?;
-        match pc {
-            b']' => break,
-            b'\\' if i + 1 < pattern.len() => {
-                if pattern[i + 1] == c {
-                    matched = true;
-                }
+        match pattern[i..] {
+            [b'\\', escaped, ..] => {
+                matched |= escaped == c;
                 i += 2;
             }
-            _ if pattern.get(i + 1) == Some(&b'-')
-                && pattern.get(i + 2).is_some_and(|&e| e != b']') =>
-            {
-                let (mut lo, mut hi) = (pc, pattern[i + 2]);
-                if lo > hi {
-                    std::mem::swap(&mut lo, &mut hi);
-                }
-                if (lo..=hi).contains(&c) {
-                    matched = true;
-                }
+            [b']', ..] => return (matched != negate, i + 1),
+            [] => return (matched != negate, i),
+            [from, b'-', to, ..] => {
+                matched |= (from.min(to)..=from.max(to)).contains(&c);
                 i += 3;
             }
-            _ => {
-                if pc == c {
-                    matched = true;
-                }
+            [literal, ..] => {
+                matched |= literal == c;
                 i += 1;
             }
         }
     }
-    Some((matched != negate, i + 1))
 }
 
 #[cfg(test)]
@@ -121,5 +109,32 @@ mod tests {
         assert!(!glob_match(b"a\\*b", b"axb"));
         assert!(glob_match(b"*a*b*", b"xxaxxbxx"));
         assert!(!glob_match(b"*a*b", b"xxaxxbxxc"));
+    }
+
+    /// The corners of Redis's `stringmatchlen` (util.c), each checked against redis-server
+    /// 7.0.15 with `KEYS`.
+    #[test]
+    fn classes_follow_redis_in_their_corners() {
+        // `a-]` is a range from `]` to `a`; the class then runs on to the end of the pattern.
+        for key in ["hallo", "h-llo", "h]llo"] {
+            assert!(!glob_match(b"h[a-]llo", key.as_bytes()), "{key}");
+        }
+        for key in ["ha", "h]", "h_", "hl", "ho"] {
+            assert!(glob_match(b"h[a-]llo", key.as_bytes()), "{key}");
+        }
+        assert!(!glob_match(b"h[a-]llo", b"h-"));
+        // A class left open ends with the pattern.
+        assert!(glob_match(b"[^", b"x"));
+        assert!(!glob_match(b"[^", b"xy"));
+        assert!(!glob_match(b"[^", b""));
+        assert!(glob_match(b"[\\]", b"]"));
+        assert!(!glob_match(b"[\\]", b"\\"));
+        assert!(glob_match(b"x[ab", b"xb"));
+        assert!(!glob_match(b"[", b"["));
+        assert!(!glob_match(b"[", b""));
+        // Reversed ranges, escapes inside a class, a lone trailing backslash.
+        assert!(glob_match(b"[z-a]", b"m"));
+        assert!(glob_match(b"[\\-]", b"-"));
+        assert!(glob_match(b"a\\", b"a\\"));
     }
 }
