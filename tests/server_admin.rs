@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use mapcache::server::tasks::TaskKind;
 use mapcache::server::{Config, Node, StartError};
-use serde_json::Value;
-use server_support::{cmd, get_json, get_text, http, post_json, start, start_with};
+use serde_json::{Value, json};
+use server_support::{
+    cmd, get_json, get_text, hold_shard_lock, http, post_json, start, start_with, wait_until,
+};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn health_and_readiness_answer_plain_text() {
@@ -277,6 +280,46 @@ async fn task_dump_and_lock_profile_see_a_task_waiting_for_a_shard_lock() {
     assert_eq!((counters.contentions, counters.waiters_now), (1, 0));
 }
 
+/// A client's command is in the task dump while it runs, waiting for its shard's lock
+/// included, and leaves it once answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn task_dump_names_the_command_a_connection_waits_with() {
+    let node = start().await;
+    let state = node.handle.node.clone();
+    let shard = state.store.shard_of(b"held");
+    let (release, holder) = hold_shard_lock(&state, shard);
+    let mut client = node.raw().await;
+    client.stream.write_all(&cmd(&["GET", "held"])).await.expect("write");
+    wait_until("the GET waits for its shard", || {
+        state.store.lock_counters()[shard].waiters_now == 1
+    })
+    .await;
+    let (_, dump) = get_json(&node.admin_url("/v1/debug/tasks")).await;
+    let waiting: Vec<&Value> = dump["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter(|t| t["kind"] == "connection" && t["waits_lock"] == shard)
+        .collect();
+    assert_eq!(waiting.len(), 1, "{dump}");
+    assert_eq!(
+        (&waiting[0]["state"], &waiting[0]["command"]),
+        (&json!("waiting_lock"), &json!("GET"))
+    );
+
+    release.send(()).expect("release");
+    holder.join().expect("holder");
+    assert_eq!(client.read_exact(5).await, b"$-1\r\n");
+    let id = waiting[0]["id"].clone();
+    wait_until("the connection is idle", || {
+        state.tasks.snapshot().iter().any(|t| json!(t.id) == id && t.command().is_none())
+    })
+    .await;
+    let (_, dump) = get_json(&node.admin_url("/v1/debug/tasks")).await;
+    let row = dump["tasks"].as_array().expect("tasks").iter().find(|t| t["id"] == id).cloned();
+    assert_eq!(row.expect("row")["command"], Value::Null, "{dump}");
+}
+
 #[tokio::test]
 async fn drain_refuses_writes_snapshots_and_passes_the_checklist() {
     let node = start().await;
@@ -343,33 +386,6 @@ async fn drain_refuses_writes_snapshots_and_passes_the_checklist() {
     assert_eq!((status, again["snapshot"]["generation"].as_u64()), (200, Some(2)));
     let (status, _) = post_json(&node.admin_url("/v1/compact"), None).await;
     assert_eq!(status, 503);
-}
-
-/// Holds shard `shard`'s lock on a thread of its own until the returned sender is dropped or
-/// sent to; returns once the lock is held.
-fn hold_shard_lock(
-    state: &std::sync::Arc<mapcache::server::state::NodeState>,
-    shard: usize,
-) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
-    let state = state.clone();
-    let holder = std::thread::spawn(move || {
-        let _guard = state.store.lock(shard, None);
-        held_tx.send(()).expect("signal");
-        let _ = release_rx.recv();
-    });
-    held_rx.recv().expect("held");
-    (release_tx, holder)
-}
-
-/// Polls `condition` every 5 ms; fails the test after a minute.
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn readyz(admin: std::net::SocketAddr) -> (u16, String) {

@@ -5,42 +5,15 @@
 mod server_support;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use mapcache::server::snapshot::{self, SnapshotError};
-use mapcache::server::state::NodeState;
 use mapcache::server::tasks::{TaskKind, TaskState};
-use server_support::{TestNode, cmd, get_text, http, post_json, start_with};
+use server_support::{
+    TestNode, cmd, get_text, hold_shard_lock, http, post_json, start_with, wait_until,
+};
 use tokio::io::AsyncWriteExt;
-
-/// Polls `condition` every 5 ms; fails the test after a minute.
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Holds shard `shard`'s lock on a thread of its own until the returned sender is dropped or
-/// sent to; returns once the lock is held.
-fn hold_shard_lock(
-    state: &Arc<NodeState>,
-    shard: usize,
-) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
-    let state = state.clone();
-    let holder = std::thread::spawn(move || {
-        let _guard = state.store.lock(shard, None);
-        held_tx.send(()).expect("signal");
-        let _ = release_rx.recv();
-    });
-    held_rx.recv().expect("held");
-    (release_tx, holder)
-}
 
 /// File names in `dir`, sorted.
 fn files(dir: &Path) -> Vec<String> {

@@ -177,3 +177,41 @@ async fn incrbyfloat_makes_room_for_a_result_wider_than_f64() {
         assert!(store.used_memory() <= LIMIT, "used {}", store.used_memory());
     }
 }
+
+/// A bulk string reply's text (RESP2).
+async fn bulk(c: &mut server_support::Raw, request: &[u8]) -> String {
+    c.stream.write_all(request).await.expect("write");
+    let mut header = Vec::new();
+    while !header.ends_with(b"\r\n") {
+        header.extend(c.read_exact(1).await);
+    }
+    let text = std::str::from_utf8(&header[1..header.len() - 2]).expect("header");
+    let len: usize = text.parse().expect("bulk length");
+    let body = c.read_exact(len + 2).await;
+    String::from_utf8(body[..len].to_vec()).expect("text")
+}
+
+/// The `cmd=` field of a CLIENT LIST / CLIENT INFO line.
+fn cmd_field(line: &str) -> &str {
+    line.split(' ').find_map(|f| f.strip_prefix("cmd=")).expect("cmd=")
+}
+
+/// `cmd=` is the last command each client ran (Redis's `c->lastcmd`): `client|list` or
+/// `client|info` for the client asking, `NULL` for one that has run nothing yet.
+#[tokio::test]
+async fn client_list_shows_each_clients_last_command() {
+    let node = start().await;
+    let mut asking = node.raw().await;
+    let mut reader = node.raw().await;
+    let _silent = node.raw().await;
+    reader.expect(&cmd(&["GET", "missing"]), b"$-1\r\n").await;
+    let list = bulk(&mut asking, &cmd(&["CLIENT", "LIST"])).await;
+    let mut fields: Vec<&str> = list.lines().map(cmd_field).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["NULL", "client|list", "get"], "{list}");
+    let info = bulk(&mut asking, &cmd(&["CLIENT", "INFO"])).await;
+    assert_eq!(cmd_field(&info), "client|info", "{info}");
+    reader.expect(&cmd(&["SET", "k", "v"]), b"+OK\r\n").await;
+    let list = bulk(&mut asking, &cmd(&["CLIENT", "LIST"])).await;
+    assert!(list.lines().any(|l| cmd_field(l) == "set"), "{list}");
+}

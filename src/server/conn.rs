@@ -87,9 +87,11 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 }
                 executed += 1;
                 let now_ms = batch_start_ms + (mark - batch_start).as_millis() as u64;
+                // Shown by the task dump while it runs (waiting for a lock included), and by
+                // CLIENT LIST's `cmd=` afterwards.
+                task.set_command(index);
                 let mut ctx = Ctx::new(&node, &mut client, &task, now_ms);
                 let (index, reply) = commands::execute(&mut ctx, index, &args);
-                task.set_command(index);
                 match index {
                     Some(i) => node.metrics.commands[i as usize].inc(),
                     None => node.metrics.unknown_commands.inc(),

@@ -66,6 +66,9 @@ pub struct Task {
     state: AtomicU8,
     /// Index into the command table of the command being executed, or `NO_COMMAND`.
     command: AtomicU16,
+    /// The command table index of the last command the client ran (the one running included),
+    /// or `NO_COMMAND`: `CLIENT LIST`'s `cmd=`.
+    last_command: AtomicU16,
     /// Milliseconds since `started` at the last state change (for `idle_ms`).
     last_change_ms: AtomicU64,
     holds_lock: AtomicI64,
@@ -101,12 +104,24 @@ impl Task {
         self.last_change_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Marks `index` as the command now running (`None`: none is), and as the last one run.
     pub fn set_command(&self, index: Option<u16>) {
         self.command.store(index.unwrap_or(NO_COMMAND), Ordering::Relaxed);
+        if let Some(index) = index {
+            self.last_command.store(index, Ordering::Relaxed);
+        }
     }
 
     pub fn command(&self) -> Option<u16> {
         match self.command.load(Ordering::Relaxed) {
+            NO_COMMAND => None,
+            i => Some(i),
+        }
+    }
+
+    /// The last command the client ran, or is running (Redis's `c->lastcmd`).
+    pub fn last_command(&self) -> Option<u16> {
+        match self.last_command.load(Ordering::Relaxed) {
             NO_COMMAND => None,
             i => Some(i),
         }
@@ -181,6 +196,7 @@ impl Tasks {
             started: Instant::now(),
             state: AtomicU8::new(TaskState::Idle as u8),
             command: AtomicU16::new(NO_COMMAND),
+            last_command: AtomicU16::new(NO_COMMAND),
             last_change_ms: AtomicU64::new(0),
             holds_lock: AtomicI64::new(NONE),
             waits_lock: AtomicI64::new(NONE),

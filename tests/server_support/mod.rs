@@ -137,3 +137,30 @@ pub async fn post_json(url: &str, token: Option<&str>) -> (u16, serde_json::Valu
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(serde_json::Value::Null))
 }
+
+/// Polls `condition` every 5 ms; fails the test after a minute.
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Holds shard `shard`'s lock on a thread of its own until the returned sender is dropped or
+/// sent to; returns once the lock is held.
+pub fn hold_shard_lock(
+    state: &std::sync::Arc<mapcache::server::state::NodeState>,
+    shard: usize,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let state = state.clone();
+    let holder = std::thread::spawn(move || {
+        let _guard = state.store.lock(shard, None);
+        held_tx.send(()).expect("signal");
+        let _ = release_rx.recv();
+    });
+    held_rx.recv().expect("held");
+    (release_tx, holder)
+}

@@ -175,9 +175,16 @@ fn set_info(task: &Task, attr: &[u8], value: &[u8]) -> Reply {
     Reply::ok()
 }
 
-/// One `CLIENT LIST` line.
-fn client_line(ctx: &Ctx<'_>, task: &Task) -> String {
-    let cmd = task.command().map(|i| super::COMMANDS[i as usize].name).unwrap_or("NULL");
+/// One `CLIENT LIST` line. `cmd=` is the last command the client ran, as Redis's
+/// `c->lastcmd`: for the client asking, the `CLIENT` subcommand it is running (`own`,
+/// `client|list` or `client|info`); for the others the command's name (without the subcommand
+/// of a container command, which is not recorded), or `NULL` before their first.
+fn client_line(ctx: &Ctx<'_>, task: &Task, own: &str) -> String {
+    let cmd = if task.id == ctx.client.id {
+        own
+    } else {
+        task.last_command().map_or("NULL", |i| super::COMMANDS[i as usize].name)
+    };
     let laddr = ctx.client.local_addr.map(|a| a.to_string()).unwrap_or_default();
     let lib = task.lib.lock();
     format!(
@@ -233,11 +240,11 @@ fn client_list(ctx: &Ctx<'_>, args: &[Bytes]) -> Reply {
         Some(ids) => {
             for id in ids {
                 if let Some(task) = connections.iter().find(|t| t.id as i64 == id) {
-                    text.push_str(&client_line(ctx, task));
+                    text.push_str(&client_line(ctx, task, "client|list"));
                 }
             }
         }
-        None => connections.iter().for_each(|t| text.push_str(&client_line(ctx, t))),
+        None => connections.iter().for_each(|t| text.push_str(&client_line(ctx, t, "client|list"))),
     }
     Reply::Verbatim(text)
 }
@@ -264,7 +271,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         client_list(ctx, args)
     } else if is(sub, "INFO") && argc == 2 {
         let task = ctx.task;
-        Reply::Verbatim(client_line(ctx, task))
+        Reply::Verbatim(client_line(ctx, task, "client|info"))
     } else if is(sub, "SETINFO") {
         if argc != 4 {
             return wrong_sub_arity("client", sub);
