@@ -213,6 +213,15 @@ async fn bad_query_parameters_are_a_400_naming_the_parameter() {
     assert_eq!(body["error"], "seconds must be an integer between 0 and 60, got \"abc\"");
     let (status, _) = get_json(&node.admin_url("/v1/debug/locks?seconds=61")).await;
     assert_eq!(status, 400);
+    // Percent-encoded values are decoded; a parameter given twice is refused, not guessed.
+    let (status, body) = get_json(&node.admin_url("/v1/debug/locks?seconds=%30")).await;
+    assert_eq!((status, body["waiters_now"].as_u64()), (200, Some(0)), "{body}");
+    let url = "/v1/checklist?lock_profile_seconds=0&quiet_period_ms=0&quiet_period_ms=9";
+    let (status, body) = get_json(&node.admin_url(url)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("quiet_period_ms is given more than once"))
+    );
 }
 
 // Several workers: the blocked shard lock may stall the worker that runs into it.

@@ -97,15 +97,20 @@ fn authorize(node: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn query_params(raw: Option<String>) -> HashMap<String, String> {
-    raw.unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (p.to_string(), String::new()),
-        })
-        .collect()
+/// The query string's parameters, percent-decoded (`form_urlencoded`, as browsers and HTTP
+/// clients encode them). A parameter given twice is a 400: which one was meant is not ours to
+/// guess.
+fn query_params(raw: Option<String>) -> Result<HashMap<String, String>, ApiError> {
+    let mut params = HashMap::new();
+    for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if params.insert(name.to_string(), value.into_owned()).is_some() {
+            return Err(ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message: format!("{name} is given more than once"),
+            });
+        }
+    }
+    Ok(params)
 }
 
 /// A bounded integer query parameter: a bad value is a 400 with the parameter named.
@@ -312,7 +317,7 @@ async fn debug_locks(State(node): Node, headers: HeaderMap, RawQuery(query): Raw
     if let Err(denied) = authorize(&node, &headers) {
         return denied.into_response();
     }
-    let seconds = match int_param(&query_params(query), "seconds", 1, 60) {
+    let seconds = match query_params(query).and_then(|p| int_param(&p, "seconds", 1, 60)) {
         Ok(s) => s,
         Err(bad) => return bad.into_response(),
     };
@@ -349,7 +354,10 @@ async fn checklist(State(node): Node, headers: HeaderMap, RawQuery(query): RawQu
     if let Err(denied) = authorize(&node, &headers) {
         return denied.into_response();
     }
-    let params = query_params(query);
+    let params = match query_params(query) {
+        Ok(params) => params,
+        Err(bad) => return bad.into_response(),
+    };
     let (quiet_ms, profile_s) = match (
         int_param(&params, "quiet_period_ms", 5000, 3_600_000),
         int_param(&params, "lock_profile_seconds", 1, 60),
