@@ -11,19 +11,9 @@ use bytes::Bytes;
 use mapcache::server::snapshot::{self, SnapshotError};
 use mapcache::server::tasks::{TaskKind, TaskState};
 use server_support::{
-    TestNode, cmd, get_text, hold_shard_lock, http, post_json, start_with, wait_until,
+    TestNode, cmd, file_names, get_text, hold_shard_lock, http, post_json, start_with, wait_until,
 };
 use tokio::io::AsyncWriteExt;
-
-/// File names in `dir`, sorted.
-fn files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    names
-}
 
 /// A node in `dir` with 100 keys `k0..k99`.
 async fn node_with_keys(dir: &Path) -> TestNode {
@@ -63,7 +53,7 @@ async fn a_snapshot_write_that_fails_removes_its_temp_file_and_keeps_the_previou
         "{message}"
     );
     assert!(std::fs::symlink_metadata(&tmp).is_err(), "the failed write's temp file is removed");
-    assert_eq!(files(dir.path()), ["mapcache-000001.snap"]);
+    assert_eq!(file_names(dir.path()), ["mapcache-000001.snap"]);
     let metrics = get_text(&node.admin_url("/metrics")).await;
     assert!(metrics.contains("mapcache_snapshot_failures_total{reason=\"io\"} 1"), "{metrics}");
 
@@ -72,7 +62,7 @@ async fn a_snapshot_write_that_fails_removes_its_temp_file_and_keeps_the_previou
         (status, retry["generation"].as_u64(), retry["keys"].as_u64()),
         (200, Some(2), Some(100))
     );
-    assert_eq!(files(dir.path()), ["mapcache-000001.snap", "mapcache-000002.snap"]);
+    assert_eq!(file_names(dir.path()), ["mapcache-000001.snap", "mapcache-000002.snap"]);
 }
 
 /// Once the new snapshot is written and verified, an older one that cannot be removed (here a
@@ -94,7 +84,7 @@ async fn a_verified_snapshot_is_not_failed_by_an_older_one_that_cannot_be_remove
         (Some(3), Some(100), Some(true))
     );
     assert_eq!(
-        files(dir.path()),
+        file_names(dir.path()),
         ["mapcache-000001.snap", "mapcache-000002.snap", "mapcache-000003.snap"]
     );
     let (_, checklist) = server_support::get_json(
@@ -227,7 +217,7 @@ async fn a_snapshot_whose_client_hangs_up_finishes_before_the_next_one_starts() 
     let (status, info) = second.await.expect("join");
     assert_eq!(status, 200, "{info}");
     assert_eq!((info["generation"].as_u64(), info["keys"].as_u64()), (Some(2), Some(100)));
-    assert_eq!(files(dir.path()), ["mapcache-000001.snap", "mapcache-000002.snap"]);
+    assert_eq!(file_names(dir.path()), ["mapcache-000001.snap", "mapcache-000002.snap"]);
     for name in ["mapcache-000001.snap", "mapcache-000002.snap"] {
         let decoded = snapshot::read(&dir.path().join(name)).expect("verified snapshot");
         assert_eq!(decoded.records.len(), 100, "{name}");

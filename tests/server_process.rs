@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mapcache::server::snapshot;
-use server_support::{Raw, cmd, get_json, post_json, start_with};
+use server_support::{Raw, cmd, file_names, get_json, post_json, start_with};
 
 struct Proc {
     child: Child,
@@ -96,15 +96,6 @@ async fn exit_status(mut proc: Proc) -> std::process::ExitStatus {
         .expect("join")
 }
 
-fn snapshot_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    names
-}
-
 #[tokio::test]
 async fn sigterm_drains_snapshots_exits_zero_and_restart_restores_keys_and_ttls() {
     let dir = tempfile::tempdir().expect("dir");
@@ -120,7 +111,7 @@ async fn sigterm_drains_snapshots_exits_zero_and_restart_restores_keys_and_ttls(
     signal(&proc, "-TERM");
     let status = exit_status(proc).await;
     assert_eq!(status.code(), Some(0));
-    assert_eq!(snapshot_files(dir.path()), ["mapcache-000001.snap"]);
+    assert_eq!(file_names(dir.path()), ["mapcache-000001.snap"]);
 
     let proc = spawn(dir.path());
     let mut c = Raw::connect(proc.resp).await;
@@ -183,7 +174,7 @@ async fn kill_9_while_a_snapshot_is_half_written_leaves_the_previous_snapshot_lo
     assert_eq!(status.signal(), Some(9), "killed by SIGKILL, not finished: {status:?}");
     assert!(pending.await.expect("join").is_err(), "the snapshot request died with the process");
     // The kill landed mid-write: the temp file is there, partly written, and never renamed.
-    assert_eq!(snapshot_files(dir.path()), ["mapcache-000001.snap", "mapcache-000002.snap.tmp"]);
+    assert_eq!(file_names(dir.path()), ["mapcache-000001.snap", "mapcache-000002.snap.tmp"]);
     let tmp_len = std::fs::metadata(&tmp).expect("temp file").len();
     assert!(
         (1 << 20..2 << 20).contains(&tmp_len),
@@ -196,7 +187,7 @@ async fn kill_9_while_a_snapshot_is_half_written_leaves_the_previous_snapshot_lo
     c.expect(&exists_all("r0", 20_000), b":20000\r\n").await;
     c.expect(&exists_all("r1", 20_000), b":0\r\n").await;
     assert_eq!(
-        snapshot_files(dir.path()),
+        file_names(dir.path()),
         ["mapcache-000001.snap"],
         "the temp file of the interrupted write is removed at start"
     );
