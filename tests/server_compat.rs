@@ -215,3 +215,42 @@ async fn client_list_shows_each_clients_last_command() {
     let list = bulk(&mut asking, &cmd(&["CLIENT", "LIST"])).await;
     assert!(list.lines().any(|l| cmd_field(l) == "set"), "{list}");
 }
+
+/// Each `unknown subcommand ... Try <CMD> HELP.` points at a command that answers, as Redis's
+/// `addReplyHelp` does: the usage line, the subcommands (those this node has), HELP's own lines.
+#[tokio::test]
+async fn every_container_command_answers_help() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    c.expect(
+        &cmd(&["config", "help"]),
+        b"*9\r\n+CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n\
+          +GET <pattern>\r\n\
+          +    Return parameters matching the glob-like <pattern> and their values.\r\n\
+          +SET <directive> <value>\r\n\
+          +    Set the configuration <directive> to <value>.\r\n\
+          +RESETSTAT\r\n\
+          +    Reset statistics reported by the INFO command.\r\n\
+          +HELP\r\n\
+          +    Prints this help.\r\n",
+    )
+    .await;
+    c.expect(
+        &cmd(&["CONFIG", "HELP", "x"]),
+        b"-ERR wrong number of arguments for 'config|help' command\r\n",
+    )
+    .await;
+    for (command, lines) in [("CLIENT", 19), ("COMMAND", 15), ("MEMORY", 6)] {
+        let usage =
+            format!("+{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n");
+        let expected = format!("*{lines}\r\n{usage}").into_bytes();
+        c.expect(&cmd(&[command, "HELP"]), &expected).await;
+        // The rest: status lines, the last two HELP's.
+        let mut rest = Vec::new();
+        while rest.iter().filter(|&&b| b == b'\n').count() < lines - 1 {
+            rest.extend(c.read_exact(1).await);
+        }
+        assert!(rest.ends_with(b"+HELP\r\n+    Prints this help.\r\n"), "{command}");
+        assert!(rest.split(|&b| b == b'\n').all(|l| l.is_empty() || l[0] == b'+'), "{command}");
+    }
+}

@@ -249,6 +249,27 @@ fn client_list(ctx: &Ctx<'_>, args: &[Bytes]) -> Reply {
     Reply::Verbatim(text)
 }
 
+/// `CLIENT HELP`'s lines for the subcommands this node has (Redis 7's text and order; SETINFO's
+/// from 7.2).
+const CLIENT_HELP: &[&str] = &[
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "SETINFO <option> <value>",
+    "    Set client meta attr. Options are:",
+    "    * LIB-NAME: the client lib name.",
+    "    * LIB-VER: the client lib version.",
+];
+
 pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let sub = &args[1];
     let argc = args.len();
@@ -279,6 +300,8 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         set_info(ctx.task, &args[2], &args[3])
     } else if is(sub, "ID") || is(sub, "GETNAME") || is(sub, "INFO") {
         wrong_sub_arity("client", sub)
+    } else if is(sub, "HELP") {
+        super::help("client", args, CLIENT_HELP)
     } else {
         unknown_subcommand(sub, "client")
     }

@@ -397,6 +397,22 @@ pub fn unknown_subcommand(sub: &[u8], command: &str) -> Reply {
     Reply::error(text)
 }
 
+/// `<COMMAND> HELP`, as Redis's `addReplyHelp`: the usage line, `lines` (the subcommands this
+/// node has, in Redis's words and order), then HELP's own two lines, each a status reply. HELP
+/// takes no argument: `CONFIG HELP x` is an arity error there and here.
+pub fn help(command: &str, args: &[Bytes], lines: &[&str]) -> Reply {
+    if args.len() != 2 {
+        return wrong_sub_arity(command, &args[1]);
+    }
+    let usage = format!(
+        "{} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        command.to_ascii_uppercase()
+    );
+    let own = ["HELP", "    Prints this help."];
+    let rest = lines.iter().chain(&own).map(|line| Reply::Status((*line).to_owned()));
+    Reply::Array(std::iter::once(Reply::Status(usage)).chain(rest).collect())
+}
+
 pub fn wrong_sub_arity(command: &str, sub: &[u8]) -> Reply {
     let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
     Reply::error(format!("ERR wrong number of arguments for '{command}|{sub}' command"))

@@ -123,6 +123,39 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `CONFIG HELP`'s lines for the subcommands this node has (Redis 7's text, REWRITE left out).
+const CONFIG_HELP: &[&str] = &[
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+];
+
+/// `COMMAND HELP`'s lines for the subcommands this node has (Redis 7's text).
+const COMMAND_HELP: &[&str] = &[
+    "(no subcommand)",
+    "    Return details about all Redis commands.",
+    "COUNT",
+    "    Return the total number of commands in this Redis server.",
+    "INFO [<command-name> ...]",
+    "    Return details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "DOCS [<command-name> ...]",
+    "    Return documentation details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+];
+
+/// `MEMORY HELP`'s lines for the subcommand this node has (Redis 7's text).
+const MEMORY_HELP: &[&str] = &[
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value. Nested values are",
+    "    sampled up to <count> times (default: 5, 0 means sample all).",
+];
+
 pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let sub = &args[1];
     if is(sub, "GET") {
@@ -224,6 +257,8 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         node.store.expired_at_reset.store(node.store.expired_total.get(), Ordering::Relaxed);
         node.store.evicted_at_reset.store(node.store.evicted_total.get(), Ordering::Relaxed);
         Reply::ok()
+    } else if is(sub, "HELP") {
+        super::help("config", args, CONFIG_HELP)
     } else {
         unknown_subcommand(sub, "config")
     }
@@ -277,6 +312,8 @@ pub fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     } else if is(sub, "DOCS") {
         // Documentation is not served; clients (redis-cli) accept an empty map.
         Reply::Map(Vec::new())
+    } else if is(sub, "HELP") {
+        super::help("command", args, COMMAND_HELP)
     } else {
         unknown_subcommand(sub, "command")
     }
@@ -284,6 +321,9 @@ pub fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 
 pub fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let sub = &args[1];
+    if is(sub, "HELP") {
+        return super::help("memory", args, MEMORY_HELP);
+    }
     if !is(sub, "USAGE") {
         return unknown_subcommand(sub, "memory");
     }
