@@ -3,8 +3,9 @@
 #
 #   docker build -t ghcr.io/mapcache/mapcache:0.1.0 .
 #
-# Stage 1 builds a static (musl) binary; stage 2 is distroless/static running as the
-# `nonroot` user (65532), which the operator's pod security settings expect.
+# Stage 1 builds a static (musl) binary (build.rs compiles its one C file with musl-tools'
+# musl-gcc); stage 2 is distroless/static running as the `nonroot` user (65532), which the
+# operator's pod security settings expect.
 
 ARG RUST_VERSION=1.89
 
