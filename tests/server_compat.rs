@@ -254,3 +254,29 @@ async fn every_container_command_answers_help() {
         assert!(rest.split(|&b| b == b'\n').all(|l| l.is_empty() || l[0] == b'+'), "{command}");
     }
 }
+
+/// COMMAND INFO's flags are Redis's for each command (redis-server 7.0.15's own COMMAND INFO):
+/// DEL is not `fast`, INCRBYFLOAT is, container commands have none.
+#[tokio::test]
+async fn command_info_reports_redis_flags() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    let info = |name: &str, arity: i32, flags: &[&str], keys: (i32, i32, i32)| {
+        let mut out =
+            format!("*1\r\n*10\r\n${}\r\n{name}\r\n:{arity}\r\n*{}\r\n", name.len(), flags.len());
+        for flag in flags {
+            out.push_str(&format!("+{flag}\r\n"));
+        }
+        out.push_str(&format!(
+            ":{}\r\n:{}\r\n:{}\r\n*0\r\n*0\r\n*0\r\n*0\r\n",
+            keys.0, keys.1, keys.2
+        ));
+        out.into_bytes()
+    };
+    c.expect(&cmd(&["COMMAND", "INFO", "del"]), &info("del", -2, &["write"], (1, -1, 1))).await;
+    let incrbyfloat = info("incrbyfloat", 3, &["write", "denyoom", "fast"], (1, 1, 1));
+    c.expect(&cmd(&["COMMAND", "INFO", "incrbyfloat"]), &incrbyfloat).await;
+    c.expect(&cmd(&["COMMAND", "INFO", "config"]), &info("config", -2, &[], (0, 0, 0))).await;
+    let hello = ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"];
+    c.expect(&cmd(&["COMMAND", "INFO", "hello"]), &info("hello", -1, &hello, (0, 0, 0))).await;
+}

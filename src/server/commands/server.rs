@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::connection::REDIS_COMPAT_VERSION;
-use super::{COMMANDS, CommandSpec, Ctx, Kind, is, lookup, unknown_subcommand, wrong_sub_arity};
+use super::{COMMANDS, CommandSpec, Ctx, is, lookup, unknown_subcommand, wrong_sub_arity};
 use crate::server::glob::glob_match;
 use crate::server::resp::Reply;
 use crate::server::state::parse_memory;
@@ -264,13 +264,35 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
+/// The flags Redis 7 reports for each command in `COMMAND INFO` (read from redis-server 7.0.15's
+/// own `COMMAND INFO`; none for CLIENT, CONFIG and MEMORY, as there). Only what clients read:
+/// the node's behaviour follows [`Kind`](super::Kind), not these. `None` for a name not in the
+/// table.
+fn redis_flags(name: &str) -> Option<&'static [&'static str]> {
+    match name {
+        "ping" => Some(&["fast"]),
+        "echo" | "select" | "time" => Some(&["loading", "stale", "fast"]),
+        "quit" | "hello" | "auth" => {
+            Some(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"])
+        }
+        "client" | "config" | "memory" => Some(&[]),
+        "get" | "mget" | "strlen" | "exists" | "type" | "ttl" | "pttl" | "expiretime"
+        | "pexpiretime" | "dbsize" => Some(&["readonly", "fast"]),
+        "set" | "setex" | "psetex" | "mset" | "msetnx" | "setrange" => Some(&["write", "denyoom"]),
+        "setnx" | "getset" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" => {
+            Some(&["write", "denyoom", "fast"])
+        }
+        "getdel" | "getex" | "unlink" | "expire" | "pexpire" | "expireat" | "pexpireat"
+        | "persist" => Some(&["write", "fast"]),
+        "getrange" | "substr" | "keys" | "scan" | "randomkey" => Some(&["readonly"]),
+        "del" | "flushdb" | "flushall" => Some(&["write"]),
+        "info" | "command" => Some(&["loading", "stale"]),
+        _ => None,
+    }
+}
+
 fn command_info(spec: &CommandSpec) -> Reply {
-    let flags: &[&str] = match spec.kind {
-        Kind::Read => &["readonly", "fast"],
-        Kind::Write => &["write", "fast"],
-        Kind::WriteGrow(_) => &["write", "denyoom"],
-        Kind::Admin => &["fast"],
-    };
+    let flags = redis_flags(spec.name).unwrap_or_default();
     // Redis 7's `addReplyCommandInfo`: flags, ACL categories, tips and subcommands are sets
     // (RESP3 `~`), key specs an array. Categories, tips, key specs and subcommands are not
     // served (empty).
@@ -358,4 +380,18 @@ pub fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
         Reply::Bulk(Bytes::from((micros / 1_000_000).to_string())),
         Reply::Bulk(Bytes::from((micros % 1_000_000).to_string())),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_has_its_redis_flags() {
+        for spec in COMMANDS {
+            assert!(redis_flags(spec.name).is_some(), "{} has no flags row", spec.name);
+        }
+        assert_eq!(redis_flags("del"), Some(&["write"][..]));
+        assert_eq!(redis_flags("nosuch"), None);
+    }
 }
