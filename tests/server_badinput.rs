@@ -256,6 +256,19 @@ async fn drain_does_not_wait_for_a_client_stalled_mid_request() {
         (Some(1), Some(true)),
         "{drained}"
     );
+    // The checklist agrees with drain: the stalled client runs nothing.
+    let url = "/v1/checklist?quiet_period_ms=0&lock_profile_seconds=0";
+    let (_, checklist) = server_support::get_json(&node.admin_url(url)).await;
+    let no_inflight = checklist["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["name"] == "no-inflight")
+        .cloned()
+        .expect("no-inflight");
+    assert_eq!(no_inflight["passed"], true, "{no_inflight}");
+    let evidence = no_inflight["evidence"].as_str().expect("evidence");
+    assert!(evidence.starts_with("0 in-flight requests, 1 connections reading"), "{evidence}");
     stalled.expect(b"\r\nx\r\n", b"-READONLY You can't write against a draining node.\r\n").await;
     idle.expect(&cmd(&["GET", "kept"]), b"$1\r\n1\r\n").await;
     idle.expect(&cmd(&["EXISTS", "late"]), b":0\r\n").await;

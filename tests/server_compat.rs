@@ -5,7 +5,7 @@
 mod server_support;
 
 use mapcache::server::EvictionPolicy;
-use server_support::{cmd, cmd_bytes, start, start_with};
+use server_support::{cmd, cmd_bytes, start, start_with, wait_until};
 use tokio::io::AsyncWriteExt;
 
 /// `parseExtendedStringArgumentsOrReply` lets an expire option repeat (the last time wins, and
@@ -204,6 +204,8 @@ async fn client_list_shows_each_clients_last_command() {
     let mut asking = node.raw().await;
     let mut reader = node.raw().await;
     let _silent = node.raw().await;
+    let tasks = &node.handle.node.tasks;
+    wait_until("three connections are registered", || tasks.connections() == 3).await;
     reader.expect(&cmd(&["GET", "missing"]), b"$-1\r\n").await;
     let list = bulk(&mut asking, &cmd(&["CLIENT", "LIST"])).await;
     let mut fields: Vec<&str> = list.lines().map(cmd_field).collect();
@@ -214,6 +216,14 @@ async fn client_list_shows_each_clients_last_command() {
     reader.expect(&cmd(&["SET", "k", "v"]), b"+OK\r\n").await;
     let list = bulk(&mut asking, &cmd(&["CLIENT", "LIST"])).await;
     assert!(list.lines().any(|l| cmd_field(l) == "set"), "{list}");
+    // An unknown command is no command: `lastcmd` is null again, as in Redis.
+    reader
+        .expect(&cmd(&["NOSUCH"]), b"-ERR unknown command 'NOSUCH', with args beginning with: \r\n")
+        .await;
+    let list = bulk(&mut asking, &cmd(&["CLIENT", "LIST"])).await;
+    let mut fields: Vec<&str> = list.lines().map(cmd_field).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["NULL", "NULL", "client|list"], "{list}");
 }
 
 /// Each `unknown subcommand ... Try <CMD> HELP.` points at a command that answers, as Redis's

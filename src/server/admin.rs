@@ -366,6 +366,7 @@ async fn checklist(State(node): Node, headers: HeaderMap, RawQuery(query): RawQu
         (Err(bad), _) | (_, Err(bad)) => return bad.into_response(),
     };
     let profile = lock_profile(&node, profile_s).await;
+    let executing = node.tasks.executing();
     let inflight = node.tasks.inflight();
     let connections = node.tasks.connections();
     let quiet = node.tasks.last_client_activity_ms_ago();
@@ -375,10 +376,13 @@ async fn checklist(State(node): Node, headers: HeaderMap, RawQuery(query): RawQu
 
     items.push(item(
         "no-inflight",
-        inflight == 0 && quiet >= quiet_ms,
+        // What drain waits for: commands running. A connection half-way through sending a
+        // request, or receiving replies, runs none; the quiet period covers it.
+        executing == 0 && quiet >= quiet_ms,
         format!(
-            "{inflight} in-flight requests, {connections} connections, last client activity {quiet} ms ago \
-             (quiet period {quiet_ms} ms)"
+            "{executing} in-flight requests, {} connections reading a request or writing replies, \
+             {connections} connections, last client activity {quiet} ms ago (quiet period {quiet_ms} ms)",
+            inflight.saturating_sub(executing)
         ),
     ));
 

@@ -132,12 +132,7 @@ impl BoundNode {
         let node = self.node.clone();
         let restore_node = node.clone();
         let restored = tokio::task::spawn_blocking(move || restore(&restore_node)).await;
-        let restored = restored.unwrap_or_else(|join| {
-            Err(SnapshotError::Io {
-                path: node.config.data_dir.clone(),
-                source: std::io::Error::other(join),
-            })
-        });
+        let restored = restored.unwrap_or_else(|join| Err(join_error(&node, join)));
         if let Err(source) = restored {
             return Err(StartError::Restore {
                 dir: node.config.data_dir.display().to_string(),
@@ -251,29 +246,13 @@ async fn accept_loop(node: Arc<NodeState>, listener: TcpListener, io: Arc<IoThre
     }
 }
 
-/// Connections running a command now: executing it or waiting for a shard lock for it.
-fn executing_commands(node: &NodeState) -> usize {
-    node.tasks
-        .snapshot()
-        .iter()
-        .filter(|t| {
-            t.kind == TaskKind::Connection
-                && matches!(t.state(), TaskState::Executing | TaskState::WaitingLock)
-        })
-        .count()
-}
-
-/// Waits until no connection is executing a command, up to `limit`. True when none is.
-///
-/// A connection that is only reading a request (a frame half received) or writing replies is
-/// not waited for: it runs nothing now, and whatever it runs after draining began is refused if
-/// it writes (a connection marks itself executing before it checks for draining). Waiting for it
-/// would let a client that stalls mid-request delay every drain by `limit` and leave its
+/// Waits until no connection is executing a command ([`Tasks::executing`](super::tasks::Tasks::executing)), up to `limit`.
+/// True when none is. A client that stalls mid-request does not delay the drain, nor leave its
 /// snapshot without `after_writes_stopped`.
 async fn wait_for_inflight(node: &NodeState, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
-        if executing_commands(node) == 0 {
+        if node.tasks.executing() == 0 {
             return true;
         }
         if Instant::now() >= deadline {
@@ -286,18 +265,18 @@ async fn wait_for_inflight(node: &NodeState, limit: Duration) -> bool {
 /// Writes and verifies a snapshot now. While draining, waits for in-flight commands first so
 /// the snapshot is taken after writes stopped.
 pub async fn take_snapshot(node: &Arc<NodeState>) -> Result<SnapshotInfo, SnapshotError> {
-    // On a task of its own: the caller (an admin request whose client hung up, a shutdown that
-    // timed out) may be dropped, and the snapshot must still finish and be recorded, with the
-    // lock held, so a second snapshot can never write the same generation beside it.
+    // On a task of its own: the caller (an admin request whose client hung up) may be dropped,
+    // and the snapshot must still finish and be recorded, with the lock held, so a second
+    // snapshot can never write the same generation beside it.
     let owned = node.clone();
-    tokio::spawn(async move { take_snapshot_to_the_end(&owned).await }).await.unwrap_or_else(
-        |join| {
-            Err(SnapshotError::Io {
-                path: node.config.data_dir.clone(),
-                source: std::io::Error::other(join),
-            })
-        },
-    )
+    tokio::spawn(async move { take_snapshot_to_the_end(&owned).await })
+        .await
+        .unwrap_or_else(|join| Err(join_error(node, join)))
+}
+
+/// A snapshot or restore task that panicked (or was cancelled), as the error it reports.
+fn join_error(node: &NodeState, join: tokio::task::JoinError) -> SnapshotError {
+    SnapshotError::Io { path: node.config.data_dir.clone(), source: std::io::Error::other(join) }
 }
 
 async fn take_snapshot_to_the_end(node: &Arc<NodeState>) -> Result<SnapshotInfo, SnapshotError> {
@@ -312,12 +291,7 @@ async fn take_snapshot_to_the_end(node: &Arc<NodeState>) -> Result<SnapshotInfo,
         snapshot::write_verified(&worker.store, &worker.config.data_dir, generation, quiesced)
     })
     .await
-    .unwrap_or_else(|join| {
-        Err(SnapshotError::Io {
-            path: node.config.data_dir.clone(),
-            source: std::io::Error::other(join),
-        })
-    });
+    .unwrap_or_else(|join| Err(join_error(node, join)));
     match &result {
         Ok(info) => {
             node.snapshot_generation.store(generation, Ordering::SeqCst);
@@ -341,7 +315,7 @@ pub async fn drain(node: &Arc<NodeState>) -> Result<SnapshotInfo, SnapshotError>
     }
     if !wait_for_inflight(node, node.config.drain_inflight_timeout).await {
         tracing::warn!(
-            executing = executing_commands(node),
+            executing = node.tasks.executing(),
             "drain: in-flight commands did not finish in time"
         );
     }

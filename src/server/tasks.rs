@@ -104,12 +104,18 @@ impl Task {
         self.last_change_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Marks `index` as the command now running (`None`: none is), and as the last one run.
+    /// Marks the command about to run: `index` into the command table, `None` for a name the
+    /// table does not know. It is also the client's last command from now on, unknown included
+    /// (Redis's `c->lastcmd`, null after an unknown command).
     pub fn set_command(&self, index: Option<u16>) {
-        self.command.store(index.unwrap_or(NO_COMMAND), Ordering::Relaxed);
-        if let Some(index) = index {
-            self.last_command.store(index, Ordering::Relaxed);
-        }
+        let index = index.unwrap_or(NO_COMMAND);
+        self.command.store(index, Ordering::Relaxed);
+        self.last_command.store(index, Ordering::Relaxed);
+    }
+
+    /// No command is running any more (the last one stays the client's last command).
+    pub fn clear_command(&self) {
+        self.command.store(NO_COMMAND, Ordering::Relaxed);
     }
 
     pub fn command(&self) -> Option<u16> {
@@ -227,6 +233,22 @@ impl Tasks {
 
     pub fn connections(&self) -> usize {
         self.live.lock().values().filter(|t| t.kind == TaskKind::Connection).count()
+    }
+
+    /// Connections running a command now: executing it or waiting for a shard lock for it.
+    /// What drain waits for and the checklist's `no-inflight` item requires to be zero: a
+    /// connection only reading a request (a frame half received) or only writing replies runs
+    /// nothing, and what it runs after draining began is refused if it writes (a connection
+    /// marks itself executing before it checks for draining).
+    pub fn executing(&self) -> usize {
+        self.live
+            .lock()
+            .values()
+            .filter(|t| {
+                t.kind == TaskKind::Connection
+                    && matches!(t.state(), TaskState::Executing | TaskState::WaitingLock)
+            })
+            .count()
     }
 
     /// Connections not idle: commands being read, executed or answered.

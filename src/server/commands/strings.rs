@@ -388,6 +388,7 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     loop {
         let mut guard = lock(ctx, key);
         let current = guard.get_live(key, now).map(|entry| &entry.value[..]);
+        let current_len = current.map_or(0, <[u8]>::len);
         let value = match incr_by_float(current, &args[2]) {
             Ok(text) => Bytes::from(text),
             Err(IncrError::NotAFloat) => return Reply::error("ERR value is not a valid float"),
@@ -395,14 +396,15 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 return Reply::error("ERR increment would produce NaN or Infinity");
             }
         };
-        if value.len() > ctx.reserved {
-            // Past the f64 range room was made for (up to 4934 bytes): make room for the rest
-            // before storing it, as SETRANGE does.
+        let growth = value.len().saturating_sub(current_len);
+        if growth > ctx.reserved {
+            // Past the f64 range room was made for (results up to 4934 bytes): make room for
+            // what the value grows by before storing it, as SETRANGE does.
             drop(guard);
-            if let Err(oom) = super::reserve(ctx, &[key], value.len()) {
+            if let Err(oom) = super::reserve(ctx, &[key], growth) {
                 return oom;
             }
-            ctx.reserved = value.len();
+            ctx.reserved = growth;
             continue;
         }
         if let Err(value) = guard.set_value(key, value.clone()) {
