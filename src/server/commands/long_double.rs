@@ -57,7 +57,8 @@ pub fn incr_by_float(current: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, Inc
         -1 => Err(IncrError::NotAFloat),
         -2 => Err(IncrError::NanOrInfinity),
         len if len >= 0 => Ok(out[..len as usize].to_vec()),
-        // No sum of two finite long doubles prints to 5 KiB: the largest is 4934 bytes.
+        // No finite long double prints to 5 KiB: `%.17Lf` of the largest is 4952 bytes with its
+        // sign (4953 with the NUL), before the trailing zeros go.
         other => unreachable!("mapcache_incrbyfloat returned {other}"),
     }
 }
