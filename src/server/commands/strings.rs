@@ -382,6 +382,16 @@ pub fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
+/// For a write that learns under its shard lock that it grows by more than the room made before
+/// it ran: makes room for `growth` (the caller has let go of the lock, since eviction takes shard
+/// locks itself) and records it; the caller then looks its value up again, as it may have changed
+/// meanwhile.
+fn reserve_more(ctx: &mut Ctx<'_>, key: &[u8], growth: usize) -> Result<(), Reply> {
+    super::reserve(ctx, &[key], growth)?;
+    ctx.reserved = growth;
+    Ok(())
+}
+
 pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let key = &args[1];
@@ -401,11 +411,10 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             // Past the f64 range room was made for (results up to 4934 bytes): make room for
             // what the value grows by before storing it, as SETRANGE does.
             drop(guard);
-            if let Err(oom) = super::reserve(ctx, &[key], growth) {
-                return oom;
+            match reserve_more(ctx, key, growth) {
+                Ok(()) => continue,
+                Err(oom) => return oom,
             }
-            ctx.reserved = growth;
-            continue;
         }
         if let Err(value) = guard.set_value(key, value.clone()) {
             guard.insert(key.clone(), Entry::new(value, 0, now));
@@ -522,11 +531,10 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             // The value is shorter than when room was made for this write (another client
             // replaced it): make room for the difference before allocating it.
             drop(guard);
-            if let Err(oom) = super::reserve(ctx, &[key], growth) {
-                return oom;
+            match reserve_more(ctx, key, growth) {
+                Ok(()) => continue,
+                Err(oom) => return oom,
             }
-            ctx.reserved = growth;
-            continue;
         }
         let mut value = BytesMut::from(existing.as_deref().unwrap_or_default());
         if value.len() < end {
