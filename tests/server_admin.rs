@@ -271,15 +271,7 @@ async fn task_dump_and_lock_profile_see_a_task_waiting_for_a_shard_lock() {
     assert_eq!(profile["shards"][2]["waiters"], serde_json::json!([waiting[0]["id"]]));
     let (_, checklist) =
         get_json(&node.admin_url("/v1/checklist?quiet_period_ms=0&lock_profile_seconds=0")).await;
-    let item = |name: &str| {
-        checklist["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .find(|i| i["name"] == name)
-            .cloned()
-            .expect(name)
-    };
+    let item = |name: &str| server_support::checklist_item(&checklist, name);
     assert_eq!(item("no-lock-waiters")["passed"], false);
     assert_eq!(item("cross-checked")["passed"], false);
     hold_tx.send(()).expect("release");

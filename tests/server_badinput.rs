@@ -261,13 +261,7 @@ async fn drain_does_not_wait_for_a_client_stalled_mid_request() {
     // The checklist agrees with drain: the stalled client runs nothing.
     let url = "/v1/checklist?quiet_period_ms=0&lock_profile_seconds=0";
     let (_, checklist) = server_support::get_json(&node.admin_url(url)).await;
-    let no_inflight = checklist["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|i| i["name"] == "no-inflight")
-        .cloned()
-        .expect("no-inflight");
+    let no_inflight = server_support::checklist_item(&checklist, "no-inflight");
     assert_eq!(no_inflight["passed"], true, "{no_inflight}");
     let evidence = no_inflight["evidence"].as_str().expect("evidence");
     assert!(evidence.starts_with("0 in-flight requests, 1 connections reading"), "{evidence}");

@@ -241,22 +241,17 @@ impl Tasks {
     /// nothing, and what it runs after draining began is refused if it writes (a connection
     /// marks itself executing before it checks for draining).
     pub fn executing(&self) -> usize {
-        self.live
-            .lock()
-            .values()
-            .filter(|t| {
-                t.kind == TaskKind::Connection
-                    && matches!(t.state(), TaskState::Executing | TaskState::WaitingLock)
-            })
-            .count()
+        self.count_connections(|s| matches!(s, TaskState::Executing | TaskState::WaitingLock))
     }
 
     /// Connections not idle: commands being read, executed or answered.
     pub fn inflight(&self) -> usize {
-        self.live
-            .lock()
-            .values()
-            .filter(|t| t.kind == TaskKind::Connection && t.state() != TaskState::Idle)
-            .count()
+        self.count_connections(|s| s != TaskState::Idle)
+    }
+
+    /// Connections whose state passes `counted`.
+    fn count_connections(&self, counted: impl Fn(TaskState) -> bool) -> usize {
+        let live = self.live.lock();
+        live.values().filter(|t| t.kind == TaskKind::Connection && counted(t.state())).count()
     }
 }

@@ -174,3 +174,9 @@ pub fn file_names(dir: &std::path::Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The item `name` of a `/v1/checklist` answer.
+pub fn checklist_item(checklist: &serde_json::Value, name: &str) -> serde_json::Value {
+    let items = checklist["items"].as_array().expect("items");
+    items.iter().find(|i| i["name"] == name).cloned().expect(name)
+}

@@ -74,7 +74,8 @@ pub enum Growth {
     Padding,
 }
 
-/// Command flags, as `COMMAND INFO` reports them.
+/// What a command does to the store: whether draining refuses it and maxmemory checks it.
+/// (`COMMAND INFO`'s flags are Redis's own per command, in `server.rs`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Reads only.
