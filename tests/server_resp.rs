@@ -36,6 +36,39 @@ async fn pipelined_commands_are_answered_in_order() {
     .await;
 }
 
+/// A large request that arrives in many small writes (the parser keeps what it has read between
+/// reads and resumes) runs once, whole, and is followed correctly by the next request, which
+/// shares the last write with it.
+#[tokio::test]
+async fn a_request_in_many_small_writes_runs_once_and_whole() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    let pairs: Vec<(String, String)> =
+        (0..2000).map(|i| (format!("slow:{i}"), format!("value-{i}"))).collect();
+    let mut args = vec!["MSET"];
+    for (k, v) in &pairs {
+        args.extend([k.as_str(), v.as_str()]);
+    }
+    let mut wire = cmd(&args);
+    wire.extend(cmd(&["GET", "slow:1999"]));
+    for (i, piece) in wire.chunks(61).enumerate() {
+        c.stream.write_all(piece).await.unwrap();
+        if i % 8 == 0 {
+            // Let the server read what is there, so the request arrives in many reads.
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+    let expected = b"+OK\r\n$10\r\nvalue-1999\r\n";
+    assert_eq!(c.read_exact(expected.len()).await, expected);
+    let mut r = node.redis().await;
+    let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    let got: Vec<String> = redis::cmd("MGET").arg(&keys).query_async(&mut r).await.unwrap();
+    let want: Vec<String> = pairs.iter().map(|(_, v)| v.clone()).collect();
+    assert_eq!(got, want);
+    let total: u64 = redis::cmd("DBSIZE").query_async(&mut r).await.unwrap();
+    assert_eq!(total, 2000);
+}
+
 /// The connection parses up to 32 commands ahead of executing them (to prefetch their keys).
 /// None of that shows: in one write of many more commands, an AUTH in the middle lifts the
 /// unauthenticated limits for the very next command (a 20 KB value, over the 16 KB pre-AUTH

@@ -34,6 +34,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         local_addr: stream.local_addr().ok(),
     };
     let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut parser = resp::RequestParser::default();
     let mut output = BytesMut::with_capacity(16 * 1024);
     // Each parsed command with its command-table index, looked up once.
     let mut ahead: Vec<(Option<u16>, Vec<Bytes>)> = Vec::with_capacity(PARSE_AHEAD);
@@ -59,7 +60,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             let mut ended = false;
             let mut error = None;
             while ahead.len() < PARSE_AHEAD {
-                match resp::parse_command(&mut input, client.authenticated) {
+                match parser.parse(&mut input, client.authenticated) {
                     Ok(Parsed::Incomplete) => {
                         ended = true;
                         break;
@@ -148,6 +149,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         }
         // Give back memory after a large request.
         if input.is_empty() && input.capacity() > 1 << 20 {
+            debug_assert_eq!(parser.pending_args(), 0);
             input = BytesMut::with_capacity(16 * 1024);
         }
     }
