@@ -13,7 +13,7 @@ use mapcache::server::tasks::{TaskKind, TaskState};
 use server_support::{
     TestNode, cmd, file_names, get_text, hold_shard_lock, http, post_json, start_with, wait_until,
 };
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A node in `dir` with 100 keys `k0..k99`.
 async fn node_with_keys(dir: &Path) -> TestNode {
@@ -361,4 +361,60 @@ async fn length_lines_with_a_leading_zero_are_invalid_as_in_redis() {
     let mut c = node.raw().await;
     c.expect(b"*-9223372036854775808\r\n*0\r\n*1\r\n$4\r\nPING\r\n", b"+PONG\r\n").await;
     c.expect(b"*2\r\n$4\r\nECHO\r\n$0\r\n\r\n", b"$0\r\n\r\n").await;
+}
+
+/// A client whose unparsed input passes `client-query-buffer-limit` (here 64 KiB; Redis's least
+/// is 1 MB, which only the command line enforces) is closed without a reply, as Redis does, and
+/// counted; requests as large but complete, and other clients, are served.
+#[tokio::test]
+async fn a_query_buffer_past_the_limit_closes_only_that_connection() {
+    let limit = 64 * 1024;
+    let node = start_with(|c| c.query_buffer_limit = limit).await;
+    let mut r = node.redis().await;
+    let shown: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("client-query-buffer-limit")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(shown, ["client-query-buffer-limit", "65536"]);
+
+    // Requests that together pass the limit, each pair answered before the next is sent (so
+    // the node never holds more than half the limit unparsed): all served.
+    let mut c = node.raw().await;
+    let value = "v".repeat(limit / 4);
+    for i in 0..4 {
+        let mut pair = cmd(&["SET", &format!("big{}", 2 * i), &value]);
+        pair.extend(cmd(&["SET", &format!("big{}", 2 * i + 1), &value]));
+        c.expect(&pair, b"+OK\r\n+OK\r\n").await;
+    }
+
+    // One request that would need more than the limit: closed, with no reply and nothing set.
+    let mut big = node.raw().await;
+    let mut request = format!("*3\r\n$3\r\nSET\r\n$4\r\nhuge\r\n${}\r\n", 2 * limit).into_bytes();
+    request.extend(vec![b'x'; 2 * limit]);
+    for piece in request.chunks(8 * 1024) {
+        if big.stream.write_all(piece).await.is_err() {
+            break; // closed under our writes
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), big.stream.read_to_end(&mut reply))
+        .await
+        .expect("the node closes the connection");
+    // A close with our bytes still unread reaches us as a reset, else as the end of the stream.
+    if let Err(err) = read {
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    }
+    assert_eq!(reply, b"", "closed without a reply");
+    let exists: u64 = redis::cmd("EXISTS").arg("huge").query_async(&mut r).await.unwrap();
+    assert_eq!(exists, 0);
+    let got: String = redis::cmd("GET").arg("big7").query_async(&mut r).await.unwrap();
+    assert_eq!(got.len(), limit / 4);
+    let metrics = get_text(&node.admin_url("/metrics")).await;
+    assert!(
+        metrics.contains("mapcache_client_query_buffer_limit_disconnections_total 1"),
+        "{metrics}"
+    );
 }

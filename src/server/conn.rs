@@ -43,6 +43,17 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
+        if input.len() > node.config.query_buffer_limit {
+            // Redis's `client-query-buffer-limit`: closed without a reply, as Redis does.
+            tracing::warn!(
+                %peer,
+                bytes = input.len(),
+                limit = node.config.query_buffer_limit,
+                "closing a connection that reached the query buffer limit"
+            );
+            node.metrics.query_buffer_limit_disconnections.inc();
+            break;
+        }
         let mut close = false;
         // Per-read bookkeeping is done once for the whole pipelined batch, not per command.
         let mut executed = 0u64;

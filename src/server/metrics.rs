@@ -56,6 +56,8 @@ pub struct Metrics {
     pub command_duration: AtomicHistogram,
     pub maintenance_runs: Family<KindLabel, Counter>,
     pub snapshot_failures: Family<ReasonLabel, Counter>,
+    /// Connections closed because their unparsed input passed `--client-query-buffer-limit`.
+    pub query_buffer_limit_disconnections: Counter,
     /// The connection threads' spin before sleeping (`src/server/spin.rs`), one series per
     /// thread so that threads never share a counter's cache line.
     io_spin_seconds: Family<ThreadLabel, Counter<f64, AtomicU64>>,
@@ -101,6 +103,12 @@ impl Metrics {
             "Snapshots that failed to write, verify or restore, by reason",
             snapshot_failures.clone(),
         );
+        let query_buffer_limit_disconnections = Counter::default();
+        registry.register(
+            "mapcache_client_query_buffer_limit_disconnections",
+            "Connections closed because their unparsed input passed --client-query-buffer-limit",
+            query_buffer_limit_disconnections.clone(),
+        );
         registry.register(
             "mapcache_expired_keys",
             "Keys removed because their TTL passed",
@@ -131,6 +139,7 @@ impl Metrics {
             command_duration,
             maintenance_runs,
             snapshot_failures,
+            query_buffer_limit_disconnections,
             keys: Gauge::default(),
             tombstones: Gauge::default(),
             tombstone_ratio: Gauge::default(),

@@ -72,6 +72,15 @@ pub struct ServeArgs {
     /// What to do when a write would exceed --maxmemory.
     #[arg(long, env = "MAPCACHE_EVICTION_POLICY", value_enum, default_value = "noeviction")]
     pub eviction_policy: EvictionPolicy,
+    /// A connection whose unparsed input grows past this is closed (Redis's
+    /// client-query-buffer-limit): bytes or a size like `1gb`, at least `1mb`.
+    #[arg(
+        long,
+        env = "MAPCACHE_CLIENT_QUERY_BUFFER_LIMIT",
+        default_value = "1gb",
+        value_parser = state::parse_query_buffer_limit
+    )]
+    pub client_query_buffer_limit: usize,
     /// Directory for snapshots.
     #[arg(long, env = "MAPCACHE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -144,6 +153,7 @@ impl ServeArgs {
         config.io_spin = self.io_spin_us.map_or(default_io_spin(cpus), Duration::from_micros);
         config.maxmemory = self.maxmemory;
         config.eviction_policy = self.eviction_policy;
+        config.query_buffer_limit = self.client_query_buffer_limit;
         config.admin_token = admin_token;
         config.requirepass = self.requirepass.filter(|p| !p.is_empty());
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace);

@@ -17,6 +17,11 @@ use super::store::{EvictionPolicy, Store};
 use super::tasks::{Task, Tasks};
 use crate::engine::{EngineStats, Phase};
 
+/// `--client-query-buffer-limit`'s default, Redis's: 1 GiB.
+pub const DEFAULT_QUERY_BUFFER_LIMIT: usize = 1 << 30;
+/// Its least value, Redis's: 1 MiB.
+pub const MIN_QUERY_BUFFER_LIMIT: usize = 1 << 20;
+
 /// `--io-spin-us`'s default (docs/operations.md, "Connection threads", has the measurements).
 pub const DEFAULT_IO_SPIN: Duration = Duration::from_micros(50);
 
@@ -54,6 +59,9 @@ pub struct Config {
     pub maintenance_budget: usize,
     /// How long drain waits for in-flight commands before snapshotting anyway.
     pub drain_inflight_timeout: Duration,
+    /// A connection whose unparsed input grows past this many bytes is closed (Redis's
+    /// `client-query-buffer-limit`): one client cannot make the node buffer without bound.
+    pub query_buffer_limit: usize,
 }
 
 impl Config {
@@ -77,6 +85,7 @@ impl Config {
             maintenance_interval: Duration::from_millis(10),
             maintenance_budget: 64,
             drain_inflight_timeout: Duration::from_secs(5),
+            query_buffer_limit: DEFAULT_QUERY_BUFFER_LIMIT,
         }
     }
 }
@@ -316,9 +325,27 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
     n.checked_mul(multiplier).ok_or_else(invalid)
 }
 
+/// `--client-query-buffer-limit`: a memory size (as `parse_memory`) of at least 1 MiB, Redis's
+/// least `client-query-buffer-limit`.
+pub fn parse_query_buffer_limit(text: &str) -> Result<usize, String> {
+    let bytes = parse_memory(text)?;
+    if bytes < MIN_QUERY_BUFFER_LIMIT as u64 {
+        return Err(format!("{text:?} is below the least query buffer limit, 1mb"));
+    }
+    usize::try_from(bytes).map_err(|_| format!("{text:?} does not fit this machine's memory"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_memory;
+    use super::{parse_memory, parse_query_buffer_limit};
+
+    #[test]
+    fn query_buffer_limits_start_at_redis_least_one() {
+        assert_eq!(parse_query_buffer_limit("1gb"), Ok(1 << 30));
+        assert_eq!(parse_query_buffer_limit("1mb"), Ok(1 << 20));
+        assert!(parse_query_buffer_limit("1048575").unwrap_err().contains("least"));
+        assert!(parse_query_buffer_limit("lots").unwrap_err().contains("invalid memory size"));
+    }
 
     #[test]
     fn memory_sizes_accept_redis_and_kubernetes_units() {

@@ -115,6 +115,7 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("save", String::new()),
         ("appendonly", "no".to_string()),
         ("proto-max-bulk-len", crate::server::resp::PROTO_MAX_BULK_LEN.to_string()),
+        ("client-query-buffer-limit", node.config.query_buffer_limit.to_string()),
         ("port", ctx.client.local_addr.map_or(0, |a| a.port()).to_string()),
         ("bind", node.config.bind.to_string()),
         ("dir", node.config.data_dir.display().to_string()),
