@@ -5,7 +5,7 @@
 mod server_support;
 
 use mapcache::server::EvictionPolicy;
-use server_support::{cmd, cmd_bytes, start, start_with, wait_until};
+use server_support::{cmd, cmd_bytes, get_json, start, start_with, wait_until};
 use tokio::io::AsyncWriteExt;
 
 /// `parseExtendedStringArgumentsOrReply` lets an expire option repeat (the last time wins, and
@@ -193,7 +193,13 @@ async fn bulk(c: &mut server_support::Raw, request: &[u8]) -> String {
 
 /// The `cmd=` field of a CLIENT LIST / CLIENT INFO line.
 fn cmd_field(line: &str) -> &str {
-    line.split(' ').find_map(|f| f.strip_prefix("cmd=")).expect("cmd=")
+    field(line, "cmd")
+}
+
+/// A `CLIENT LIST` / `CLIENT INFO` line's field `name=`.
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    let prefix = format!("{name}=");
+    line.split(' ').find_map(|f| f.strip_prefix(prefix.as_str())).expect("field")
 }
 
 /// `cmd=` is the last command each client ran (Redis's `c->lastcmd`): `client|list` or
@@ -224,6 +230,36 @@ async fn client_list_shows_each_clients_last_command() {
     let mut fields: Vec<&str> = list.lines().map(cmd_field).collect();
     fields.sort_unstable();
     assert_eq!(fields, ["NULL", "NULL", "client|list"], "{list}");
+}
+
+/// `qbuf=` is what a client has sent and the node has not parsed into a command yet, as Redis's:
+/// a request half sent shows its bytes until the rest arrives, and the task dump says the same.
+#[tokio::test]
+async fn client_list_shows_a_request_still_arriving_in_qbuf() {
+    let node = start().await;
+    let mut asking = node.raw().await;
+    let mut slow = node.raw().await;
+    slow.expect(&cmd(&["CLIENT", "SETNAME", "slow"]), b"+OK\r\n").await;
+    let request = cmd(&["SET", "k", "a value that arrives in two parts"]);
+    let (first, rest) = request.split_at(20);
+    slow.stream.write_all(first).await.expect("write");
+    let tasks = node.handle.node.tasks.clone();
+    wait_until("the node has read the first part", || {
+        tasks.snapshot().iter().any(|t| t.query_buffer().0 == 20)
+    })
+    .await;
+    let list = bulk(&mut asking, &cmd(&["CLIENT", "LIST"])).await;
+    let line = list.lines().find(|l| field(l, "name") == "slow").expect("slow's line");
+    assert_eq!(field(line, "qbuf"), "20", "{line}");
+    assert_ne!(field(line, "qbuf-free"), "0", "{line}");
+    let (status, dump) = get_json(&node.admin_url("/v1/debug/tasks")).await;
+    assert_eq!(status, 200);
+    let row = dump["tasks"].as_array().unwrap().iter().find(|t| t["name"] == "slow").unwrap();
+    assert_eq!(row["query_buffer_bytes"], 20, "{row}");
+    slow.expect(rest, b"+OK\r\n").await;
+    let list = bulk(&mut asking, &cmd(&["CLIENT", "LIST"])).await;
+    let line = list.lines().find(|l| field(l, "name") == "slow").expect("slow's line");
+    assert_eq!(field(line, "qbuf"), "0", "{line}");
 }
 
 /// Each `unknown subcommand ... Try <CMD> HELP.` points at a command that answers, as Redis's

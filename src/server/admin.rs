@@ -224,6 +224,8 @@ pub struct TaskRow {
     pub command: Option<String>,
     pub age_ms: u64,
     pub idle_ms: u64,
+    /// Bytes read from the client and not parsed yet (a request still arriving).
+    pub query_buffer_bytes: u64,
     pub holds_lock: Option<usize>,
     pub waits_lock: Option<usize>,
 }
@@ -242,6 +244,7 @@ fn task_dump(node: &NodeState) -> serde_json::Value {
             command: t.command().map(|i| COMMANDS[i as usize].name.to_ascii_uppercase()),
             age_ms: t.started.elapsed().as_millis() as u64,
             idle_ms: t.idle_ms(),
+            query_buffer_bytes: t.query_buffer().0,
             holds_lock: t.holds_lock(),
             waits_lock: t.waits_lock(),
         })

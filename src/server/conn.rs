@@ -137,6 +137,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         // connection still counted in flight. A reply the socket cannot take at once (a slow
         // reader, a large reply) shows as Writing until it is delivered.
         let settled = if input.is_empty() { TaskState::Idle } else { TaskState::Reading };
+        task.set_query_buffer(input.len(), input.capacity() - input.len());
         task.clear_command();
         task.set_state(settled);
         if !output.is_empty() {

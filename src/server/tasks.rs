@@ -71,6 +71,11 @@ pub struct Task {
     last_command: AtomicU16,
     /// Milliseconds since `started` at the last state change (for `idle_ms`).
     last_change_ms: AtomicU64,
+    /// Bytes read from the client and not yet parsed into a command (a request still arriving),
+    /// and the free room after them in its buffer, as of its last read: `CLIENT LIST`'s `qbuf=`
+    /// and `qbuf-free=`, so that a client near `--client-query-buffer-limit` can be found.
+    query_buffer: AtomicU64,
+    query_buffer_free: AtomicU64,
     holds_lock: AtomicI64,
     waits_lock: AtomicI64,
 }
@@ -149,6 +154,18 @@ impl Task {
         usize::try_from(self.waits_lock.load(Ordering::SeqCst)).ok()
     }
 
+    /// Records the connection's input buffer after a read's requests were parsed: unparsed
+    /// bytes and free room.
+    pub fn set_query_buffer(&self, unparsed: usize, free: usize) {
+        self.query_buffer.store(unparsed as u64, Ordering::Relaxed);
+        self.query_buffer_free.store(free as u64, Ordering::Relaxed);
+    }
+
+    /// (unparsed bytes, free room) of the input buffer; see `set_query_buffer`.
+    pub fn query_buffer(&self) -> (u64, u64) {
+        (self.query_buffer.load(Ordering::Relaxed), self.query_buffer_free.load(Ordering::Relaxed))
+    }
+
     pub fn idle_ms(&self) -> u64 {
         let age = self.started.elapsed().as_millis() as u64;
         age.saturating_sub(self.last_change_ms.load(Ordering::Relaxed))
@@ -204,6 +221,8 @@ impl Tasks {
             command: AtomicU16::new(NO_COMMAND),
             last_command: AtomicU16::new(NO_COMMAND),
             last_change_ms: AtomicU64::new(0),
+            query_buffer: AtomicU64::new(0),
+            query_buffer_free: AtomicU64::new(0),
             holds_lock: AtomicI64::new(NONE),
             waits_lock: AtomicI64::new(NONE),
         });

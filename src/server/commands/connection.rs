@@ -178,7 +178,10 @@ fn set_info(task: &Task, attr: &[u8], value: &[u8]) -> Reply {
 /// One `CLIENT LIST` line. `cmd=` is the last command the client ran, as Redis's
 /// `c->lastcmd`: for the client asking, the `CLIENT` subcommand it is running (`own`,
 /// `client|list` or `client|info`); for the others the command's name (without the subcommand
-/// of a container command, which is not recorded), or `NULL` before their first.
+/// of a container command, which is not recorded), or `NULL` before their first. `qbuf=` and
+/// `qbuf-free=` are the client's unparsed input (a request still arriving) and its buffer's free
+/// room as its connection left them after its last batch of requests (for the caller, the batch
+/// before this one).
 fn client_line(ctx: &Ctx<'_>, task: &Task, own: &str) -> String {
     let cmd = if task.id == ctx.client.id {
         own
@@ -187,9 +190,10 @@ fn client_line(ctx: &Ctx<'_>, task: &Task, own: &str) -> String {
     };
     let laddr = ctx.client.local_addr.map(|a| a.to_string()).unwrap_or_default();
     let lib = task.lib.lock();
+    let (qbuf, qbuf_free) = task.query_buffer();
     format!(
         "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 \
-         qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default \
+         qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default \
          redir=-1 resp={} lib-name={} lib-ver={}\n",
         task.id,
         task.peer.map(|p| p.to_string()).unwrap_or_default(),
@@ -197,6 +201,8 @@ fn client_line(ctx: &Ctx<'_>, task: &Task, own: &str) -> String {
         task.name.lock().clone().unwrap_or_default(),
         task.started.elapsed().as_secs(),
         task.idle_ms() / 1000,
+        qbuf,
+        qbuf_free,
         cmd,
         task.resp(),
         lib.name,
