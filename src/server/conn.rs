@@ -43,17 +43,6 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        if input.len() > node.config.query_buffer_limit {
-            // Redis's `client-query-buffer-limit`: closed without a reply, as Redis does.
-            tracing::warn!(
-                %peer,
-                bytes = input.len(),
-                limit = node.config.query_buffer_limit,
-                "closing a connection that reached the query buffer limit"
-            );
-            node.metrics.query_buffer_limit_disconnections.inc();
-            break;
-        }
         let mut close = false;
         // Per-read bookkeeping is done once for the whole pipelined batch, not per command.
         let mut executed = 0u64;
@@ -132,6 +121,25 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         if executed > 0 {
             node.total_commands.fetch_add(executed, Ordering::Relaxed);
         }
+        // What is left in `input` is a request still arriving (all of it, the arguments already
+        // parsed included: they stay in the buffer until the request is whole). Past the limit
+        // the connection is closed, after the replies to the requests this read completed, and
+        // without one for the unfinished request (Redis's `client-query-buffer-limit`).
+        if input.len() > node.config.query_buffer_limit {
+            tracing::warn!(
+                %peer,
+                bytes = input.len(),
+                limit = node.config.query_buffer_limit,
+                "closing a connection that reached the query buffer limit"
+            );
+            node.metrics.query_buffer_limit_disconnections.inc();
+            close = true;
+        }
+        // Give back memory after a large request.
+        if input.is_empty() && input.capacity() > 1 << 20 {
+            debug_assert_eq!(parser.pending_args(), 0);
+            input = BytesMut::with_capacity(16 * 1024);
+        }
         // The batch is done once its replies are encoded: the task leaves the in-flight states
         // before the replies go out, so a client that has read its reply never finds its
         // connection still counted in flight. A reply the socket cannot take at once (a slow
@@ -158,11 +166,6 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         if close {
             let _ = stream.shutdown().await;
             break;
-        }
-        // Give back memory after a large request.
-        if input.is_empty() && input.capacity() > 1 << 20 {
-            debug_assert_eq!(parser.pending_args(), 0);
-            input = BytesMut::with_capacity(16 * 1024);
         }
     }
     drop(guard);

@@ -71,10 +71,11 @@ pub struct Task {
     last_command: AtomicU16,
     /// Milliseconds since `started` at the last state change (for `idle_ms`).
     last_change_ms: AtomicU64,
-    /// Bytes read from the client and not yet parsed into a command (a request still arriving),
-    /// and the free room after them in its buffer, as of its last read: `CLIENT LIST`'s `qbuf=`
-    /// and `qbuf-free=`, so that a client near `--client-query-buffer-limit` can be found.
+    /// Bytes of a request still arriving (read, not yet a whole command), as of the connection's
+    /// last batch: `CLIENT LIST`'s `qbuf=`, so that a client near `--client-query-buffer-limit`
+    /// can be found.
     query_buffer: AtomicU64,
+    /// The free room after them in the connection's input buffer then: `qbuf-free=`.
     query_buffer_free: AtomicU64,
     holds_lock: AtomicI64,
     waits_lock: AtomicI64,
