@@ -265,6 +265,84 @@ async fn client_list_shows_a_request_still_arriving_in_qbuf() {
     assert_eq!(field(line, "qbuf"), "0", "{line}");
 }
 
+/// Waits until the server closes `c` (an end of stream or a reset), with nothing more to read.
+async fn assert_closed(c: &mut server_support::Raw) {
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(10), c.stream.read_to_end(&mut rest))
+            .await
+            .expect("the node closes the connection");
+    if let Err(err) = read {
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    }
+    assert_eq!(rest, b"", "nothing after the kill");
+}
+
+/// `CLIENT KILL` as Redis 7.0 answers it (strings checked against redis-server 7.0.15): the old
+/// form by address (`+OK`, or `No such client`; a client may kill itself and still gets its
+/// `+OK`), the new form's filters (a count; `SKIPME yes` by default), and each error.
+#[tokio::test]
+async fn client_kill_closes_the_connections_it_names() {
+    let node = start().await;
+    let mut admin = node.raw().await;
+    let mut by_id = node.raw().await;
+    let mut by_addr = node.raw().await;
+    let mut old_form = node.raw().await;
+    let id = |c: &server_support::Raw| c.stream.local_addr().unwrap();
+    let tasks = &node.handle.node.tasks;
+    wait_until("four connections are registered", || tasks.connections() == 4).await;
+    let task_id = |addr: std::net::SocketAddr| {
+        tasks.snapshot().iter().find(|t| t.peer == Some(addr)).map(|t| t.id).expect("task")
+    };
+
+    let victim = task_id(id(&by_id)).to_string();
+    admin.expect(&cmd(&["CLIENT", "KILL", "ID", &victim]), b":1\r\n").await;
+    assert_closed(&mut by_id).await;
+    let addr = id(&by_addr).to_string();
+    admin.expect(&cmd(&["client", "kill", "addr", &addr, "type", "normal"]), b":1\r\n").await;
+    assert_closed(&mut by_addr).await;
+    let addr = id(&old_form).to_string();
+    admin.expect(&cmd(&["CLIENT", "KILL", &addr]), b"+OK\r\n").await;
+    assert_closed(&mut old_form).await;
+    admin.expect(&cmd(&["CLIENT", "KILL", &addr]), b"-ERR No such client\r\n").await;
+
+    // Filters that match nobody, and SKIPME's default.
+    let me = task_id(id(&admin)).to_string();
+    admin.expect(&cmd(&["CLIENT", "KILL", "ID", &me]), b":0\r\n").await;
+    admin.expect(&cmd(&["CLIENT", "KILL", "TYPE", "master"]), b":0\r\n").await;
+    admin.expect(&cmd(&["CLIENT", "KILL", "LADDR", "1.2.3.4:5"]), b":0\r\n").await;
+    admin.expect(&cmd(&["CLIENT", "KILL", "ID", "99999"]), b":0\r\n").await;
+    admin.expect(&cmd(&["PING"]), b"+PONG\r\n").await;
+
+    // Redis's errors, in its words.
+    for (args, reply) in [
+        (&["CLIENT", "KILL"][..], "-ERR wrong number of arguments for 'client|kill' command"),
+        (&["CLIENT", "KILL", "ID"][..], "-ERR No such client"),
+        (&["CLIENT", "KILL", "ID", "0"][..], "-ERR client-id should be greater than 0"),
+        (&["CLIENT", "KILL", "ID", "abc"][..], "-ERR client-id should be greater than 0"),
+        (&["CLIENT", "KILL", "TYPE", "foo"][..], "-ERR Unknown client type 'foo'"),
+        (&["CLIENT", "KILL", "USER", "nosuch"][..], "-ERR No such user 'nosuch'"),
+        (&["CLIENT", "KILL", "SKIPME", "maybe"][..], "-ERR syntax error"),
+        (&["CLIENT", "KILL", "ADDR", "1.2.3.4:5", "ID"][..], "-ERR syntax error"),
+        (&["CLIENT", "KILL", "MAXAGE", "5"][..], "-ERR syntax error"),
+    ] {
+        admin.expect(&cmd(args), format!("{reply}\r\n").as_bytes()).await;
+    }
+
+    // The old form may name the caller: it gets its +OK, then the connection closes. So does
+    // the new form with SKIPME no.
+    let addr = id(&admin).to_string();
+    admin.expect(&cmd(&["CLIENT", "KILL", &addr]), b"+OK\r\n").await;
+    assert_closed(&mut admin).await;
+    let mut last = node.raw().await;
+    wait_until("the last connection is registered", || tasks.connections() == 1).await;
+    let me = task_id(id(&last)).to_string();
+    last.expect(&cmd(&["CLIENT", "KILL", "ID", &me, "SKIPME", "no"]), b":1\r\n").await;
+    assert_closed(&mut last).await;
+    wait_until("every connection is gone", || tasks.connections() == 0).await;
+}
+
 /// Each `unknown subcommand ... Try <CMD> HELP.` points at a command that answers, as Redis's
 /// `addReplyHelp` does: the usage line, the subcommands (those this node has), HELP's own lines.
 #[tokio::test]
@@ -289,7 +367,7 @@ async fn every_container_command_answers_help() {
         b"-ERR wrong number of arguments for 'config|help' command\r\n",
     )
     .await;
-    for (command, lines) in [("CLIENT", 19), ("COMMAND", 15), ("MEMORY", 6)] {
+    for (command, lines) in [("CLIENT", 33), ("COMMAND", 15), ("MEMORY", 6)] {
         let usage =
             format!("+{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n");
         let expected = format!("*{lines}\r\n{usage}").into_bytes();

@@ -1002,8 +1002,8 @@ async fn client_commands_reply_like_redis() {
     )
     .await;
     c.expect(
-        &cmd(&["CLIENT", "KILL", "x"]),
-        b"-ERR unknown subcommand 'KILL'. Try CLIENT HELP.\r\n",
+        &cmd(&["CLIENT", "PAUSE", "10"]),
+        b"-ERR unknown subcommand 'PAUSE'. Try CLIENT HELP.\r\n",
     )
     .await;
 

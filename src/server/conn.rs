@@ -3,6 +3,7 @@
 //! connection closes; nothing else is affected.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -23,6 +24,14 @@ const PARSE_AHEAD: usize = 32;
 pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr) {
     let guard = node.tasks.register(TaskKind::Connection, Some(peer));
     let task = guard.task.clone();
+    // A second descriptor of the socket, for CLIENT KILL from other connections (one file
+    // descriptor more per connection; without it the connection cannot be killed).
+    match stream.as_fd().try_clone_to_owned() {
+        Ok(fd) => task.set_socket(stream.local_addr().ok(), std::net::TcpStream::from(fd)),
+        Err(err) => {
+            tracing::warn!(%peer, error = %err, "cannot duplicate the socket for CLIENT KILL")
+        }
+    }
     node.total_connections.fetch_add(1, Ordering::Relaxed);
     // Small replies go out at once; Nagle would hold them back under pipelining.
     let _ = stream.set_nodelay(true);

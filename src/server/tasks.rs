@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -55,6 +55,9 @@ pub struct Task {
     pub kind: TaskKind,
     /// The client's address (connections only).
     pub peer: Option<SocketAddr>,
+    /// The node's address the client connected to (`laddr=`), and a second handle on the
+    /// connection's socket for `CLIENT KILL` (connections only; set once at the start).
+    socket: OnceLock<(Option<SocketAddr>, std::net::TcpStream)>,
     /// `CLIENT SETNAME`.
     pub name: Mutex<Option<String>>,
     /// `CLIENT SETINFO`: the client library's name and version, shown by `CLIENT LIST`.
@@ -155,6 +158,31 @@ impl Task {
         usize::try_from(self.waits_lock.load(Ordering::SeqCst)).ok()
     }
 
+    /// Gives the task its connection's local address and a handle on its socket (a duplicate
+    /// of the connection's file descriptor), so that `CLIENT KILL` can close it from another
+    /// connection. Set once; later calls are ignored.
+    pub fn set_socket(&self, local: Option<SocketAddr>, socket: std::net::TcpStream) {
+        let _ = self.socket.set((local, socket));
+    }
+
+    /// The node's address this client connected to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.socket.get().and_then(|(local, _)| *local)
+    }
+
+    /// `CLIENT KILL`: shuts the connection's socket down both ways. The connection's next read
+    /// ends (a command running now finishes, its reply is lost) and it closes. Returns whether
+    /// the task had a socket to shut.
+    pub fn kill(&self) -> bool {
+        match self.socket.get() {
+            Some((_, socket)) => {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Records the connection's input buffer after a read's requests were parsed: unparsed
     /// bytes and free room.
     pub fn set_query_buffer(&self, unparsed: usize, free: usize) {
@@ -214,6 +242,7 @@ impl Tasks {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             kind,
             peer,
+            socket: OnceLock::new(),
             name: Mutex::new(None),
             lib: Mutex::new(ClientLib::default()),
             resp: AtomicU8::new(2),

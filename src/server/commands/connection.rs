@@ -188,7 +188,7 @@ fn client_line(ctx: &Ctx<'_>, task: &Task, own: &str) -> String {
     } else {
         task.last_command().map_or("NULL", |i| super::COMMANDS[i as usize].name)
     };
-    let laddr = ctx.client.local_addr.map(|a| a.to_string()).unwrap_or_default();
+    let laddr = task.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let lib = task.lib.lock();
     let (qbuf, qbuf_free) = task.query_buffer();
     format!(
@@ -216,14 +216,10 @@ fn client_list(ctx: &Ctx<'_>, args: &[Bytes]) -> Reply {
     let mut ids = None;
     let mut normal = true;
     if args.len() == 4 && is(&args[2], "TYPE") {
-        let kind = &args[3];
-        normal = is(kind, "normal");
-        if !normal && !["master", "replica", "slave", "pubsub"].iter().any(|t| is(kind, t)) {
-            let mut text = b"ERR Unknown client type '".to_vec();
-            text.extend_from_slice(super::c_string_prefix(kind, usize::MAX));
-            text.push(b'\'');
-            return Reply::error(text);
-        }
+        normal = match is_normal_type(&args[3]) {
+            Ok(normal) => normal,
+            Err(e) => return e,
+        };
     } else if args.len() > 3 && is(&args[2], "ID") {
         let parsed: Option<Vec<i64>> = args[3..].iter().map(|a| parse_i64(a)).collect();
         let Some(parsed) = parsed else {
@@ -255,6 +251,104 @@ fn client_list(ctx: &Ctx<'_>, args: &[Bytes]) -> Reply {
     Reply::Verbatim(text)
 }
 
+/// A client type named in `CLIENT LIST|KILL TYPE`: whether it is `normal`, the type of every
+/// connection here (the others are valid names that match none), or Redis's error for a name it
+/// does not know.
+fn is_normal_type(kind: &[u8]) -> Result<bool, Reply> {
+    if is(kind, "normal") {
+        return Ok(true);
+    }
+    if ["master", "replica", "slave", "pubsub"].iter().any(|t| is(kind, t)) {
+        return Ok(false);
+    }
+    let mut text = b"ERR Unknown client type '".to_vec();
+    text.extend_from_slice(super::c_string_prefix(kind, usize::MAX));
+    text.push(b'\'');
+    Err(Reply::error(text))
+}
+
+/// Which connections `CLIENT KILL` closes: every filter given must match.
+#[derive(Default)]
+struct KillFilter {
+    id: Option<u64>,
+    addr: Option<Bytes>,
+    laddr: Option<Bytes>,
+    /// `TYPE` named a type no connection here has.
+    type_matches_none: bool,
+    skip_me: bool,
+}
+
+/// `CLIENT KILL <ip:port>` (the old form: `+OK`, or `No such client`; the caller may kill
+/// itself) or `CLIENT KILL <option> <value> ...` (how many were killed; `SKIPME yes` by
+/// default), with Redis 7.0's checks and words. A killed connection's socket is shut down: it
+/// closes at its next read. The caller killing itself gets its reply first (`QUIT`'s path).
+fn client_kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+    let old_form = args.len() == 3;
+    let mut filter = KillFilter { skip_me: !old_form, ..KillFilter::default() };
+    if old_form {
+        filter.addr = Some(args[2].clone());
+    } else {
+        for pair in args[2..].chunks(2) {
+            let [option, value] = pair else {
+                return Reply::error(ERR_SYNTAX);
+            };
+            if is(option, "ID") {
+                match parse_i64(value).filter(|&id| id > 0) {
+                    Some(id) => filter.id = Some(id as u64),
+                    None => return Reply::error("ERR client-id should be greater than 0"),
+                }
+            } else if is(option, "TYPE") {
+                match is_normal_type(value) {
+                    Ok(normal) => filter.type_matches_none |= !normal,
+                    Err(e) => return e,
+                }
+            } else if is(option, "ADDR") {
+                filter.addr = Some(value.clone());
+            } else if is(option, "LADDR") {
+                filter.laddr = Some(value.clone());
+            } else if is(option, "USER") {
+                if value.as_ref() != b"default" {
+                    let mut text = b"ERR No such user '".to_vec();
+                    text.extend_from_slice(super::c_string_prefix(value, usize::MAX));
+                    text.push(b'\'');
+                    return Reply::error(text);
+                }
+            } else if is(option, "SKIPME") && (is(value, "yes") || is(value, "no")) {
+                filter.skip_me = is(value, "yes");
+            } else {
+                return Reply::error(ERR_SYNTAX);
+            }
+        }
+    }
+    let shown =
+        |addr: Option<std::net::SocketAddr>| addr.map(|a| a.to_string()).unwrap_or_default();
+    let mut killed = 0;
+    for task in ctx.node.tasks.snapshot() {
+        let matches = task.kind == crate::server::tasks::TaskKind::Connection
+            && !filter.type_matches_none
+            && filter.id.is_none_or(|id| task.id == id)
+            && filter.addr.as_ref().is_none_or(|a| a.as_ref() == shown(task.peer).as_bytes())
+            && filter
+                .laddr
+                .as_ref()
+                .is_none_or(|a| a.as_ref() == shown(task.local_addr()).as_bytes());
+        if !matches || (filter.skip_me && task.id == ctx.client.id) {
+            continue;
+        }
+        if task.id == ctx.client.id {
+            ctx.client.close_after_reply = true;
+        } else {
+            task.kill();
+        }
+        killed += 1;
+    }
+    match (old_form, killed) {
+        (true, 0) => Reply::error("ERR No such client"),
+        (true, _) => Reply::ok(),
+        (false, n) => Reply::Integer(n),
+    }
+}
+
 /// `CLIENT HELP`'s lines for the subcommands this node has (Redis 7's text and order; SETINFO's
 /// from 7.2).
 const CLIENT_HELP: &[&str] = &[
@@ -264,6 +358,20 @@ const CLIENT_HELP: &[&str] = &[
     "    Return the ID of the current connection.",
     "INFO",
     "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
     "LIST [options ...]",
     "    Return information about client connections. Options:",
     "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
@@ -296,6 +404,11 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         }
     } else if is(sub, "LIST") {
         client_list(ctx, args)
+    } else if is(sub, "KILL") {
+        if argc < 3 {
+            return wrong_sub_arity("client", sub);
+        }
+        client_kill(ctx, args)
     } else if is(sub, "INFO") && argc == 2 {
         let task = ctx.task;
         Reply::Verbatim(client_line(ctx, task, "client|info"))
