@@ -285,30 +285,38 @@ async fn assert_closed(c: &mut server_support::Raw) {
 #[tokio::test]
 async fn client_kill_closes_the_connections_it_names() {
     let node = start().await;
+    let tasks = node.handle.node.tasks.clone();
     let mut admin = node.raw().await;
     let mut by_id = node.raw().await;
     let mut by_addr = node.raw().await;
+    let mut by_laddr = node.raw().await;
     let mut old_form = node.raw().await;
-    let id = |c: &server_support::Raw| c.stream.local_addr().unwrap();
-    let tasks = &node.handle.node.tasks;
-    wait_until("four connections are registered", || tasks.connections() == 4).await;
-    let task_id = |addr: std::net::SocketAddr| {
-        tasks.snapshot().iter().find(|t| t.peer == Some(addr)).map(|t| t.id).expect("task")
+    let addr_of = |c: &server_support::Raw| c.stream.local_addr().unwrap().to_string();
+    let gone = |c: &server_support::Raw| {
+        let addr = c.stream.local_addr().unwrap();
+        let tasks = tasks.clone();
+        move || !tasks.snapshot().iter().any(|t| t.peer == Some(addr))
     };
 
-    let victim = task_id(id(&by_id)).to_string();
+    let victim = client_id(&mut by_id).await;
     admin.expect(&cmd(&["CLIENT", "KILL", "ID", &victim]), b":1\r\n").await;
     assert_closed(&mut by_id).await;
-    let addr = id(&by_addr).to_string();
-    admin.expect(&cmd(&["client", "kill", "addr", &addr, "type", "normal"]), b":1\r\n").await;
+    // The last TYPE counts, as in Redis.
+    let addr = addr_of(&by_addr);
+    let kill = ["client", "kill", "addr", &addr, "type", "master", "type", "normal"];
+    admin.expect(&cmd(&kill), b":1\r\n").await;
     assert_closed(&mut by_addr).await;
-    let addr = id(&old_form).to_string();
+    let (addr, laddr) = (addr_of(&by_laddr), by_laddr.stream.peer_addr().unwrap().to_string());
+    admin.expect(&cmd(&["CLIENT", "KILL", "ADDR", &addr, "LADDR", &laddr]), b":1\r\n").await;
+    assert_closed(&mut by_laddr).await;
+    let addr = addr_of(&old_form);
     admin.expect(&cmd(&["CLIENT", "KILL", &addr]), b"+OK\r\n").await;
     assert_closed(&mut old_form).await;
+    wait_until("the killed connection is gone", gone(&old_form)).await;
     admin.expect(&cmd(&["CLIENT", "KILL", &addr]), b"-ERR No such client\r\n").await;
 
     // Filters that match nobody, and SKIPME's default.
-    let me = task_id(id(&admin)).to_string();
+    let me = client_id(&mut admin).await;
     admin.expect(&cmd(&["CLIENT", "KILL", "ID", &me]), b":0\r\n").await;
     admin.expect(&cmd(&["CLIENT", "KILL", "TYPE", "master"]), b":0\r\n").await;
     admin.expect(&cmd(&["CLIENT", "KILL", "LADDR", "1.2.3.4:5"]), b":0\r\n").await;
@@ -330,17 +338,67 @@ async fn client_kill_closes_the_connections_it_names() {
         admin.expect(&cmd(args), format!("{reply}\r\n").as_bytes()).await;
     }
 
-    // The old form may name the caller: it gets its +OK, then the connection closes. So does
-    // the new form with SKIPME no.
-    let addr = id(&admin).to_string();
-    admin.expect(&cmd(&["CLIENT", "KILL", &addr]), b"+OK\r\n").await;
+    // The old form may name the caller: it gets its +OK, then the connection closes, and what
+    // it sent after the kill does not run. So does the new form with SKIPME no.
+    let addr = addr_of(&admin);
+    let mut request = cmd(&["CLIENT", "KILL", &addr]);
+    request.extend(cmd(&["SET", "after-the-kill", "1"]));
+    admin.expect(&request, b"+OK\r\n").await;
     assert_closed(&mut admin).await;
     let mut last = node.raw().await;
-    wait_until("the last connection is registered", || tasks.connections() == 1).await;
-    let me = task_id(id(&last)).to_string();
+    let me = client_id(&mut last).await;
     last.expect(&cmd(&["CLIENT", "KILL", "ID", &me, "SKIPME", "no"]), b":1\r\n").await;
     assert_closed(&mut last).await;
     wait_until("every connection is gone", || tasks.connections() == 0).await;
+    let mut r = node.redis().await;
+    let exists: u64 = redis::cmd("EXISTS").arg("after-the-kill").query_async(&mut r).await.unwrap();
+    assert_eq!(exists, 0);
+}
+
+/// A killed connection runs none of the requests it had already sent: a client stalled
+/// writing (it reads no replies) with a pipeline queued behind a command waiting for a shard
+/// lock is killed; once the lock is free, none of the queued writes has happened.
+#[tokio::test]
+async fn a_killed_connection_runs_nothing_it_had_queued() {
+    let node = start().await;
+    // Connections go to the node's two connection threads in turn: the victim blocks its
+    // thread on the lock, the admin's runs on the other.
+    let mut admin = node.raw().await;
+    let mut victim = node.raw().await;
+    let victim_id = client_id(&mut victim).await;
+    let state = node.handle.node.clone();
+    let (release, holder) =
+        server_support::hold_shard_lock(&state, state.store.shard_of(b"queued:0"));
+    let mut pipeline = Vec::new();
+    for i in 0..200 {
+        pipeline.extend(cmd(&["SET", &format!("queued:{i}"), "1"]));
+    }
+    victim.stream.write_all(&pipeline).await.unwrap();
+    let tasks = node.handle.node.tasks.clone();
+    let id: u64 = victim_id.parse().unwrap();
+    wait_until("the victim waits for the lock", || {
+        tasks.get(id).is_some_and(|t| t.waits_lock().is_some())
+    })
+    .await;
+    admin.expect(&cmd(&["CLIENT", "KILL", "ID", &victim_id]), b":1\r\n").await;
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert_closed(&mut victim).await;
+    wait_until("the victim is gone", || tasks.get(id).is_none()).await;
+    let mut r = node.redis().await;
+    let keys: Vec<String> = redis::cmd("KEYS").arg("queued:*").query_async(&mut r).await.unwrap();
+    // The command waiting for the lock when the kill came may finish; nothing after it runs.
+    assert!(keys.len() <= 1, "{keys:?}");
+}
+
+/// The connection's id, by `CLIENT ID`.
+async fn client_id(c: &mut server_support::Raw) -> String {
+    c.stream.write_all(&cmd(&["CLIENT", "ID"])).await.unwrap();
+    let mut line = Vec::new();
+    while !line.ends_with(b"\r\n") {
+        line.extend(c.read_exact(1).await);
+    }
+    String::from_utf8(line[1..line.len() - 2].to_vec()).unwrap()
 }
 
 /// Each `unknown subcommand ... Try <CMD> HELP.` points at a command that answers, as Redis's

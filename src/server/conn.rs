@@ -3,7 +3,6 @@
 //! connection closes; nothing else is affected.
 
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -24,13 +23,8 @@ const PARSE_AHEAD: usize = 32;
 pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr) {
     let guard = node.tasks.register(TaskKind::Connection, Some(peer));
     let task = guard.task.clone();
-    // A second descriptor of the socket, for CLIENT KILL from other connections (one file
-    // descriptor more per connection; without it the connection cannot be killed).
-    match stream.as_fd().try_clone_to_owned() {
-        Ok(fd) => task.set_socket(stream.local_addr().ok(), std::net::TcpStream::from(fd)),
-        Err(err) => {
-            tracing::warn!(%peer, error = %err, "cannot duplicate the socket for CLIENT KILL")
-        }
+    if let Ok(local) = stream.local_addr() {
+        task.set_local_addr(local);
     }
     node.total_connections.fetch_add(1, Ordering::Relaxed);
     // Small replies go out at once; Nagle would hold them back under pipelining.
@@ -48,7 +42,13 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
     // Each parsed command with its command-table index, looked up once.
     let mut ahead: Vec<(Option<u16>, Vec<Bytes>)> = Vec::with_capacity(PARSE_AHEAD);
     loop {
-        match stream.read_buf(&mut input).await {
+        // CLIENT KILL from another connection ends the wait (a kill is checked first).
+        let read = tokio::select! {
+            biased;
+            () = task.killed() => break,
+            read = stream.read_buf(&mut input) => read,
+        };
+        match read {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
@@ -91,6 +91,10 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 commands::prefetch_batch(&node, &ahead);
             }
             for (index, args) in ahead.drain(..) {
+                if task.is_killed() {
+                    // CLIENT KILL: nothing more runs, nothing more is answered.
+                    break 'batch;
+                }
                 if executed == 0 {
                     task.set_state(TaskState::Executing);
                     node.tasks.touch_client_activity();
@@ -130,6 +134,9 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         if executed > 0 {
             node.total_commands.fetch_add(executed, Ordering::Relaxed);
         }
+        if task.is_killed() {
+            break;
+        }
         // What is left in `input` is a request still arriving (all of it, the arguments already
         // parsed included: they stay in the buffer until the request is whole). Past the limit
         // the connection is closed, after the replies to the requests this read completed, and
@@ -165,7 +172,12 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             };
             if written < output.len() {
                 task.set_state(TaskState::Writing);
-                if stream.write_all(&output[written..]).await.is_err() {
+                let wrote = tokio::select! {
+                    biased;
+                    () = task.killed() => break,
+                    wrote = stream.write_all(&output[written..]) => wrote,
+                };
+                if wrote.is_err() {
                     break;
                 }
                 task.set_state(settled);

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use parking_lot::Mutex;
 use serde::Serialize;
+use tokio::sync::Notify;
 
 /// What a task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,9 +56,13 @@ pub struct Task {
     pub kind: TaskKind,
     /// The client's address (connections only).
     pub peer: Option<SocketAddr>,
-    /// The node's address the client connected to (`laddr=`), and a second handle on the
-    /// connection's socket for `CLIENT KILL` (connections only; set once at the start).
-    socket: OnceLock<(Option<SocketAddr>, std::net::TcpStream)>,
+    /// The node's address the client connected to (`laddr=`; connections only, set once).
+    local: OnceLock<SocketAddr>,
+    /// `CLIENT KILL` named this connection: it runs nothing more and closes.
+    killed: AtomicBool,
+    /// Wakes the connection out of a read or a write when it is killed (one permit, so a kill
+    /// between two waits is not missed).
+    kill_signal: Notify,
     /// `CLIENT SETNAME`.
     pub name: Mutex<Option<String>>,
     /// `CLIENT SETINFO`: the client library's name and version, shown by `CLIENT LIST`.
@@ -158,28 +163,31 @@ impl Task {
         usize::try_from(self.waits_lock.load(Ordering::SeqCst)).ok()
     }
 
-    /// Gives the task its connection's local address and a handle on its socket (a duplicate
-    /// of the connection's file descriptor), so that `CLIENT KILL` can close it from another
-    /// connection. Set once; later calls are ignored.
-    pub fn set_socket(&self, local: Option<SocketAddr>, socket: std::net::TcpStream) {
-        let _ = self.socket.set((local, socket));
+    /// Records the node's address the client connected to. Set once; later calls are ignored.
+    pub fn set_local_addr(&self, local: SocketAddr) {
+        let _ = self.local.set(local);
     }
 
     /// The node's address this client connected to.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.socket.get().and_then(|(local, _)| *local)
+        self.local.get().copied()
     }
 
-    /// `CLIENT KILL`: shuts the connection's socket down both ways. The connection's next read
-    /// ends (a command running now finishes, its reply is lost) and it closes. Returns whether
-    /// the task had a socket to shut.
-    pub fn kill(&self) -> bool {
-        match self.socket.get() {
-            Some((_, socket)) => {
-                let _ = socket.shutdown(std::net::Shutdown::Both);
-                true
-            }
-            None => false,
+    /// `CLIENT KILL`: the connection runs no command after the one it may be running now (whose
+    /// reply is lost), leaves any read or write it is waiting in, and closes.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.kill_signal.notify_one();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
+    }
+
+    /// Completes once the task is killed (at once if it was before the call).
+    pub async fn killed(&self) {
+        if !self.killed.load(Ordering::SeqCst) {
+            self.kill_signal.notified().await;
         }
     }
 
@@ -242,7 +250,9 @@ impl Tasks {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             kind,
             peer,
-            socket: OnceLock::new(),
+            local: OnceLock::new(),
+            killed: AtomicBool::new(false),
+            kill_signal: Notify::new(),
             name: Mutex::new(None),
             lib: Mutex::new(ClientLib::default()),
             resp: AtomicU8::new(2),

@@ -270,18 +270,23 @@ fn is_normal_type(kind: &[u8]) -> Result<bool, Reply> {
 /// Which connections `CLIENT KILL` closes: every filter given must match.
 #[derive(Default)]
 struct KillFilter {
+    /// `ID`: the connection's id.
     id: Option<u64>,
+    /// `ADDR` (and the old form's argument): the client's `ip:port`, as `CLIENT LIST` shows it.
     addr: Option<Bytes>,
+    /// `LADDR`: the node's `ip:port` the client connected to.
     laddr: Option<Bytes>,
     /// `TYPE` named a type no connection here has.
     type_matches_none: bool,
+    /// `SKIPME`: leave the caller alone (the new form's default).
     skip_me: bool,
 }
 
 /// `CLIENT KILL <ip:port>` (the old form: `+OK`, or `No such client`; the caller may kill
 /// itself) or `CLIENT KILL <option> <value> ...` (how many were killed; `SKIPME yes` by
-/// default), with Redis 7.0's checks and words. A killed connection's socket is shut down: it
-/// closes at its next read. The caller killing itself gets its reply first (`QUIT`'s path).
+/// default), with Redis 7.0's checks and words. A killed connection runs nothing more, leaves
+/// any read or write it waits in, and closes. The caller killing itself gets its reply first
+/// (`QUIT`'s path).
 fn client_kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let old_form = args.len() == 3;
     let mut filter = KillFilter { skip_me: !old_form, ..KillFilter::default() };
@@ -299,7 +304,8 @@ fn client_kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 }
             } else if is(option, "TYPE") {
                 match is_normal_type(value) {
-                    Ok(normal) => filter.type_matches_none |= !normal,
+                    // The last TYPE given counts, as in Redis.
+                    Ok(normal) => filter.type_matches_none = !normal,
                     Err(e) => return e,
                 }
             } else if is(option, "ADDR") {
