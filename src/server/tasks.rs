@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::Instant;
 
+use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::Notify;
 
 /// What a task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -60,9 +61,9 @@ pub struct Task {
     local: OnceLock<SocketAddr>,
     /// `CLIENT KILL` named this connection: it runs nothing more and closes.
     killed: AtomicBool,
-    /// Wakes the connection out of a read or a write when it is killed (one permit, so a kill
-    /// between two waits is not missed).
-    kill_signal: Notify,
+    /// The connection's waker while it waits in a read or a write, so a kill wakes it: an
+    /// atomic swap per wait, where a `Notify` took a lock to enqueue and another to dequeue.
+    kill_waker: AtomicWaker,
     /// `CLIENT SETNAME`.
     pub name: Mutex<Option<String>>,
     /// `CLIENT SETINFO`: the client library's name and version, shown by `CLIENT LIST`.
@@ -177,18 +178,23 @@ impl Task {
     /// reply is lost), leaves any read or write it is waiting in, and closes.
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
-        self.kill_signal.notify_one();
+        self.kill_waker.wake();
     }
 
     pub fn is_killed(&self) -> bool {
         self.killed.load(Ordering::Relaxed)
     }
 
-    /// Completes once the task is killed (at once if it was before the call).
-    pub async fn killed(&self) {
-        if !self.killed.load(Ordering::SeqCst) {
-            self.kill_signal.notified().await;
-        }
+    /// Completes once the task is killed (at once if it was before). The flag is read again
+    /// after the waker is registered, so a kill between the two is not missed.
+    pub fn killed(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.killed.load(Ordering::SeqCst) {
+                return Poll::Ready(());
+            }
+            self.kill_waker.register(cx.waker());
+            if self.killed.load(Ordering::SeqCst) { Poll::Ready(()) } else { Poll::Pending }
+        })
     }
 
     /// Records the connection's input buffer after a read's requests were parsed: unparsed
@@ -252,7 +258,7 @@ impl Tasks {
             peer,
             local: OnceLock::new(),
             killed: AtomicBool::new(false),
-            kill_signal: Notify::new(),
+            kill_waker: AtomicWaker::new(),
             name: Mutex::new(None),
             lib: Mutex::new(ClientLib::default()),
             resp: AtomicU8::new(2),
