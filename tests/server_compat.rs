@@ -182,11 +182,8 @@ async fn incrbyfloat_makes_room_for_a_result_wider_than_f64() {
 /// A bulk string reply's text (RESP2).
 async fn bulk(c: &mut server_support::Raw, request: &[u8]) -> String {
     c.stream.write_all(request).await.expect("write");
-    let mut header = Vec::new();
-    while !header.ends_with(b"\r\n") {
-        header.extend(c.read_exact(1).await);
-    }
-    let text = std::str::from_utf8(&header[1..header.len() - 2]).expect("header");
+    let header = read_line(c).await;
+    let text = std::str::from_utf8(&header[1..]).expect("header");
     let len: usize = text.parse().expect("bulk length");
     let body = c.read_exact(len + 2).await;
     String::from_utf8(body[..len].to_vec()).expect("text")
@@ -394,11 +391,17 @@ async fn a_killed_connection_runs_nothing_it_had_queued() {
 /// The connection's id, by `CLIENT ID`.
 async fn client_id(c: &mut server_support::Raw) -> String {
     c.stream.write_all(&cmd(&["CLIENT", "ID"])).await.unwrap();
+    String::from_utf8(read_line(c).await[1..].to_vec()).unwrap()
+}
+
+/// One reply line, without its CRLF.
+async fn read_line(c: &mut server_support::Raw) -> Vec<u8> {
     let mut line = Vec::new();
     while !line.ends_with(b"\r\n") {
         line.extend(c.read_exact(1).await);
     }
-    String::from_utf8(line[1..line.len() - 2].to_vec()).unwrap()
+    line.truncate(line.len() - 2);
+    line
 }
 
 /// Each `unknown subcommand ... Try <CMD> HELP.` points at a command that answers, as Redis's

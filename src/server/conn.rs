@@ -14,18 +14,15 @@ use tokio::net::TcpStream;
 use super::commands::{self, ClientState, Ctx};
 use super::resp::{self, Parsed, Protocol};
 use super::state::NodeState;
-use super::tasks::{TaskKind, TaskState};
+use super::tasks::TaskState;
 
 /// Commands parsed ahead of execution within one read (their keys are prefetched together).
 const PARSE_AHEAD: usize = 32;
 
 /// Serves one connection until the client closes it, sends QUIT, or breaks the protocol.
 pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr) {
-    let guard = node.tasks.register(TaskKind::Connection, Some(peer));
+    let guard = node.tasks.register_connection(peer, stream.local_addr().ok());
     let task = guard.task.clone();
-    if let Ok(local) = stream.local_addr() {
-        task.set_local_addr(local);
-    }
     node.total_connections.fetch_add(1, Ordering::Relaxed);
     // Small replies go out at once; Nagle would hold them back under pipelining.
     let _ = stream.set_nodelay(true);
@@ -34,7 +31,6 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         proto: Protocol::Resp2,
         authenticated: node.requirepass.read().is_none(),
         close_after_reply: false,
-        local_addr: stream.local_addr().ok(),
     };
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut parser = resp::RequestParser::default();

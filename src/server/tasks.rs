@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::Instant;
 
@@ -57,8 +57,8 @@ pub struct Task {
     pub kind: TaskKind,
     /// The client's address (connections only).
     pub peer: Option<SocketAddr>,
-    /// The node's address the client connected to (`laddr=`; connections only, set once).
-    local: OnceLock<SocketAddr>,
+    /// The node's address the client connected to (`laddr=`; connections only).
+    pub local: Option<SocketAddr>,
     /// `CLIENT KILL` named this connection: it runs nothing more and closes.
     killed: AtomicBool,
     /// The connection's waker while it waits in a read or a write, so a kill wakes it: an
@@ -164,16 +164,6 @@ impl Task {
         usize::try_from(self.waits_lock.load(Ordering::SeqCst)).ok()
     }
 
-    /// Records the node's address the client connected to. Set once; later calls are ignored.
-    pub fn set_local_addr(&self, local: SocketAddr) {
-        let _ = self.local.set(local);
-    }
-
-    /// The node's address this client connected to.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.local.get().copied()
-    }
-
     /// `CLIENT KILL`: the connection runs no command after the one it may be running now (whose
     /// reply is lost), leaves any read or write it is waiting in, and closes.
     pub fn kill(&self) {
@@ -252,11 +242,29 @@ impl Drop for TaskGuard {
 
 impl Tasks {
     pub fn register(self: &Arc<Self>, kind: TaskKind, peer: Option<SocketAddr>) -> TaskGuard {
+        self.register_at(kind, peer, None)
+    }
+
+    /// A client connection from `peer` to the node's `local` address.
+    pub fn register_connection(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> TaskGuard {
+        self.register_at(TaskKind::Connection, Some(peer), local)
+    }
+
+    fn register_at(
+        self: &Arc<Self>,
+        kind: TaskKind,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+    ) -> TaskGuard {
         let task = Arc::new(Task {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             kind,
             peer,
-            local: OnceLock::new(),
+            local,
             killed: AtomicBool::new(false),
             kill_waker: AtomicWaker::new(),
             name: Mutex::new(None),

@@ -175,6 +175,12 @@ fn set_info(task: &Task, attr: &[u8], value: &[u8]) -> Reply {
     Reply::ok()
 }
 
+/// An address as `CLIENT LIST` shows it and `CLIENT KILL` matches it (`ip:port`; empty when
+/// unknown).
+fn addr_text(addr: Option<std::net::SocketAddr>) -> String {
+    addr.map(|a| a.to_string()).unwrap_or_default()
+}
+
 /// One `CLIENT LIST` line. `cmd=` is the last command the client ran, as Redis's
 /// `c->lastcmd`: for the client asking, the `CLIENT` subcommand it is running (`own`,
 /// `client|list` or `client|info`); for the others the command's name (without the subcommand
@@ -188,7 +194,6 @@ fn client_line(ctx: &Ctx<'_>, task: &Task, own: &str) -> String {
     } else {
         task.last_command().map_or("NULL", |i| super::COMMANDS[i as usize].name)
     };
-    let laddr = task.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let lib = task.lib.lock();
     let (qbuf, qbuf_free) = task.query_buffer();
     format!(
@@ -196,8 +201,8 @@ fn client_line(ctx: &Ctx<'_>, task: &Task, own: &str) -> String {
          qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default \
          redir=-1 resp={} lib-name={} lib-ver={}\n",
         task.id,
-        task.peer.map(|p| p.to_string()).unwrap_or_default(),
-        laddr,
+        addr_text(task.peer),
+        addr_text(task.local),
         task.name.lock().clone().unwrap_or_default(),
         task.started.elapsed().as_secs(),
         task.idle_ms() / 1000,
@@ -261,10 +266,7 @@ fn is_normal_type(kind: &[u8]) -> Result<bool, Reply> {
     if ["master", "replica", "slave", "pubsub"].iter().any(|t| is(kind, t)) {
         return Ok(false);
     }
-    let mut text = b"ERR Unknown client type '".to_vec();
-    text.extend_from_slice(super::c_string_prefix(kind, usize::MAX));
-    text.push(b'\'');
-    Err(Reply::error(text))
+    Err(super::error_quoting("ERR Unknown client type ", kind))
 }
 
 /// Which connections `CLIENT KILL` closes: every filter given must match.
@@ -314,10 +316,7 @@ fn client_kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
                 filter.laddr = Some(value.clone());
             } else if is(option, "USER") {
                 if value.as_ref() != b"default" {
-                    let mut text = b"ERR No such user '".to_vec();
-                    text.extend_from_slice(super::c_string_prefix(value, usize::MAX));
-                    text.push(b'\'');
-                    return Reply::error(text);
+                    return super::error_quoting("ERR No such user ", value);
                 }
             } else if is(option, "SKIPME") && (is(value, "yes") || is(value, "no")) {
                 filter.skip_me = is(value, "yes");
@@ -326,18 +325,13 @@ fn client_kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
             }
         }
     }
-    let shown =
-        |addr: Option<std::net::SocketAddr>| addr.map(|a| a.to_string()).unwrap_or_default();
     let mut killed = 0;
     for task in ctx.node.tasks.snapshot() {
         let matches = task.kind == crate::server::tasks::TaskKind::Connection
             && !filter.type_matches_none
             && filter.id.is_none_or(|id| task.id == id)
-            && filter.addr.as_ref().is_none_or(|a| a.as_ref() == shown(task.peer).as_bytes())
-            && filter
-                .laddr
-                .as_ref()
-                .is_none_or(|a| a.as_ref() == shown(task.local_addr()).as_bytes());
+            && filter.addr.as_ref().is_none_or(|a| a.as_ref() == addr_text(task.peer).as_bytes())
+            && filter.laddr.as_ref().is_none_or(|a| a.as_ref() == addr_text(task.local).as_bytes());
         if !matches || (filter.skip_me && task.id == ctx.client.id) {
             continue;
         }

@@ -29,7 +29,6 @@ pub struct ClientState {
     pub authenticated: bool,
     /// Set by QUIT: reply, then close.
     pub close_after_reply: bool,
-    pub local_addr: Option<std::net::SocketAddr>,
 }
 
 /// What a command runs with.
@@ -209,6 +208,16 @@ pub fn lookup(name: &[u8]) -> Option<u16> {
 pub(super) fn c_string_prefix(arg: &[u8], max: usize) -> &[u8] {
     let arg = &arg[..memchr::memchr(0, arg).unwrap_or(arg.len())];
     &arg[..arg.len().min(max)]
+}
+
+/// An error that ends by quoting what the client sent, as Redis's `"<prefix>'%s'"`: the raw
+/// bytes up to a NUL.
+pub(super) fn error_quoting(prefix: &str, arg: &[u8]) -> Reply {
+    let mut text = prefix.as_bytes().to_vec();
+    text.push(b'\'');
+    text.extend_from_slice(c_string_prefix(arg, usize::MAX));
+    text.push(b'\'');
+    Reply::error(text)
 }
 
 /// Redis's reply to an unknown command (`commandCheckExistence` in `server.c`): the name (128

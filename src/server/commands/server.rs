@@ -23,7 +23,7 @@ pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let mut out = String::new();
     if want("server") {
         let uptime = node.started.elapsed().as_secs();
-        let port = ctx.client.local_addr.map_or(0, |a| a.port());
+        let port = ctx.task.local.map_or(0, |a| a.port());
         let _ = write!(
             out,
             "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nmapcache_version:{}\r\nredis_mode:standalone\r\n\
@@ -116,7 +116,7 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("appendonly", "no".to_string()),
         ("proto-max-bulk-len", crate::server::resp::PROTO_MAX_BULK_LEN.to_string()),
         ("client-query-buffer-limit", node.config.query_buffer_limit.to_string()),
-        ("port", ctx.client.local_addr.map_or(0, |a| a.port()).to_string()),
+        ("port", ctx.task.local.map_or(0, |a| a.port()).to_string()),
         ("bind", node.config.bind.to_string()),
         ("dir", node.config.data_dir.display().to_string()),
         ("maxmemory-samples", "5".to_string()),
@@ -201,11 +201,8 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         let mut names: Vec<&str> = Vec::new();
         for pair in args[2..].chunks(2) {
             let Some(name) = settable.into_iter().find(|n| is(&pair[0], n)) else {
-                let mut text =
-                    b"ERR Unknown option or number of arguments for CONFIG SET - '".to_vec();
-                text.extend_from_slice(super::c_string_prefix(&pair[0], usize::MAX));
-                text.push(b'\'');
-                return Reply::error(text);
+                let prefix = "ERR Unknown option or number of arguments for CONFIG SET - ";
+                return super::error_quoting(prefix, &pair[0]);
             };
             if names.contains(&name) {
                 let mut text = b"ERR CONFIG SET failed (possibly related to argument '".to_vec();
