@@ -534,16 +534,31 @@ impl<K, V> RawTable<K, V> {
 
     /// Drops every entry and frees every overflow bucket and the old array; the current array
     /// is zeroed (all `EMPTY_REST`) and kept.
+    ///
+    /// If a key's or value's `Drop` panics, the table is still left empty and consistent (as
+    /// hashbrown's `clear` leaves it): the entries not dropped yet, and the overflow buckets
+    /// that hold them, are leaked, never dropped twice.
     pub(crate) fn clear(&mut self) {
-        self.drop_all_chains();
-        self.next = None;
-        // SAFETY: the chains were consumed above; zero bytes are a valid empty bucket.
-        unsafe { ptr::write_bytes(self.buckets, 0, 1usize << self.b) };
-        self.count = 0;
-        self.tombstones = 0;
-        self.noverflow = 0;
-        self.empty_overflow = 0;
-        self.refresh_prepare_at();
+        /// Empties the table when `clear` ends, also when it unwinds out of an entry's `Drop`.
+        struct Reset<'a, K, V>(&'a mut RawTable<K, V>);
+        impl<K, V> Drop for Reset<'_, K, V> {
+            fn drop(&mut self) {
+                let t = &mut *self.0;
+                if t.growing() {
+                    // Only on unwinding: `drop_all_chains` frees the old array when it returns.
+                    t.free_old_array();
+                }
+                t.next = None;
+                // SAFETY: zero bytes are a valid empty bucket. Chains not consumed (only after
+                // a panicking drop) lose their heads' entries and overflow buckets: leaked.
+                unsafe { ptr::write_bytes(t.buckets, 0, 1usize << t.b) };
+                (t.count, t.tombstones, t.noverflow, t.empty_overflow) = (0, 0, 0, 0);
+                t.refresh_prepare_at();
+            }
+        }
+        let reset = Reset(self);
+        reset.0.drop_all_chains();
+        // `reset` empties the table here, or on the way out of a panicking drop.
     }
 
     /// Drops all entries, frees all overflow buckets and the old array (leaves the current
@@ -561,13 +576,7 @@ impl<K, V> RawTable<K, V> {
                     unsafe { bucket::drop_chain(self.old_bucket(i)) };
                 }
             }
-            // SAFETY: the old array's chains were consumed above (or hold nothing to drop).
-            unsafe { bucket::free_array(self.oldbuckets, 1usize << self.old_b) };
-            self.oldbuckets = ptr::null_mut();
-            self.phase = Phase::Idle;
-            self.old_noverflow = 0;
-            self.nevacuate = 0;
-            self.evacuated = 0;
+            self.free_old_array();
         }
         if walk(self.noverflow) {
             for i in 0..=self.mask() {
@@ -575,6 +584,20 @@ impl<K, V> RawTable<K, V> {
                 unsafe { bucket::drop_chain(self.bucket(i)) };
             }
         }
+    }
+
+    /// Frees the old array and ends the evacuation. What its chains still own (nothing,
+    /// after `drop_all_chains` consumed them; entries and overflow buckets, when a drop panicked
+    /// half-way) is leaked, never dropped.
+    fn free_old_array(&mut self) {
+        // SAFETY: the old array is live while growing, freed once here and the pointer cleared;
+        // leaking what its slots own is safe.
+        unsafe { bucket::free_array(self.oldbuckets, 1usize << self.old_b) };
+        self.oldbuckets = ptr::null_mut();
+        self.phase = Phase::Idle;
+        self.old_noverflow = 0;
+        self.nevacuate = 0;
+        self.evacuated = 0;
     }
 
     /// Whether all 8 slots of an overflow bucket are empty (used by the invariant checks).

@@ -1,7 +1,7 @@
 //! Unit tests of the tophash transitions, growth triggers, evacuation marks, phases and drops.
 //! The model-based property tests are in `proptests.rs`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
@@ -415,14 +415,15 @@ fn clear_keeps_the_array_reseeds_and_release_frees_it() {
 
 #[test]
 fn iteration_returns_every_entry_once_in_every_phase() {
+    let n = if cfg!(miri) { 120 } else { 5000 };
     for phase in [Phase::Growing, Phase::Compacting, Phase::Shrinking] {
         let mut m: Map<u64, u64> = Map::new();
-        for k in 0..5000 {
+        for k in 0..n {
             m.insert(k, k);
         }
         match phase {
             Phase::Growing => {
-                let mut k = 5000;
+                let mut k = n;
                 while m.phase() != Phase::Growing {
                     m.insert(k, k);
                     k += 1;
@@ -430,7 +431,7 @@ fn iteration_returns_every_entry_once_in_every_phase() {
             }
             Phase::Compacting => assert!(m.compact()),
             _ => {
-                for k in 500..5000 {
+                for k in n / 10..n {
                     m.remove(&k);
                 }
                 assert!(m.shrink_to_fit());
@@ -445,9 +446,23 @@ fn iteration_returns_every_entry_once_in_every_phase() {
         assert_internal_iteration_matches_next(&m);
     }
     // And when idle (the walk of the current array only).
-    let m: Map<u64, u64> = (0..3000).map(|k| (k, k)).collect();
+    let m: Map<u64, u64> = (0..n * 3 / 5).map(|k| (k, k)).collect();
     assert_eq!(m.phase(), Phase::Idle);
     assert_internal_iteration_matches_next(&m);
+}
+
+#[test]
+fn iteration_starts_at_a_random_bucket_and_slot() {
+    // As Go's: code must not come to depend on an order. 1000 keys fill 256 buckets; 20
+    // iterations that all start at the same key would take a start drawn from a few buckets.
+    let m: Map<u64, u64> = (0..1000).map(|k| (k, k)).collect();
+    let firsts: HashSet<u64> = (0..20).map(|_| *m.iter().next().unwrap().0).collect();
+    assert!(firsts.len() >= 5, "first keys of 20 iterations: {firsts:?}");
+    // A random start within the bucket too: a map of one bucket starts at different slots.
+    let one: Map<u64, u64> = (0..8).map(|k| (k, k)).collect();
+    assert_eq!(one.stats().buckets, 1);
+    let firsts: HashSet<u64> = (0..40).map(|_| *one.iter().next().unwrap().0).collect();
+    assert!(firsts.len() >= 3, "first keys of 40 iterations over one bucket: {firsts:?}");
 }
 
 /// `fold` (behind `for_each`, `sum`, `count`, ...) walks the same entries as `next`, also when
@@ -689,6 +704,146 @@ fn panics_in_hash_and_eq_neither_leak_nor_double_drop() {
         created = n;
     }
     assert_eq!(drops.get(), created);
+}
+
+#[test]
+fn panicking_hash_or_eq_in_get_remove_and_insert_changes_nothing_mid_grow() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let drops = Rc::new(Cell::new(0));
+    let created = Cell::new(0);
+    let (panic_hash, panic_eq) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
+    let key = |id| {
+        created.set(created.get() + 1);
+        Touchy {
+            id,
+            drops: drops.clone(),
+            panic_hash: panic_hash.clone(),
+            panic_eq: panic_eq.clone(),
+        }
+    };
+    let mut m: Map<Touchy, u64> = Map::new();
+    let (mut n, at_least) = (0, if cfg!(miri) { 100 } else { 1000 });
+    while n < at_least || m.phase() != Phase::Growing {
+        m.insert(key(n), n);
+        n += 1;
+    }
+    let evacuated = m.stats().evacuated;
+    let unchanged = |m: &Map<Touchy, u64>| {
+        check(m);
+        assert_eq!(m.len() as u64, n);
+        assert!((0..n).all(|id| m.get(&key(id)) == Some(&id)));
+    };
+    // A panicking Hash: nothing is looked up, nothing evacuated (the hash comes first).
+    panic_hash.set(true);
+    assert!(catch_unwind(AssertUnwindSafe(|| m.get(&key(3)).is_some())).is_err());
+    assert!(catch_unwind(AssertUnwindSafe(|| m.remove(&key(3)))).is_err());
+    assert!(catch_unwind(AssertUnwindSafe(|| m.insert(key(n + 1), 0))).is_err());
+    panic_hash.set(false);
+    assert_eq!(m.stats().evacuated, evacuated, "no growWork before the hash");
+    unchanged(&m);
+    // A panicking Eq: a remove or an insert of a present key has run its growWork (Go's order)
+    // but changes no entry.
+    panic_eq.set(true);
+    assert!(catch_unwind(AssertUnwindSafe(|| m.get(&key(5)).is_some())).is_err());
+    assert!(catch_unwind(AssertUnwindSafe(|| m.remove(&key(5)))).is_err());
+    assert!(catch_unwind(AssertUnwindSafe(|| m.insert(key(7), 0))).is_err());
+    panic_eq.set(false);
+    assert_eq!(m.phase(), Phase::Growing);
+    unchanged(&m);
+    drop(m);
+    assert_eq!(drops.get(), created.get(), "every key dropped exactly once");
+}
+
+/// What the `Bomb`s of one test share: how often each id was dropped, the drops so far, and
+/// which drop panics.
+struct DropLog {
+    per_id: RefCell<Vec<u32>>,
+    total: Cell<usize>,
+    panic_at: Cell<usize>,
+}
+
+/// A value that records its drop under its id and panics on the `panic_at`-th drop overall.
+struct Bomb {
+    id: usize,
+    log: Rc<DropLog>,
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        self.log.per_id.borrow_mut()[self.id] += 1;
+        self.log.total.set(self.log.total.get() + 1);
+        if self.log.total.get() == self.log.panic_at.get() {
+            panic!("drop panics on purpose");
+        }
+    }
+}
+
+#[test]
+fn a_panicking_drop_in_clear_leaves_an_empty_map_and_drops_nothing_twice() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let (n, more) = if cfg!(miri) { (100, 10) } else { (3000, 100) };
+    // The first drop (in the old array, which is walked first), one half-way, the last.
+    for part in [0, 1, 2] {
+        // Inserting stops at the doubling after n keys: under 2n + 1 ids, then `more`.
+        let log = Rc::new(DropLog {
+            per_id: RefCell::new(vec![0; 2 * n + 1 + more]),
+            total: Cell::new(0),
+            panic_at: Cell::new(usize::MAX),
+        });
+        let bomb = |id| Bomb { id, log: log.clone() };
+        let mut m: Map<usize, Bomb> = Map::new();
+        let mut inserted = 0;
+        while inserted < n || m.phase() != Phase::Growing {
+            m.insert(inserted, bomb(inserted));
+            inserted += 1;
+        }
+        m.maintenance_step(m.stats().to_evacuate / 2);
+        log.panic_at.set([1, inserted / 2, inserted][part]);
+        assert!(catch_unwind(AssertUnwindSafe(|| m.clear())).is_err(), "part {part}");
+        let per_id = || log.per_id.borrow().clone();
+        let dropped = |per_id: &[u32]| per_id[..inserted].iter().filter(|&&d| d == 1).count();
+        assert!(per_id().iter().all(|&d| d <= 1), "a double drop");
+        assert_eq!(dropped(&per_id()), log.panic_at.get(), "the rest is leaked");
+        let s = m.stats();
+        assert_eq!((s.len, s.phase, s.overflow_buckets, s.tombstones), (0, Phase::Idle, 0, 0));
+        assert_eq!(m.iter().count(), 0);
+        check(&m);
+        // The map works on; what clear leaked stays leaked.
+        for id in inserted..inserted + more {
+            m.insert(id, bomb(id));
+        }
+        assert!((inserted..inserted + more).all(|id| m.get(&id).is_some_and(|b| b.id == id)));
+        check(&m);
+        drop(m);
+        let per_id = per_id();
+        assert!(per_id.iter().all(|&d| d <= 1), "a double drop");
+        assert!(per_id[inserted..inserted + more].iter().all(|&d| d == 1));
+        assert_eq!(dropped(&per_id), log.panic_at.get());
+    }
+}
+
+#[test]
+fn a_panicking_retain_closure_leaves_a_consistent_map() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let drops = Rc::new(Cell::new(0));
+    let n = if cfg!(miri) { 300 } else { 2000 };
+    let mut m: Map<u64, Counted> = (0..n).map(|k| (k, Counted(drops.clone()))).collect();
+    let mut visited = 0;
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        m.retain(|k, _| {
+            visited += 1;
+            assert!(visited < n / 2, "retain's closure panics on purpose");
+            k % 2 == 0
+        })
+    }));
+    assert!(r.is_err());
+    check(&m);
+    let removed = drops.get();
+    assert!(removed > 0 && (removed as u64) < n / 2, "{removed}");
+    assert_eq!(m.len() as u64, n - removed as u64);
+    assert!((0..n).all(|k| m.get(&k).is_some() || k % 2 == 1), "only rejected keys are gone");
+    drop(m);
+    assert_eq!(drops.get() as u64, n);
 }
 
 #[test]
