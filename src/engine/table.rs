@@ -39,9 +39,14 @@ pub(crate) fn too_many_overflow_buckets(noverflow: usize, b: u8) -> bool {
 const PREPARE_AT_NUM: usize = 3;
 const PREPARE_AT_DEN: usize = 4;
 
-/// The smallest array worth preparing ahead: the size from which arrays are mapped from the OS,
-/// whose fresh pages fault in on first write (smaller ones come from the allocator's heap).
-const PREPARE_MIN_BYTES: usize = 256 << 10;
+/// The smallest array worth preparing ahead: 16 MiB. Smaller arrays fit in the caches (this
+/// machine's L2 is 512 KiB per core, its L3 32 MiB), and an array the helper thread faulted in
+/// sits in the helper's cache: the inserting thread then pulls every line across, which costs
+/// more than faulting the pages in itself. Preparing arrays from 256 KiB (mapped arrays' own
+/// threshold) made inserting 1e4 keys into an empty map 1.4–1.8x slower (u64 92–100 ns per
+/// insert against 56, str16 146–185 against 98–102) and 3e4 keys 1.4–1.8x, while the worst
+/// insert growing to 1e7 is the same from 16 MiB on (docs/BENCHMARKS.md, "Session 11").
+const PREPARE_MIN_BYTES: usize = 16 << 20;
 
 /// A map's settings for preparing next arrays (`Map::set_prepare_growth`); they outlive
 /// `clear_and_release`, which starts a new table.

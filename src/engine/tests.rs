@@ -1002,8 +1002,9 @@ fn insert_until(
 #[test]
 fn a_doubling_starts_on_the_array_prepared_for_it_at_three_quarters_of_its_trigger() {
     // u64 -> u64 buckets are 144 bytes: from B = 10 on the next array is 2^11 x 144 = 288 KiB,
-    // above the 256 KiB from which arrays are prepared.
+    // above 256 KiB, the cache node's threshold (the default, 16 MiB, is tested below).
     let mut map: Map<u64, u64> = Map::with_capacity(6 * 1024);
+    map.set_prepare_min_bytes(256 << 10);
     let b = map.stats().b;
     assert_eq!(b, 10);
     let trigger = 13 * (1usize << b) / 2; // doubles past this many entries
@@ -1041,13 +1042,27 @@ fn without_preparation_or_below_its_size_a_doubling_allocates_its_own_array() {
     assert!(!off.prepare_growth());
     insert_until(&mut off, 0, |m| m.phase() == Phase::Growing);
     assert_eq!((off.table.took_prepared, off.stats().prepared_bytes), (0, 0));
-    // B = 9: the next array would be 144 KiB, below the size worth preparing.
+    // B = 9: the next array would be 144 KiB, below a threshold of 256 KiB.
     let mut small: Map<u64, u64> = Map::with_capacity(3 * 1024);
+    small.set_prepare_min_bytes(256 << 10);
     assert_eq!(small.stats().b, 9);
     insert_until(&mut small, 0, |m| m.phase() == Phase::Growing);
     assert_eq!((small.table.took_prepared, small.stats().prepared_bytes), (0, 0));
     check(&off);
     check(&small);
+}
+
+#[test]
+fn by_default_only_arrays_from_16_mib_are_prepared() {
+    // B = 16: the next array is 2^17 x 144 bytes = 18 MiB, prepared; at B = 15 (9 MiB) not.
+    for (b, prepared) in [(15u8, false), (16, true)] {
+        let mut map: Map<u64, u64> = Map::with_capacity(6 << b);
+        assert_eq!(map.stats().b, b);
+        let trigger = 13 * (1usize << b) / 2;
+        insert_until(&mut map, 0, |m| m.len() > trigger * 3 / 4);
+        assert_eq!(map.stats().prepared_bytes > 0, prepared, "B = {b}");
+        check(&map);
+    }
 }
 
 #[test]
