@@ -355,10 +355,12 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
     }
 
     /// Every slot empty, counters reset, a fresh hash seed; keeps the bucket array (frees
-    /// overflow buckets and any old array).
+    /// overflow buckets and any old array). If a key's or value's `Drop` panics, the map is
+    /// still left empty; the entries after that one are leaked, never dropped twice.
     pub fn clear(&mut self) {
-        self.table.clear();
+        // The seed first: dropping entries never hashes, and a panicking drop still re-seeds.
         self.seed = fresh_seed();
+        self.table.clear();
     }
 
     /// As `clear`, and releases the bucket array too (back to one bucket, B = 0).
@@ -405,12 +407,12 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
     }
 
     /// Prepares next arrays (see [`set_prepare_growth`](Self::set_prepare_growth)) only from
-    /// this size on; default 16 MiB. Below it an array the helper thread faulted in is still in
-    /// the helper's cache, and the inserting thread pays more to pull it across than to fault
-    /// the pages in itself: on a single inserting thread, preparing from 256 KiB made inserting
-    /// 1e4 keys into an empty map 1.4–1.8x slower. A caller whose serving thread's tail matters
-    /// more than its inserts' throughput (the cache node's shards, which double together) sets
-    /// it lower; tests set 0 so that small maps prepare too.
+    /// this size on; default 16 MiB. Preparing smaller arrays cost a single inserting thread
+    /// more than the page faults it saved: from 256 KiB, inserting 1e4 keys into an empty map
+    /// was 1.6–1.8x slower. A caller whose serving thread's tail matters more than its inserts'
+    /// throughput (the cache node's shards, which double together) sets it lower; tests set 0
+    /// so that small maps prepare too. An array already requested is kept (see
+    /// [`release_prepared`](Self::release_prepared)).
     pub fn set_prepare_min_bytes(&mut self, bytes: usize) {
         self.table.prepare.min_bytes = bytes;
         self.table.refresh_prepare_at();

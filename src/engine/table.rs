@@ -39,13 +39,13 @@ pub(crate) fn too_many_overflow_buckets(noverflow: usize, b: u8) -> bool {
 const PREPARE_AT_NUM: usize = 3;
 const PREPARE_AT_DEN: usize = 4;
 
-/// The smallest array worth preparing ahead: 16 MiB. Smaller arrays fit in the caches (this
-/// machine's L2 is 512 KiB per core, its L3 32 MiB), and an array the helper thread faulted in
-/// sits in the helper's cache: the inserting thread then pulls every line across, which costs
-/// more than faulting the pages in itself. Preparing arrays from 256 KiB (mapped arrays' own
-/// threshold) made inserting 1e4 keys into an empty map 1.4–1.8x slower (u64 92–100 ns per
-/// insert against 56, str16 146–185 against 98–102) and 3e4 keys 1.4–1.8x, while the worst
-/// insert growing to 1e7 is the same from 16 MiB on (docs/BENCHMARKS.md, "Session 11").
+/// The smallest array worth preparing ahead: 16 MiB. Preparing arrays from 256 KiB (mapped
+/// arrays' own threshold) made inserting 1e4 keys into an empty map 1.6–1.8x slower (u64 92–100
+/// ns per insert against 56, str16 146–185 against 98–102) and 3e4 keys 1.4–1.8x, while the
+/// worst insert growing to 1e7 is the same from 16 MiB on (docs/BENCHMARKS.md, "Session 11").
+/// The likely cause, not measured: an array the helper thread just faulted in is in the
+/// helper's caches, and the inserting thread pulls each line across instead of finding it in
+/// its own (fresh pages it faults itself are zeroed by its own CPU).
 const PREPARE_MIN_BYTES: usize = 16 << 20;
 
 /// A map's settings for preparing next arrays (`Map::set_prepare_growth`); they outlive
@@ -545,14 +545,13 @@ impl<K, V> RawTable<K, V> {
     /// that hold them, are leaked, never dropped twice.
     pub(crate) fn clear(&mut self) {
         /// Empties the table when `clear` ends, also when it unwinds out of an entry's `Drop`.
-        struct Reset<'a, K, V>(&'a mut RawTable<K, V>);
-        impl<K, V> Drop for Reset<'_, K, V> {
+        struct ClearGuard<'a, K, V>(&'a mut RawTable<K, V>);
+        impl<K, V> Drop for ClearGuard<'_, K, V> {
             fn drop(&mut self) {
                 let t = &mut *self.0;
-                if t.growing() {
-                    // Only on unwinding: `drop_all_chains` frees the old array when it returns.
-                    t.free_old_array();
-                }
+                // Only on unwinding is there an old array left: `drop_all_chains` frees it when
+                // it returns.
+                t.free_old_array();
                 t.next = None;
                 // SAFETY: zero bytes are a valid empty bucket. Chains not consumed (only after
                 // a panicking drop) lose their heads' entries and overflow buckets: leaked.
@@ -561,9 +560,9 @@ impl<K, V> RawTable<K, V> {
                 t.refresh_prepare_at();
             }
         }
-        let reset = Reset(self);
-        reset.0.drop_all_chains();
-        // `reset` empties the table here, or on the way out of a panicking drop.
+        let guard = ClearGuard(self);
+        guard.0.drop_all_chains();
+        // `guard` empties the table here, or on the way out of a panicking drop.
     }
 
     /// Drops all entries, frees all overflow buckets and the old array (leaves the current
@@ -591,10 +590,13 @@ impl<K, V> RawTable<K, V> {
         }
     }
 
-    /// Frees the old array and ends the evacuation. What its chains still own (nothing,
-    /// after `drop_all_chains` consumed them; entries and overflow buckets, when a drop panicked
-    /// half-way) is leaked, never dropped.
+    /// Frees the old array, if any, and ends the evacuation. What its chains still own
+    /// (nothing, after `drop_all_chains` consumed them; entries and overflow buckets, when a
+    /// drop panicked half-way) is leaked, never dropped.
     fn free_old_array(&mut self) {
+        if !self.growing() {
+            return;
+        }
         // SAFETY: the old array is live while growing, freed once here and the pointer cleared;
         // leaking what its slots own is safe.
         unsafe { bucket::free_array(self.oldbuckets, 1usize << self.old_b) };
