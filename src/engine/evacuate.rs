@@ -271,10 +271,7 @@ impl<K, V> RawTable<K, V> {
             let trim = matches!(self.phase, Phase::Shrinking | Phase::Compacting);
             // SAFETY: every old bucket is evacuated: no entries, no overflow chains left.
             unsafe { bucket::free_array_off_thread(self.oldbuckets, old_len, trim) };
-            self.oldbuckets = ptr::null_mut();
-            self.phase = Phase::Idle;
-            self.nevacuate = 0;
-            self.evacuated = 0;
+            self.end_evacuation();
             self.refresh_prepare_at();
         }
     }

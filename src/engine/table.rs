@@ -600,6 +600,11 @@ impl<K, V> RawTable<K, V> {
         // SAFETY: the old array is live while growing, freed once here and the pointer cleared;
         // leaking what its slots own is safe.
         unsafe { bucket::free_array(self.oldbuckets, 1usize << self.old_b) };
+        self.end_evacuation();
+    }
+
+    /// Back to idle once the old array is gone (freed, or handed to the helper thread).
+    pub(crate) fn end_evacuation(&mut self) {
         self.oldbuckets = ptr::null_mut();
         self.phase = Phase::Idle;
         self.old_noverflow = 0;
