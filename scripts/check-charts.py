@@ -4,7 +4,7 @@
 1. `helm lint --strict` (Helm's own Go library through PyPI's helm-python-sdk) with the
    default values and with non-default values, plus values.schema.json on both.
 2. Renders the chart (default and non-default values) and validates every rendered object and
-   the CRD with kubernetes-validate (strict: unknown fields are errors) for Kubernetes 1.34.
+   the CRD with kubernetes-validate (strict: unknown fields are errors) for Kubernetes 1.37.
 3. Validates crds/mapcache.yaml == the chart's copy, and every manifests/examples/*.yaml
    against the CRD's openAPIV3Schema (jsonschema).
 4. Checks manifests/install.yaml is what the chart renders now (`--write` regenerates it).
@@ -29,7 +29,7 @@ CHART = ROOT / "charts" / "mapcache-operator"
 CRD = ROOT / "crds" / "mapcache.yaml"
 INSTALL = ROOT / "manifests" / "install.yaml"
 EXAMPLES = ROOT / "manifests" / "examples"
-KUBE_VERSION = "1.34"
+KUBE_VERSION = "1.37"
 INSTALL_NAMESPACE = "mapcache-system"
 RELEASE = "mapcache-operator"
 
@@ -63,11 +63,12 @@ NON_DEFAULT_VALUES = {
 EXPECTED_CLUSTER_RULES = [
     (("mapcache.io",), ("mapcaches",), ("list", "watch")),
     (("mapcache.io",), ("mapcaches/status",), ("patch",)),
-    (("apps",), ("statefulsets",), ("list", "watch", "patch")),
-    (("",), ("services", "configmaps"), ("list", "watch", "patch")),
-    (("",), ("secrets",), ("get", "list", "watch", "patch")),
-    (("policy",), ("poddisruptionbudgets",), ("get", "list", "watch", "patch", "delete")),
-    (("networking.k8s.io",), ("networkpolicies",), ("get", "list", "watch", "patch", "delete")),
+    # Server-side apply of an object that does not exist yet needs create as well as patch.
+    (("apps",), ("statefulsets",), ("list", "watch", "create", "patch")),
+    (("",), ("services", "configmaps"), ("list", "watch", "create", "patch")),
+    (("",), ("secrets",), ("get", "list", "watch", "create", "patch")),
+    (("policy",), ("poddisruptionbudgets",), ("get", "list", "watch", "create", "patch", "delete")),
+    (("networking.k8s.io",), ("networkpolicies",), ("get", "list", "watch", "create", "patch", "delete")),
     (("",), ("pods",), ("list", "watch", "patch")),
     (("",), ("pods/eviction",), ("create",)),
     (("discovery.k8s.io",), ("endpointslices",), ("list",)),
@@ -106,7 +107,7 @@ def render(values: dict | None) -> list[dict]:
 
 
 def lint(label: str, values: dict | None) -> None:
-    report = helm.lint(str(CHART), values, strict=True, namespace=INSTALL_NAMESPACE, kube_version="v1.34.0")
+    report = helm.lint(str(CHART), values, strict=True, namespace=INSTALL_NAMESPACE, kube_version="v1.37.0")
     problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2] + [
         {"error": e} for e in report.get("errors", [])
     ]

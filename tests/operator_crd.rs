@@ -102,3 +102,35 @@ fn unknown_eviction_policy_still_deserializes_so_validate_can_report_it() {
     let error = mapcache::operator::validate::validate(&mc).expect_err("rejected");
     assert!(error.to_string().starts_with("spec.engine.evictionPolicy \"allkeys-lfu\" is unknown"));
 }
+
+#[test]
+fn every_schema_format_is_one_kubernetes_knows() {
+    // kube-apiserver warns "unrecognized format" on every apply of a CRD with others (seen on
+    // the real control plane with schemars' uint32/uint64).
+    fn formats(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let (Some(Value::String(format)), true) =
+                    (map.get("format"), map.contains_key("type"))
+                {
+                    found.push(format.clone());
+                }
+                map.values().for_each(|v| formats(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| formats(v, found)),
+            _ => {}
+        }
+    }
+    let crd: Value = serde_yaml::from_str(&crd_yaml()).expect("CRD YAML parses");
+    let mut found = Vec::new();
+    formats(&crd, &mut found);
+    found.sort();
+    found.dedup();
+    assert!(!found.is_empty(), "int32/int64 formats are expected");
+    for format in &found {
+        assert!(
+            ["int32", "int64", "double", "float", "byte", "date-time"].contains(&format.as_str()),
+            "{format}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ fn example(name: &str) -> MapCache {
 
 fn engine_args(mc: &MapCache) -> Vec<String> {
     let children = build::build(mc, &validate(mc).expect("valid"), "token");
-    let pod = children.stateful_set.spec.and_then(|s| s.template.spec).expect("pod spec");
+    let pod = children.stateful_set.spec.template.spec.expect("pod spec");
     pod.containers
         .into_iter()
         .find(|c| c.name == "engine")
@@ -30,7 +30,7 @@ fn basic_example_has_three_pods_with_persistence() {
     assert_eq!(mc.spec.replicas, 3);
     assert!(mc.spec.persistence.enabled);
     let children = build::build(&mc, &validate(&mc).expect("valid"), "token");
-    let claims = children.stateful_set.spec.and_then(|s| s.volume_claim_templates).expect("claims");
+    let claims = children.stateful_set.spec.volume_claim_templates.expect("claims");
     assert_eq!(claims.len(), 1);
     assert_eq!(engine_args(&mc)[5], "--shards=16");
 }
@@ -39,7 +39,7 @@ fn basic_example_has_three_pods_with_persistence() {
 fn sidecar_example_puts_engine_after_the_app_container() {
     let mc = example("sidecar.yaml");
     let children = build::build(&mc, &validate(&mc).expect("valid"), "token");
-    let pod = children.stateful_set.spec.and_then(|s| s.template.spec).expect("pod spec");
+    let pod = children.stateful_set.spec.template.spec.expect("pod spec");
     assert_eq!(
         pod.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
         ["web", "engine"]

@@ -86,9 +86,10 @@ pub async fn run(args: OperatorArgs) -> Result<(), RunError> {
     let elector = Arc::new(LeaderElector::new(
         client.clone(),
         &args.leader_election_namespace,
+        &args.leader_election_lease_name,
         identity.clone(),
     ));
-    tracing::info!(%identity, namespace = %args.leader_election_namespace, "waiting for the leader Lease");
+    tracing::info!(%identity, namespace = %args.leader_election_namespace, lease = %args.leader_election_lease_name, "waiting for the leader Lease");
     let mut waiting = shutdown_rx.clone();
     loop {
         match elector.try_acquire_or_renew().await {

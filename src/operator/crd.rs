@@ -20,6 +20,12 @@ use std::collections::BTreeMap;
     namespaced,
     shortname = "mc",
     status = "MapCacheStatus",
+    // `kubectl scale mc/<name> --replicas=N` and HorizontalPodAutoscalers.
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Keys","type":"integer","jsonPath":".status.keys"}"#,
     printcolumn = r#"{"name":"Tombstones","type":"integer","jsonPath":".status.tombstones"}"#,
@@ -415,9 +421,16 @@ pub struct MapCacheStatus {
     /// Pending | Running | Updating | Maintenance | Degraded | Invalid
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// Pods of the cache that exist (the scale subresource's replica count).
+    #[serde(default)]
+    pub replicas: i32,
     /// Pods that are Ready and not terminating.
     #[serde(default)]
     pub ready_replicas: i32,
+    /// The label selector of the cache's pods, as a string (the scale subresource's selector,
+    /// which HorizontalPodAutoscalers use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// Live keys summed over pods.
     #[serde(default)]
     pub keys: u64,
@@ -539,5 +552,60 @@ pub struct RolloutStatus {
 /// The CRD as YAML, as `mapcache crd` prints it.
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&MapCache::crd()).expect("CRD serializes to YAML")
+    let mut crd = serde_json::to_value(MapCache::crd()).expect("CRD serializes to JSON");
+    drop_unknown_formats(&mut crd);
+    serde_yaml::to_string(&crd).expect("CRD serializes to YAML")
+}
+
+/// The `format`s Kubernetes' structural schemas know (k8s.io/kube-openapi's format registry).
+/// schemars writes `uint32`/`uint64` for unsigned fields; the API server accepts the CRD but warns
+/// "unrecognized format" on every apply, and validates nothing by them. Their range is already
+/// in the schema (`minimum: 0`), so those formats are dropped.
+const KUBERNETES_FORMATS: &[&str] = &[
+    "bsonobjectid",
+    "uri",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "cidr",
+    "mac",
+    "uuid",
+    "uuid3",
+    "uuid4",
+    "uuid5",
+    "isbn",
+    "isbn10",
+    "isbn13",
+    "creditcard",
+    "ssn",
+    "hexcolor",
+    "rgbcolor",
+    "byte",
+    "password",
+    "date",
+    "duration",
+    "datetime",
+    "date-time",
+    "int32",
+    "int64",
+    "float",
+    "double",
+];
+
+fn drop_unknown_formats(schema: &mut serde_json::Value) {
+    match schema {
+        serde_json::Value::Object(map) => {
+            let unknown =
+                map.get("format").and_then(serde_json::Value::as_str).is_some_and(|format| {
+                    !KUBERNETES_FORMATS.contains(&format) && map.contains_key("type")
+                });
+            if unknown {
+                map.remove("format");
+            }
+            map.values_mut().for_each(drop_unknown_formats);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_unknown_formats),
+        _ => {}
+    }
 }

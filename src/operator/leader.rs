@@ -12,12 +12,15 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ObjectMeta, PostParams};
 use std::time::Duration;
 
-/// Name of the Lease.
+/// Default name of the Lease (`--leader-election-lease-name`).
 pub const LEASE_NAME: &str = "mapcache-operator";
 
 /// One candidate for the Lease.
 pub struct LeaderElector {
     api: Api<Lease>,
+    /// Name of the Lease: installs that share a namespace (one per watched namespace) need
+    /// distinct ones, or only one of them would ever run.
+    lease_name: String,
     identity: String,
     /// How long a Lease stays valid without renewal.
     pub lease_duration: Duration,
@@ -26,9 +29,10 @@ pub struct LeaderElector {
 }
 
 impl LeaderElector {
-    pub fn new(client: kube::Client, namespace: &str, identity: String) -> Self {
+    pub fn new(client: kube::Client, namespace: &str, lease_name: &str, identity: String) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
+            lease_name: lease_name.to_string(),
             identity,
             lease_duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(5),
@@ -39,10 +43,13 @@ impl LeaderElector {
     /// hold it now. A lost race (409 Conflict) is `Ok(false)`.
     pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
-        let existing = self.api.get_opt(LEASE_NAME).await?;
+        let existing = self.api.get_opt(&self.lease_name).await?;
         let desired = match existing {
             None => Lease {
-                metadata: ObjectMeta { name: Some(LEASE_NAME.into()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.lease_name.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(self.fresh_spec(now, 0)),
             },
             Some(mut lease) => {
@@ -62,7 +69,7 @@ impl LeaderElector {
                 }
                 return self
                     .write(|api| async move {
-                        api.replace(LEASE_NAME, &PostParams::default(), &lease).await
+                        api.replace(&self.lease_name, &PostParams::default(), &lease).await
                     })
                     .await;
             }
@@ -72,7 +79,7 @@ impl LeaderElector {
 
     /// Gives the Lease up (on shutdown) so the other replica need not wait for expiry.
     pub async fn release(&self) -> Result<(), kube::Error> {
-        let Some(mut lease) = self.api.get_opt(LEASE_NAME).await? else { return Ok(()) };
+        let Some(mut lease) = self.api.get_opt(&self.lease_name).await? else { return Ok(()) };
         let Some(spec) = lease.spec.as_mut() else { return Ok(()) };
         if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
             return Ok(());
@@ -80,7 +87,7 @@ impl LeaderElector {
         spec.holder_identity = None;
         spec.renew_time = None;
         spec.acquire_time = None;
-        self.api.replace(LEASE_NAME, &PostParams::default(), &lease).await?;
+        self.api.replace(&self.lease_name, &PostParams::default(), &lease).await?;
         Ok(())
     }
 

@@ -45,6 +45,10 @@ pub struct OperatorArgs {
     /// Namespace of the leader Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub leader_election_namespace: String,
+    /// Name of the leader Lease; installs that share a Lease namespace but watch different
+    /// namespaces (`--namespace`) each need their own.
+    #[arg(long, default_value = leader::LEASE_NAME)]
+    pub leader_election_lease_name: String,
     /// Watch MapCaches in this namespace only (default: all namespaces).
     #[arg(long)]
     pub namespace: Option<String>,

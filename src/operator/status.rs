@@ -87,7 +87,9 @@ pub fn observed_status(
     let generation = mc.metadata.generation;
     let replicas = mc.spec.replicas;
     status.observed_generation = generation;
+    status.replicas = observed.pods.len() as i32;
     status.ready_replicas = observed.ready_count();
+    status.selector = Some(crate::operator::build::selector_string(mc));
     status.update_revision = Some(observed.update_revision.clone());
     status.current_revision = observed.current_revision.clone();
     status.pods = observed
@@ -322,6 +324,11 @@ mod tests {
         set_phase(&mut status, 3);
         assert_eq!(status.phase.as_deref(), Some("Running"));
         assert_eq!(status.ready_replicas, 3);
+        assert_eq!(status.replicas, 3);
+        assert_eq!(
+            status.selector.as_deref(),
+            Some("app.kubernetes.io/instance=cache,app.kubernetes.io/name=mapcache")
+        );
         assert_eq!(status.observed_generation, Some(1));
         assert_eq!(status.current_revision.as_deref(), Some("r1"));
         assert_eq!(status.update_revision.as_deref(), Some("r1"));

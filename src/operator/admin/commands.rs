@@ -313,7 +313,7 @@ pub fn disruption_from_pdbs(pdbs: &[PodDisruptionBudget], now: jiff::Timestamp) 
         None => (true, "no PodDisruptionBudget selects the cache".to_string()),
         Some(pdb) => {
             let name = pdb.metadata.name.as_deref().unwrap_or("<unnamed>");
-            let allowed = pdb.status.as_ref().map(|s| s.disruptions_allowed).unwrap_or(0);
+            let allowed = pdb.status.as_ref().and_then(|s| s.disruptions_allowed).unwrap_or(0);
             (allowed > 0, format!("PodDisruptionBudget {name}: disruptionsAllowed {allowed}"))
         }
     };
@@ -377,7 +377,7 @@ mod tests {
         let pdb = |allowed| PodDisruptionBudget {
             metadata: ObjectMeta { name: Some("mc".into()), ..Default::default() },
             status: Some(PodDisruptionBudgetStatus {
-                disruptions_allowed: allowed,
+                disruptions_allowed: Some(allowed),
                 ..Default::default()
             }),
             ..Default::default()

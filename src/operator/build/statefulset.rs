@@ -56,7 +56,7 @@ pub fn build(mc: &MapCache, validated: &Validated) -> (StatefulSet, String) {
     let persistence = &mc.spec.persistence;
     let stateful_set = StatefulSet {
         metadata,
-        spec: Some(StatefulSetSpec {
+        spec: StatefulSetSpec {
             replicas: Some(mc.spec.replicas),
             service_name: Some(headless_service_name(mc)),
             pod_management_policy: Some("Parallel".into()),
@@ -92,7 +92,7 @@ pub fn build(mc: &MapCache, validated: &Validated) -> (StatefulSet, String) {
                 }]
             }),
             ..StatefulSetSpec::default()
-        }),
+        },
         status: None,
     };
     (stateful_set, revision)
@@ -304,7 +304,7 @@ mod tests {
     }
 
     fn pod_spec(sts: &StatefulSet) -> &PodSpec {
-        sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec")
+        sts.spec.template.spec.as_ref().expect("pod spec")
     }
 
     fn engine(sts: &StatefulSet) -> &Container {
@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn statefulset_uses_ondelete_parallel_and_headless_service() {
         let (sts, revision) = built(&MapCache::test());
-        let spec = sts.spec.as_ref().expect("spec");
+        let spec = &sts.spec;
         assert_eq!(sts.metadata.name.as_deref(), Some("cache"));
         assert_eq!(sts.metadata.namespace.as_deref(), Some("ns"));
         assert_eq!(spec.replicas, Some(3));
@@ -474,8 +474,7 @@ mod tests {
         mc.spec.persistence.size = "5Gi".into();
         mc.spec.persistence.storage_class_name = Some("fast".into());
         let (sts, _) = built(&mc);
-        let claims =
-            sts.spec.as_ref().and_then(|s| s.volume_claim_templates.clone()).expect("claims");
+        let claims = sts.spec.volume_claim_templates.clone().expect("claims");
         assert_eq!(claims.len(), 1);
         assert_eq!(claims[0].metadata.name.as_deref(), Some("data"));
         let claim = claims[0].spec.as_ref().expect("claim spec");
@@ -510,7 +509,7 @@ mod tests {
         let mut mc = MapCache::test();
         mc.spec.persistence.enabled = false;
         let (sts, _) = built(&mc);
-        assert_eq!(sts.spec.as_ref().and_then(|s| s.volume_claim_templates.clone()), None);
+        assert_eq!(sts.spec.volume_claim_templates.clone(), None);
         let volumes = pod_spec(&sts).volumes.clone().expect("volumes");
         assert_eq!(
             volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
@@ -549,7 +548,7 @@ mod tests {
         );
         assert_eq!(pod.containers[0].image.as_deref(), Some("web:1"));
         assert_eq!(pod.termination_grace_period_seconds, Some(120));
-        let meta = sts.spec.as_ref().and_then(|s| s.template.metadata.clone()).expect("meta");
+        let meta = sts.spec.template.metadata.clone().expect("meta");
         let labels = meta.labels.expect("labels");
         assert_eq!(labels.get("team").map(String::as_str), Some("web"));
         assert_eq!(labels.get("app.kubernetes.io/name").map(String::as_str), Some("mapcache"));

@@ -53,7 +53,7 @@ pub fn deregistered(
             continue;
         };
         considered += 1;
-        for endpoint in &slice.endpoints {
+        for endpoint in slice.endpoints.iter().flatten() {
             let by_ip = pod_ip.is_some_and(|ip| endpoint.addresses.iter().any(|a| a == ip));
             let by_ref = endpoint.target_ref.as_ref().is_some_and(|r| {
                 r.kind.as_deref() == Some("Pod") && r.name.as_deref() == Some(pod_name)
@@ -173,7 +173,7 @@ mod tests {
     fn slice(name: &str, service: &str, endpoints: Vec<Endpoint>) -> EndpointSlice {
         EndpointSlice {
             address_type: "IPv4".into(),
-            endpoints,
+            endpoints: Some(endpoints),
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 labels: Some([(SERVICE_NAME_LABEL.to_string(), service.to_string())].into()),
