@@ -1,183 +1,386 @@
-//! A whole local cluster: the API-server stand-in, the controllers and (optionally) the process
-//! kubelet, with a kubeconfig on disk for the operator binary and kubectl-like tools.
+//! A whole local cluster: the real control plane, one Node run by the process kubelet (pods in
+//! network namespaces on a bridge of their own), and the kubelet's directory-backed PV
+//! provisioner. `local-cluster` runs one by hand; the scenarios of a test binary share one
+//! ([`shared`]), each in a namespace of its own, as they would on any cluster.
 
-use crate::apiserver::store::Store;
-use crate::apiserver::{ApiServer, ApiServerConfig};
-use crate::controllers;
-use crate::kubelet::{self, KubeletConfig};
+use crate::binaries;
+use crate::controlplane::ControlPlane;
+use crate::controlplane::process::ChildProcess;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Api;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
-use tokio::task::JoinHandle;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Settings of a local cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
-    pub api: ApiServerConfig,
     /// Run the process kubelet (pods become processes). Off: pods stay Pending.
     pub kubelet: bool,
+    /// The binary mapcache containers run.
     pub mapcache_bin: PathBuf,
-    /// Third octet of the pod addresses 127.0.X.N; 0 reserves a free one ([`OctetLease`]).
-    pub ip_octet: u8,
-    /// State directory (PVCs, pod volumes, logs, kubeconfig); None: a fresh temporary one.
+    /// State directory (PKI, etcd, logs, PV directories, pods); None: a fresh temporary one.
     pub state_dir: Option<PathBuf>,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        Self {
-            api: ApiServerConfig::default(),
-            kubelet: true,
-            mapcache_bin: kubelet::default_mapcache_bin(),
-            ip_octet: 0,
-            state_dir: None,
-        }
+        Self { kubelet: true, mapcache_bin: binaries::mapcache(), state_dir: None }
     }
 }
 
-/// A third octet for pod addresses, reserved machine-wide by a file
-/// `<tmp>/mapcache-e2e-octets/<octet>` holding our pid (a file of a dead pid is taken over), so
-/// clusters of parallel tests and of other processes on the machine never share addresses.
+/// The node's name: one node per cluster.
+pub const NODE_NAME: &str = "e2e-node";
+
+/// A pod network of our own, reserved machine-wide: index `i` gives the bridge `mcbr<i>` and
+/// the pods' /24 `10.244.<i>.0/24`, which exists only inside this machine (the bridge has no
+/// uplink). The reservation is a file `<tmp>/mapcache-e2e-networks/<i>` holding our pid; the
+/// file of a dead pid is taken over, after removing what that run left (bridge, namespaces,
+/// processes in them).
 #[derive(Debug)]
-pub struct OctetLease {
-    pub octet: u8,
-    path: Option<PathBuf>,
+pub struct NetworkLease {
+    pub index: u8,
+    path: PathBuf,
 }
 
-impl OctetLease {
-    pub fn acquire() -> Self {
+impl NetworkLease {
+    pub fn acquire() -> Result<Self, String> {
         static NEXT: AtomicU8 = AtomicU8::new(0);
         let start = (std::process::id() % 24) as u8 * 10 + NEXT.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join("mapcache-e2e-octets");
-        if std::fs::create_dir_all(&dir).is_ok() {
-            for step in 0..240u16 {
-                let octet = 10 + ((u16::from(start) + step) % 240) as u8;
-                let path = dir.join(octet.to_string());
-                for _ in 0..2 {
-                    match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                        Ok(mut file) => {
-                            let _ = std::io::Write::write_all(
-                                &mut file,
-                                std::process::id().to_string().as_bytes(),
-                            );
-                            return Self { octet, path: Some(path) };
+        let dir = std::env::temp_dir().join("mapcache-e2e-networks");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        for step in 0..240u16 {
+            let index = 10 + ((u16::from(start) + step) % 240) as u8;
+            let path = dir.join(index.to_string());
+            for _ in 0..2 {
+                match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                    Ok(mut file) => {
+                        std::io::Write::write_all(
+                            &mut file,
+                            std::process::id().to_string().as_bytes(),
+                        )
+                        .map_err(|e| format!("write {}: {e}", path.display()))?;
+                        let lease = Self { index, path };
+                        remove_network_leftovers(&lease.bridge());
+                        return Ok(lease);
+                    }
+                    Err(_) => {
+                        let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                        let alive = !owner.trim().is_empty()
+                            && Path::new("/proc").join(owner.trim()).exists();
+                        if alive {
+                            break;
                         }
-                        Err(_) => {
-                            let owner = std::fs::read_to_string(&path).unwrap_or_default();
-                            let alive = !owner.trim().is_empty()
-                                && Path::new("/proc").join(owner.trim()).exists();
-                            if alive {
-                                break;
-                            }
-                            let _ = std::fs::remove_file(&path);
-                        }
+                        let _ = std::fs::remove_file(&path);
                     }
                 }
             }
         }
-        // No reservation possible: fall back to the spread alone.
-        Self { octet: 10 + start % 240, path: None }
+        Err(format!("all 240 pod networks in {} are taken", dir.display()))
+    }
+
+    pub fn bridge(&self) -> String {
+        format!("mcbr{}", self.index)
+    }
+
+    pub fn pod_cidr(&self) -> String {
+        format!("10.244.{}.0/24", self.index)
     }
 }
 
-impl Drop for OctetLease {
+impl Drop for NetworkLease {
     fn drop(&mut self) {
-        if let Some(path) = &self.path {
-            let _ = std::fs::remove_file(path);
+        remove_network_leftovers(&self.bridge());
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Kill the processes in, and delete, every network namespace named `<bridge>-*`, then the
+/// bridge (which takes the host ends of the veths with it). A clean kubelet stop leaves nothing;
+/// this is for runs that were killed.
+fn remove_network_leftovers(bridge: &str) {
+    let ip = |args: &[&str]| std::process::Command::new("ip").args(args).output();
+    if let Ok(output) = ip(&["netns", "list"]) {
+        let prefix = format!("{bridge}-");
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let Some(name) = line.split_whitespace().next().filter(|n| n.starts_with(&prefix))
+            else {
+                continue;
+            };
+            if let Ok(pids) = ip(&["netns", "pids", name]) {
+                for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<libc::pid_t>() {
+                        // SAFETY: kill(2) with a pid read from the namespace a run of ours made;
+                        // at worst the process is gone already and this fails with ESRCH.
+                        unsafe {
+                            libc::kill(pid, libc::SIGKILL);
+                        }
+                    }
+                }
+            }
+            let _ = ip(&["netns", "delete", name]);
         }
     }
+    let _ = ip(&["link", "delete", bridge]);
 }
 
-/// Build `mapcache` (debug) unless the binary is there already.
-pub fn ensure_mapcache_bin(bin: &Path) -> std::io::Result<()> {
-    if bin.exists() {
-        return Ok(());
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-p", "mapcache", "--bin", "mapcache"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .status()?;
-    if !status.success() || !bin.exists() {
-        return Err(std::io::Error::other(format!(
-            "cargo build -p mapcache failed ({status}); {} is missing",
-            bin.display()
-        )));
-    }
-    Ok(())
-}
-
-/// A running local cluster; dropping it stops every part (and kills pod processes).
+/// A running local cluster; dropping it stops the kubelet (which stops its pods), then the
+/// control plane, then removes the pod network.
 pub struct LocalCluster {
-    pub api: ApiServer,
+    pub control_plane: ControlPlane,
     pub state_dir: PathBuf,
-    pub kubeconfig_path: PathBuf,
-    /// The pods' third octet.
-    pub ip_octet: u8,
+    /// The process kubelet's root: `logs/<ns>_<pod>_<container>.log`, `pods/`, `pv/`.
+    pub kubelet_root: PathBuf,
+    kubelet_args: Vec<String>,
+    kubelet: Option<ChildProcess>,
+    // Dropped after the kubelet and the control plane, in this order.
+    network: NetworkLease,
     _temp: Option<tempfile::TempDir>,
-    _octet_lease: Option<OctetLease>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl LocalCluster {
-    pub async fn start(config: ClusterConfig) -> std::io::Result<Self> {
+    pub async fn start(config: ClusterConfig) -> Result<Self, String> {
         let (temp, state_dir) = match &config.state_dir {
-            Some(dir) => (None, dir.clone()),
+            Some(dir) => {
+                // A fresh state unless the caller keeps it: an old etcd would hold old objects.
+                let _ = std::fs::remove_dir_all(dir);
+                (None, dir.clone())
+            }
             None => {
-                let temp = tempfile::Builder::new().prefix("mapcache-e2e-").tempdir()?;
+                let temp = tempfile::Builder::new()
+                    .prefix("mapcache-e2e-")
+                    .tempdir()
+                    .map_err(|e| format!("temp dir: {e}"))?;
                 let dir = temp.path().to_path_buf();
                 (Some(temp), dir)
             }
         };
-        std::fs::create_dir_all(&state_dir)?;
-        let api = ApiServer::start(config.api.clone()).await?;
-        let kubeconfig_path = state_dir.join("kubeconfig");
-        std::fs::write(&kubeconfig_path, api.kubeconfig())?;
-        let mut tasks = vec![controllers::spawn(api.store.clone(), Duration::from_millis(100))];
-        let octet_lease = (config.ip_octet == 0).then(OctetLease::acquire);
-        let ip_octet = octet_lease.as_ref().map_or(config.ip_octet, |lease| lease.octet);
-        if config.kubelet {
-            ensure_mapcache_bin(&config.mapcache_bin)?;
-            let kubelet_config = KubeletConfig {
-                mapcache_bin: config.mapcache_bin.clone(),
-                root: state_dir.clone(),
-                ip_octet,
-                probe_period_cap: Duration::from_secs(1),
-                max_backoff: Duration::from_secs(10),
-            };
-            tasks.push(kubelet::spawn(api.store.clone(), kubelet_config));
-        }
-        Ok(Self {
-            api,
+        std::fs::create_dir_all(&state_dir)
+            .map_err(|e| format!("create {}: {e}", state_dir.display()))?;
+        let bin_dir = binaries::k8s_bin_dir()?;
+        let network = NetworkLease::acquire()?;
+        let control_plane = ControlPlane::start(&state_dir.join("control-plane"), &bin_dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        let kubelet_root = state_dir.join("kubelet");
+        let kubelet_args = vec![
+            format!("--kubeconfig={}", control_plane.admin_kubeconfig.display()),
+            format!("--node-name={NODE_NAME}"),
+            format!("--root={}", kubelet_root.display()),
+            format!("--pod-cidr={}", network.pod_cidr()),
+            format!("--bridge={}", network.bridge()),
+            format!("--mapcache-bin={}", config.mapcache_bin.display()),
+            format!("--app-bin={}", binaries::own_binary("sidecar-app").display()),
+        ];
+        let mut cluster = Self {
+            control_plane,
             state_dir,
-            kubeconfig_path,
-            ip_octet,
+            kubelet_root,
+            kubelet_args,
+            kubelet: None,
+            network,
             _temp: temp,
-            _octet_lease: octet_lease,
-            tasks,
-        })
+        };
+        if config.kubelet {
+            binaries::ensure_mapcache(&config.mapcache_bin).map_err(|e| e.to_string())?;
+            cluster.start_kubelet()?;
+            cluster.wait_for_node().await?;
+        }
+        Ok(cluster)
     }
 
-    pub fn client(&self) -> Result<kube::Client, kube::Error> {
-        self.api.client()
+    /// The admin (cluster-admin) kubeconfig.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.control_plane.admin_kubeconfig
     }
 
-    pub fn store(&self) -> &Arc<Store> {
-        &self.api.store
+    pub async fn client(&self) -> Result<kube::Client, kube::Error> {
+        self.control_plane.client().await
     }
 
-    /// Where the kubelet writes each container's stdout/stderr.
+    /// Where each container's stdout/stderr goes.
     pub fn logs_dir(&self) -> PathBuf {
-        self.state_dir.join("logs")
+        self.kubelet_root.join("logs")
+    }
+
+    pub fn pod_cidr(&self) -> String {
+        self.network.pod_cidr()
+    }
+
+    /// Start the process kubelet (again, after [`Self::kill_kubelet`]).
+    pub fn start_kubelet(&mut self) -> Result<(), String> {
+        std::fs::create_dir_all(&self.kubelet_root)
+            .map_err(|e| format!("create {}: {e}", self.kubelet_root.display()))?;
+        let log = self.state_dir.join("control-plane/logs/process-kubelet.log");
+        // SIGTERM when the harness dies: the kubelet then stops its pods and their namespaces.
+        let process = ChildProcess::start(
+            "process-kubelet",
+            &binaries::own_binary("process-kubelet"),
+            &self.kubelet_args,
+            log,
+            libc::SIGTERM,
+        )
+        .map_err(|e| e.to_string())?
+        .with_stop_grace(Duration::from_secs(30));
+        self.kubelet = Some(process);
+        Ok(())
+    }
+
+    /// SIGKILL the kubelet, as a node agent crash: its pods' processes keep running.
+    pub fn kill_kubelet(&mut self) {
+        if let Some(mut kubelet) = self.kubelet.take() {
+            kubelet.signal(libc::SIGKILL);
+            kubelet.stop();
+        }
+    }
+
+    /// The kubelet's pid, while it runs.
+    pub fn kubelet_pid(&self) -> Option<u32> {
+        self.kubelet.as_ref().and_then(ChildProcess::pid)
+    }
+
+    /// The node is registered and Ready, and the provisioner's default StorageClass exists.
+    async fn wait_for_node(&mut self) -> Result<(), String> {
+        let client = self.client().await.map_err(|e| e.to_string())?;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let classes: Api<StorageClass> = Api::all(client);
+        let start = Instant::now();
+        loop {
+            if let Some(kubelet) = self.kubelet.as_mut()
+                && let Some(status) = kubelet.exited()
+            {
+                return Err(format!(
+                    "process-kubelet exited ({status}); its log ends:\n{}",
+                    kubelet.log_tail(30)
+                ));
+            }
+            let ready = nodes.get_opt(NODE_NAME).await.ok().flatten().is_some_and(|node| {
+                node.status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+            let class = classes.list(&Default::default()).await.is_ok_and(|list| {
+                list.items.iter().any(|class| {
+                    class.metadata.annotations.as_ref().is_some_and(|a| {
+                        a.get("storageclass.kubernetes.io/is-default-class").map(String::as_str)
+                            == Some("true")
+                    })
+                })
+            });
+            if ready && class {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                return Err(format!(
+                    "node {NODE_NAME} not Ready (or no default StorageClass) after 120 s:\n{}",
+                    self.diagnostics(20)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The end of every component's log and the kubelet's.
+    pub fn diagnostics(&self, lines: usize) -> String {
+        let mut out = self.control_plane.logs(lines);
+        if let Some(kubelet) = &self.kubelet {
+            out.push_str(&format!(
+                "--- process-kubelet ({})\n{}\n",
+                kubelet.log.display(),
+                kubelet.log_tail(lines)
+            ));
+        }
+        out.push_str(&format!("container logs: {}\n", self.logs_dir().display()));
+        out
     }
 }
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
+        if let Some(mut kubelet) = self.kubelet.take() {
+            kubelet.stop();
         }
+    }
+}
+
+/// What the scenarios of a test binary need of the cluster they share.
+#[derive(Clone, Debug)]
+pub struct SharedCluster {
+    pub kubeconfig: PathBuf,
+    pub state_dir: PathBuf,
+    pub logs_dir: PathBuf,
+    /// The pods' network, e.g. `10.244.17.0/24`.
+    pub pod_cidr: String,
+}
+
+static SHARED: OnceLock<Mutex<Option<LocalCluster>>> = OnceLock::new();
+
+/// The cluster the scenarios of this test binary share, started on first use (on a thread of
+/// its own, so it belongs to no test's runtime) and stopped when the process exits. With
+/// `E2E_KEEP` its state directory survives for reading logs afterwards.
+pub fn shared() -> Result<SharedCluster, String> {
+    static INFO: OnceLock<Result<SharedCluster, String>> = OnceLock::new();
+    INFO.get_or_init(|| {
+        let started = std::thread::spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("runtime: {e}"))?;
+            let state_dir = std::env::var_os("E2E_KEEP").map(|_| {
+                let dir =
+                    std::env::temp_dir().join(format!("mapcache-e2e-kept-{}", std::process::id()));
+                eprintln!("E2E_KEEP: cluster state and every log kept in {}", dir.display());
+                dir
+            });
+            runtime.block_on(LocalCluster::start(ClusterConfig { state_dir, ..Default::default() }))
+        })
+        .join()
+        .map_err(|_| "starting the shared cluster panicked".to_string())??;
+        let info = SharedCluster {
+            kubeconfig: started.kubeconfig_path().to_path_buf(),
+            state_dir: started.state_dir.clone(),
+            logs_dir: started.logs_dir(),
+            pod_cidr: started.pod_cidr(),
+        };
+        let _ = SHARED.set(Mutex::new(Some(started)));
+        // SAFETY: registering a plain `extern "C" fn` with atexit(3); it runs once at exit.
+        unsafe {
+            libc::atexit(stop_shared);
+        }
+        Ok(info)
+    })
+    .clone()
+}
+
+/// Run `f` on the shared cluster (started first if need be): for the scenarios that kill and
+/// restart one of its parts, which must be the only scenario of their test binary.
+pub fn with_shared<R>(f: impl FnOnce(&mut LocalCluster) -> R) -> Result<R, String> {
+    shared()?;
+    let cluster = SHARED.get().ok_or("the shared cluster is gone")?;
+    let mut guard = cluster.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let cluster = guard.as_mut().ok_or("the shared cluster is stopped")?;
+    Ok(f(cluster))
+}
+
+/// The end of every component's log of the shared cluster, for a failing scenario.
+pub fn shared_diagnostics(lines: usize) -> String {
+    SHARED
+        .get()
+        .and_then(|cluster| {
+            cluster.try_lock().ok().map(|c| c.as_ref().map(|c| c.diagnostics(lines)))
+        })
+        .flatten()
+        .unwrap_or_default()
+}
+
+extern "C" fn stop_shared() {
+    if let Some(cluster) = SHARED.get() {
+        let taken = cluster.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        drop(taken);
     }
 }
 
@@ -186,14 +389,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn octet_leases_are_distinct_and_released_on_drop() {
-        let first = OctetLease::acquire();
-        let second = OctetLease::acquire();
-        assert_ne!(first.octet, second.octet);
-        assert!((10..250).contains(&first.octet) && (10..250).contains(&second.octet));
-        let path = first.path.clone().expect("the temp dir is writable");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), std::process::id().to_string());
+    fn network_leases_are_distinct_and_released_on_drop() {
+        let first = NetworkLease::acquire().unwrap();
+        let second = NetworkLease::acquire().unwrap();
+        assert_ne!(first.index, second.index);
+        assert_ne!(first.bridge(), second.bridge());
+        assert_eq!(first.pod_cidr(), format!("10.244.{}.0/24", first.index));
+        assert_eq!(std::fs::read_to_string(&first.path).unwrap(), std::process::id().to_string());
+        let path = first.path.clone();
         drop(first);
-        assert!(!path.exists(), "dropping the lease frees the octet");
+        assert!(!path.exists(), "dropping the lease frees the network");
     }
 }

@@ -1,34 +1,42 @@
-//! Building blocks of the e2e scenarios (tests/scenarios.rs and the issue-6 scenarios): a fresh
-//! environment per test (a local cluster, or a namespace of a real cluster with
-//! `E2E_KUBECONFIG`), the CRD, the operator as a real process, YAML apply, waits that explain
-//! themselves on timeout, and Redis access to the cache pods.
+//! Building blocks of the e2e scenarios: a fresh namespace per test on the cluster the test
+//! binary shares (or, with `E2E_KUBECONFIG`, on any other cluster), the Helm chart installed with
+//! Helm's own library, the operator as a real process under the chart's ServiceAccount and RBAC,
+//! YAML apply, waits that explain themselves on timeout, and Redis access to the cache pods.
 
-use crate::cluster::{ClusterConfig, LocalCluster, ensure_mapcache_bin};
-use crate::kubelet::default_mapcache_bin;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use crate::binaries;
+use crate::cluster;
+use crate::controlplane::kubeconfig::{self, Credentials};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::Scope;
 use serde_json::Value;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Field manager of everything the scenarios apply.
 pub const MANAGER: &str = "mapcache-e2e";
+/// Namespace and release of the chart the scenarios' operators run under.
+pub const OPERATOR_NAMESPACE: &str = "mapcache-system";
+pub const RELEASE: &str = "mapcache-operator";
 
 /// Where a scenario runs.
 pub struct Env {
     pub client: kube::Client,
+    /// A namespace of this test's own, deleted when the test ends.
     pub namespace: String,
+    /// cluster-admin kubeconfig (the harness's; kubectl in scenarios).
     pub kubeconfig: PathBuf,
     pub mapcache_bin: PathBuf,
-    /// Operator logs and other scenario files.
+    /// Operator logs, kubeconfigs and other scenario files.
     pub work_dir: PathBuf,
-    /// The local cluster (None against a real cluster).
-    pub cluster: Option<LocalCluster>,
+    /// The local cluster shared by this test binary (None with `E2E_KUBECONFIG`).
+    pub cluster: Option<cluster::SharedCluster>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -40,75 +48,99 @@ pub fn mapcache_resource() -> ApiResource {
     )
 }
 
-impl Env {
-    /// A local cluster with the process kubelet; or, with `E2E_KUBECONFIG=<file>`, a fresh
-    /// namespace of that cluster (pods then run on its nodes, not here).
-    pub async fn start() -> Self {
-        let mapcache_bin = default_mapcache_bin();
-        ensure_mapcache_bin(&mapcache_bin).expect("the mapcache binary builds");
-        if let Some(path) = std::env::var_os("E2E_KUBECONFIG") {
-            static SEQ: AtomicU32 = AtomicU32::new(0);
-            let kubeconfig = PathBuf::from(path);
-            let config = kube::Config::from_custom_kubeconfig(
-                kube::config::Kubeconfig::read_from(&kubeconfig)
-                    .expect("E2E_KUBECONFIG is a readable kubeconfig"),
-                &kube::config::KubeConfigOptions::default(),
-            )
-            .await
-            .expect("E2E_KUBECONFIG is usable");
-            let client = kube::Client::try_from(config).expect("client for E2E_KUBECONFIG");
-            let namespace = format!(
-                "mapcache-e2e-{}-{}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::SeqCst)
-            );
-            let ns: Namespace =
-                serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))
-                    .expect("namespace");
-            Api::<Namespace>::all(client.clone())
-                .patch(&namespace, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&ns))
-                .await
-                .expect("create the test namespace");
-            let temp =
-                tempfile::Builder::new().prefix("mapcache-e2e-").tempdir().expect("temp dir");
-            let work_dir = temp.path().to_path_buf();
-            return Self {
-                client,
-                namespace,
-                kubeconfig,
-                mapcache_bin,
-                work_dir,
-                cluster: None,
-                _temp: Some(temp),
-            };
-        }
-        // E2E_KEEP: a state directory that outlives the test, for reading logs afterwards.
-        let state_dir = std::env::var_os("E2E_KEEP").map(|_| {
-            let dir = tempfile::Builder::new()
-                .prefix("mapcache-e2e-")
-                .tempdir()
-                .expect("temp dir")
-                .keep();
-            eprintln!("E2E_KEEP: cluster state, operator and pod logs kept in {}", dir.display());
-            dir
-        });
-        let cluster = LocalCluster::start(ClusterConfig {
-            mapcache_bin: mapcache_bin.clone(),
-            state_dir,
-            ..ClusterConfig::default()
+/// Run `scripts/helm-release.py` (Helm's library through helm-python-sdk) and return its JSON.
+pub fn helm_release(
+    kubeconfig: &std::path::Path,
+    namespace: &str,
+    release: &str,
+    action: &str,
+    values: &Value,
+) -> Result<Value, String> {
+    let script = binaries::repo_root().join("scripts/helm-release.py");
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--namespace={namespace}"))
+        .arg(format!("--release={release}"))
+        .arg(action)
+        .arg(format!("--values={values}"))
+        .output()
+        .map_err(|e| {
+            format!("run {}: {e} (python3 with scripts/requirements.txt)", script.display())
+        })?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let answer: Value = serde_json::from_str(stdout.trim()).map_err(|_| {
+        format!(
+            "helm {action} {release}: no JSON answer ({})\nstdout: {stdout}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    if !output.status.success() {
+        return Err(format!("helm {action} {release}: {answer}"));
+    }
+    Ok(answer)
+}
+
+/// The chart as the scenarios' operators use it: installed once per cluster (per test binary),
+/// CRD included, with no operator Deployment replicas (each scenario runs its own operator
+/// process, under this release's ServiceAccount).
+pub fn install_chart_once(kubeconfig: &std::path::Path) -> Result<(), String> {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let values = serde_json::json!({"replicaCount": 0});
+            match helm_release(kubeconfig, OPERATOR_NAMESPACE, RELEASE, "status", &values) {
+                Ok(status) if status["status"] == "deployed" => Ok(()),
+                _ => helm_release(kubeconfig, OPERATOR_NAMESPACE, RELEASE, "install", &values)
+                    .map(|_| ()),
+            }
         })
-        .await
-        .expect("start the local cluster");
-        let client = cluster.client().expect("client for the local cluster");
-        Self {
-            client,
-            namespace: "default".into(),
-            kubeconfig: cluster.kubeconfig_path.clone(),
-            mapcache_bin,
-            work_dir: cluster.state_dir.clone(),
-            cluster: Some(cluster),
-            _temp: None,
-        }
+        .clone()
+}
+
+impl Env {
+    /// A fresh namespace on this test binary's shared local cluster; or, with
+    /// `E2E_KUBECONFIG=<file>`, on that cluster (pods then run on its nodes, not here).
+    pub async fn start() -> Self {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let mapcache_bin = binaries::mapcache();
+        binaries::ensure_mapcache(&mapcache_bin).expect("the mapcache binary builds");
+        let (kubeconfig, shared) = match std::env::var_os("E2E_KUBECONFIG") {
+            Some(path) => (PathBuf::from(path), None),
+            None => {
+                let shared =
+                    cluster::shared().unwrap_or_else(|e| panic!("start the local cluster: {e}"));
+                (shared.kubeconfig.clone(), Some(shared))
+            }
+        };
+        let text = std::fs::read_to_string(&kubeconfig).expect("a readable kubeconfig");
+        let client = kubeconfig::client(&text).await.expect("a client for the kubeconfig");
+        let namespace =
+            format!("e2e-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))
+                .expect("namespace");
+        Api::<Namespace>::all(client.clone())
+            .patch(&namespace, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&ns))
+            .await
+            .expect("create the test namespace");
+        let (temp, work_dir) = match &shared {
+            Some(shared) => (None, shared.state_dir.join("scenarios").join(&namespace)),
+            None => {
+                let temp =
+                    tempfile::Builder::new().prefix("mapcache-e2e-").tempdir().expect("temp dir");
+                let dir = temp.path().to_path_buf();
+                (Some(temp), dir)
+            }
+        };
+        std::fs::create_dir_all(&work_dir).expect("scenario work dir");
+        let kubeconfig_for_install = kubeconfig.clone();
+        tokio::task::spawn_blocking(move || install_chart_once(&kubeconfig_for_install))
+            .await
+            .expect("helm install")
+            .unwrap_or_else(|e| panic!("install the chart: {e}"));
+        Self { client, namespace, kubeconfig, mapcache_bin, work_dir, cluster: shared, _temp: temp }
     }
 
     pub fn is_local(&self) -> bool {
@@ -119,18 +151,8 @@ impl Env {
         Api::namespaced_with(self.client.clone(), &self.namespace, &mapcache_resource())
     }
 
-    /// `mapcache crd`, applied, then wait until Established.
+    /// The MapCache CRD (installed with the chart, from `crds/mapcache.yaml`) is Established.
     pub async fn install_crd(&self) {
-        let output = std::process::Command::new(&self.mapcache_bin)
-            .arg("crd")
-            .output()
-            .expect("run mapcache crd");
-        assert!(
-            output.status.success(),
-            "mapcache crd failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        self.apply_yaml(&String::from_utf8_lossy(&output.stdout)).await;
         let crds: Api<DynamicObject> = Api::all_with(
             self.client.clone(),
             &ApiResource::from_gvk_with_plural(
@@ -145,24 +167,31 @@ impl Env {
         .await;
     }
 
-    /// Start `mapcache operator` with this environment's kubeconfig.
-    pub fn start_operator(&self, name: &str) -> Operator {
+    /// A kubeconfig as the chart's ServiceAccount (see [`operator_kubeconfig`]).
+    pub async fn operator_kubeconfig(&self) -> String {
+        operator_kubeconfig(&self.client, &self.kubeconfig, &self.namespace).await
+    }
+
+    /// Start `mapcache operator` as a local process that watches this test's namespace, with the
+    /// chart's ServiceAccount token and its own leader Lease in the chart's namespace.
+    pub async fn start_operator(&self, name: &str) -> Operator {
         let log = self.work_dir.join(format!("{name}.log"));
+        let kubeconfig = self.work_dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(&kubeconfig, self.operator_kubeconfig().await).expect("operator kubeconfig");
         let file = std::fs::File::create(&log).expect("operator log file");
         let mut command = tokio::process::Command::new(&self.mapcache_bin);
         command
             .args(["operator", "--metrics-addr=127.0.0.1:0", "--leader-election=true"])
-            .arg(format!("--leader-election-namespace={}", self.namespace))
-            .env("KUBECONFIG", &self.kubeconfig)
+            .arg(format!("--leader-election-namespace={OPERATOR_NAMESPACE}"))
+            .arg(format!("--leader-election-lease-name=mapcache-operator-{}", self.namespace))
+            .arg(format!("--namespace={}", self.namespace))
+            .env("KUBECONFIG", &kubeconfig)
             .env("POD_NAME", name)
             .env("RUST_LOG", std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)
             .kill_on_drop(true);
-        if !self.is_local() {
-            command.arg(format!("--namespace={}", self.namespace));
-        }
         let child = command.spawn().expect("start mapcache operator");
         Operator { child, log }
     }
@@ -195,6 +224,25 @@ impl Env {
         applied
     }
 
+    /// Run kubectl v1.37.2 (built with the control plane) with the admin kubeconfig in this
+    /// test's namespace; returns (success, stdout, stderr).
+    pub async fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let kubectl = binaries::kubectl().unwrap_or_else(|e| panic!("kubectl: {e}"));
+        let output = tokio::process::Command::new(&kubectl)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .arg(format!("--namespace={}", self.namespace))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("run {}: {e}", kubectl.display()));
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     /// Poll `check` every 250 ms until it yields a value; on timeout, panic with where to look.
     pub async fn wait_until<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> T
     where
@@ -219,9 +267,16 @@ impl Env {
     /// Pods, their phases and where their logs are: printed when a scenario fails.
     pub async fn diagnostics(&self) -> String {
         let mut out = format!(
-            "work dir (operator logs, pod logs under logs/): {}\n",
+            "namespace {}; work dir (operator logs and kubeconfigs): {}\n",
+            self.namespace,
             self.work_dir.display()
         );
+        if let Some(shared) = &self.cluster {
+            out.push_str(&format!(
+                "container logs: {} (<namespace>_<pod>_<container>.log)\n",
+                shared.logs_dir.display()
+            ));
+        }
         if let Ok(pods) = Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
             .list(&ListParams::default())
             .await
@@ -247,6 +302,9 @@ impl Env {
                     cache.data.get("status").cloned().unwrap_or_default()
                 ));
             }
+        }
+        if self.cluster.is_some() {
+            out.push_str(&cluster::shared_diagnostics(15));
         }
         out
     }
@@ -314,9 +372,10 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if self.cluster.is_none() && std::env::var_os("E2E_KEEP").is_none() {
-            // A real cluster: delete the test's namespace (and so everything in it). Drop cannot
-            // await, so a short-lived thread with its own runtime does it.
+        if std::env::var_os("E2E_KEEP").is_none() {
+            // Delete the test's namespace (and so everything in it), so that a shared cluster
+            // does not run the pods of finished scenarios. Drop cannot await, so a short-lived
+            // thread with its own runtime does it.
             // The test's client belongs to the test's runtime, which this thread blocks: build
             // a fresh one from the kubeconfig.
             let (kubeconfig, namespace) = (self.kubeconfig.clone(), self.namespace.clone());
@@ -348,6 +407,45 @@ impl Drop for Env {
             eprintln!("E2E_KEEP: scenario files kept in {}", temp.keep().display());
         }
     }
+}
+
+/// A kubeconfig that authenticates as the chart's ServiceAccount (a bound token from the
+/// TokenRequest API, asked for with `client`), for the cluster of the kubeconfig `admin`, so
+/// the operator has exactly the chart's RBAC and nothing more.
+pub async fn operator_kubeconfig(
+    client: &kube::Client,
+    admin: &std::path::Path,
+    namespace: &str,
+) -> String {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600 * 4),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let token: TokenRequest = accounts
+        .create_subresource("token", RELEASE, &PostParams::default(), &request)
+        .await
+        .expect("a token for the chart's ServiceAccount");
+    let token = token.status.and_then(|status| status.token).expect("the TokenRequest's token");
+    let admin = kube::config::Kubeconfig::read_from(admin).expect("kubeconfig");
+    let cluster = admin.clusters[0].cluster.clone().expect("a cluster in the kubeconfig");
+    let ca = cluster
+        .certificate_authority_data
+        .map(|data| {
+            serde_json::from_value::<k8s_openapi::ByteString>(Value::String(data))
+                .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
+                .expect("the CA is base64")
+        })
+        .expect("the kubeconfig carries its CA");
+    kubeconfig::render(
+        cluster.server.as_deref().expect("a server"),
+        &ca,
+        &Credentials::Token(token),
+        namespace,
+    )
 }
 
 pub fn pod_ready(pod: &Pod) -> bool {

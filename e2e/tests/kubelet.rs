@@ -1,65 +1,229 @@
-//! The process kubelet with the real `mapcache` binary: addresses, volumes, env, probes,
-//! sidecar app containers, crash restarts and graceful deletion.
+//! The process kubelet against the real control plane. Every test runs a `process-kubelet` of
+//! its own (own Node, bridge, /24, root directory; short crash backoff; no provisioner) next to
+//! the shared cluster's node, and pins its pods there with a `kubernetes.io/hostname` node
+//! selector, so the real scheduler binds them and each test can kill or restart its kubelet
+//! without disturbing the others. Pods live in a namespace per test.
 
-use e2e::cluster::{ClusterConfig, LocalCluster};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use e2e::cluster::{NetworkLease, shared};
+use e2e::controlplane::process::ChildProcess;
+use k8s_openapi::api::core::v1::{
+    ContainerStatus, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+    ServiceAccount,
+};
 use kube::api::{Api, DeleteParams, PostParams};
-use serde_json::json;
-use std::time::Duration;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
-async fn eventually<T, F, Fut>(what: &str, cluster: &LocalCluster, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..240 {
-        if let Some(value) = check().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+/// How long any wait may take on a busy 2-core machine.
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A node of the test's own: a process kubelet with its network and root directory.
+struct TestNode {
+    name: String,
+    /// The pod network; dropped last, removing whatever a killed run left.
+    network: NetworkLease,
+    root: tempfile::TempDir,
+    args: Vec<String>,
+    kubelet: Option<ChildProcess>,
+    client: kube::Client,
+    /// The test's namespace.
+    namespace: String,
+}
+
+impl TestNode {
+    async fn start() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let cluster = shared().expect("the shared cluster");
+        let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig).expect("kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("client config");
+        let client = kube::Client::try_from(config).expect("client");
+        let network = NetworkLease::acquire().expect("a pod network");
+        let root = tempfile::Builder::new().prefix("kubelet-test-").tempdir().expect("root");
+        let name = format!("kt-{}", network.index);
+        let args = vec![
+            format!("--kubeconfig={}", cluster.kubeconfig.display()),
+            format!("--node-name={name}"),
+            format!("--root={}", root.path().display()),
+            format!("--pod-cidr={}", network.pod_cidr()),
+            format!("--bridge={}", network.bridge()),
+            format!("--mapcache-bin={}", e2e::binaries::mapcache().display()),
+            format!("--app-bin={}", e2e::binaries::own_binary("sidecar-app").display()),
+            "--restart-backoff-initial=1s".to_string(),
+            "--restart-backoff-max=4s".to_string(),
+            "--provisioner=false".to_string(),
+        ];
+        let namespace =
+            format!("kt-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let object: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("namespace");
+        namespaces.create(&PostParams::default(), &object).await.expect("create namespace");
+        let mut node = Self { name, network, root, args, kubelet: None, client, namespace };
+        node.start_kubelet();
+        node.wait_ready().await;
+        // Pods are admitted once the namespace's default ServiceAccount exists.
+        let accounts: Api<ServiceAccount> = Api::namespaced(node.client.clone(), &node.namespace);
+        node.eventually("the default ServiceAccount", || async {
+            accounts.get_opt("default").await.ok().flatten().map(|_| ())
+        })
+        .await;
+        node
     }
-    panic!("timed out waiting for: {what}; container logs in {}", cluster.logs_dir().display());
-}
 
-fn cache_pod(args: &[&str]) -> Pod {
-    serde_json::from_value(json!({
-        "metadata": {"name": "cache"},
-        "spec": {
-            "terminationGracePeriodSeconds": 20,
-            "containers": [
-                {"name": "app", "image": "example.com/app:1"},
-                {
-                    "name": "engine",
-                    "image": "ghcr.io/mapcache/mapcache:test",
-                    "command": ["mapcache"],
-                    "args": args,
-                    "ports": [{"name": "redis", "containerPort": 6379}, {"name": "admin", "containerPort": 9090}],
-                    "env": [
-                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                        {"name": "MAPCACHE_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "auth", "key": "password"}}}
-                    ],
-                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": "admin"}, "periodSeconds": 1},
-                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": 9090}, "periodSeconds": 1},
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "token", "mountPath": "/etc/admin", "readOnly": true}]
-                }
-            ],
-            "volumes": [
-                {"name": "data", "persistentVolumeClaim": {"claimName": "data-cache"}},
-                {"name": "token", "secret": {"secretName": "token"}}
-            ]
-        }
-    }))
-    .expect("pod")
-}
+    fn start_kubelet(&mut self) {
+        let log = self.root.path().join("process-kubelet.log");
+        let kubelet = ChildProcess::start(
+            "process-kubelet",
+            &e2e::binaries::own_binary("process-kubelet"),
+            &self.args,
+            log,
+            libc::SIGTERM,
+        )
+        .expect("start process-kubelet")
+        .with_stop_grace(Duration::from_secs(30));
+        self.kubelet = Some(kubelet);
+    }
 
-async fn secrets(client: &kube::Client) {
-    let api: Api<Secret> = Api::namespaced(client.clone(), "default");
-    for (name, key, value) in [("token", "token", "s3cret-token"), ("auth", "password", "pw")] {
+    async fn wait_ready(&self) {
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        self.eventually("the node is Ready", || async {
+            let node = nodes.get_opt(&self.name).await.ok().flatten()?;
+            let conditions = node.status?.conditions?;
+            conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+        })
+        .await;
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn logs_dir(&self) -> PathBuf {
+        self.root.path().join("logs")
+    }
+
+    fn cidr_prefix(&self) -> String {
+        self.network.pod_cidr().trim_end_matches("0/24").to_string()
+    }
+
+    /// Create a pod from a JSON spec, pinned to this node.
+    async fn create_pod(&self, name: &str, mut spec: Value) -> Pod {
+        spec["nodeSelector"] = json!({"kubernetes.io/hostname": self.name});
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).expect("pod");
+        self.pods().create(&PostParams::default(), &pod).await.expect("create pod")
+    }
+
+    async fn create_secret(&self, name: &str, data: Value) {
         let secret: Secret =
-            serde_json::from_value(json!({"metadata": {"name": name}, "stringData": {key: value}}))
-                .unwrap();
-        api.create(&PostParams::default(), &secret).await.unwrap();
+            serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data}))
+                .expect("secret");
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        api.create(&PostParams::default(), &secret).await.expect("create secret");
     }
+
+    /// The kubelet's log and every container log, for a failing wait.
+    fn diagnostics(&self) -> String {
+        let mut out = String::new();
+        if let Some(kubelet) = &self.kubelet {
+            out.push_str(&format!("--- process-kubelet\n{}\n", kubelet.log_tail(40)));
+        }
+        for entry in std::fs::read_dir(self.logs_dir()).into_iter().flatten().flatten() {
+            let path = entry.path();
+            out.push_str(&format!(
+                "--- {}\n{}\n",
+                path.display(),
+                e2e::controlplane::process::log_tail(&path, 20)
+            ));
+        }
+        out
+    }
+
+    /// Poll `check` every 250 ms until it yields, or panic after [`WAIT`] with the logs.
+    async fn eventually<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let start = Instant::now();
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            if start.elapsed() > WAIT {
+                panic!("timed out after {WAIT:?} waiting for: {what}\n{}", self.diagnostics());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn ready_pod(&self, name: &str) -> Pod {
+        let pods = self.pods();
+        self.eventually(&format!("pod {name} is Ready"), || async {
+            let pod = pods.get(name).await.ok()?;
+            e2e::scenario::pod_ready(&pod).then_some(pod)
+        })
+        .await
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        // SIGTERM: the kubelet stops its containers and removes their namespaces.
+        if let Some(mut kubelet) = self.kubelet.take() {
+            kubelet.stop();
+        }
+    }
+}
+
+fn try_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == name))
+}
+
+fn container<'a>(pod: &'a Pod, name: &str) -> &'a ContainerStatus {
+    try_container(pod, name).unwrap_or_else(|| panic!("no status of {name} in {:?}", pod.status))
+}
+
+/// The pid behind `containerID: process://<pid>`.
+fn pid_of(status: &ContainerStatus) -> u32 {
+    let id = status.container_id.as_deref().expect("containerID");
+    id.strip_prefix("process://").and_then(|pid| pid.parse().ok()).expect("process://<pid>")
+}
+
+fn environ(pid: u32) -> Vec<(String, String)> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    raw.split(|b| *b == 0)
+        .filter_map(|entry| {
+            let text = String::from_utf8_lossy(entry);
+            text.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+fn engine(args: &[&str], extra: Value) -> Value {
+    let mut container = json!({
+        "name": "engine",
+        "image": "ghcr.io/mapcache/mapcache:test",
+        "command": ["mapcache"],
+        "args": args,
+        "ports": [{"name": "redis", "containerPort": 6379}, {"name": "admin", "containerPort": 9090}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "admin"}, "periodSeconds": 1},
+        // The admin API binds 0.0.0.0 (probes come from the host), which needs a token.
+        "env": [{"name": "MAPCACHE_ADMIN_TOKEN", "value": "t0k3n"}],
+    });
+    if let (Some(container), Some(extra)) = (container.as_object_mut(), extra.as_object()) {
+        container.extend(extra.clone());
+    }
+    container
 }
 
 const SERVE: &[&str] = &[
@@ -69,86 +233,315 @@ const SERVE: &[&str] = &[
     "--admin-bind=0.0.0.0",
     "--admin-port=9090",
     "--data-dir=/data",
-    "--admin-token-file=/etc/admin/token",
 ];
 
-#[tokio::test]
-async fn mapcache_pod_runs_on_its_own_address_becomes_ready_and_stops_gracefully() {
-    let cluster = LocalCluster::start(ClusterConfig::default()).await.expect("cluster");
-    let client = cluster.client().unwrap();
-    secrets(&client).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.create(&PostParams::default(), &cache_pod(SERVE)).await.unwrap();
-    let pod = eventually("the pod is Ready", &cluster, || async {
-        let pod = pods.get("cache").await.ok()?;
-        e2e::scenario::pod_ready(&pod).then_some(pod)
-    })
-    .await;
-    let status = pod.status.unwrap();
-    let ip = status.pod_ip.clone().unwrap();
-    assert!(ip.starts_with("127.0.") && ip.ends_with(".10"), "first pod address: {ip}");
-    assert_eq!(status.phase.as_deref(), Some("Running"));
-    let containers = status.container_statuses.unwrap();
-    let ready: Vec<(String, bool, i32)> =
-        containers.iter().map(|c| (c.name.clone(), c.ready, c.restart_count)).collect();
-    assert_eq!(ready, vec![("app".to_string(), true, 0), ("engine".to_string(), true, 0)]);
-
-    // The engine listens on the pod address, with the password from the Secret.
-    let mut connection = e2e::scenario::redis_connection(&format!("redis://:pw@{ip}:6379/"))
+async fn redis_url_works(url: &str, key: &str) -> Result<String, String> {
+    let mut connection = e2e::scenario::redis_connection(url).await.map_err(|e| e.to_string())?;
+    let () = redis::cmd("SET")
+        .arg(key)
+        .arg("v")
+        .query_async(&mut connection)
         .await
-        .expect("connect with AUTH");
-    let () = redis::cmd("SET").arg("k").arg("v").query_async(&mut connection).await.unwrap();
-    // The admin token file came from the Secret volume.
-    let stats = reqwest::Client::new()
-        .post(format!("http://{ip}:9090/v1/snapshot"))
-        .bearer_auth("s3cret-token")
-        .send()
-        .await
-        .unwrap();
-    assert!(stats.status().is_success(), "snapshot with the mounted token: {}", stats.status());
-
-    // Deletion: SIGTERM (drain + snapshot into the PVC directory), then the object goes.
-    let terminating = pods.delete("cache", &DeleteParams::default()).await.unwrap();
-    let terminating = terminating.left().expect("the pod object, still there while it terminates");
-    assert!(terminating.metadata.deletion_timestamp.is_some());
-    assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(20));
-    eventually("the pod object is removed", &cluster, || async {
-        pods.get_opt("cache").await.ok()?.is_none().then_some(())
-    })
-    .await;
-    let pvc_dir = cluster.state_dir.join("pvc/default/data-cache");
-    let snapshots = std::fs::read_dir(&pvc_dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".snap"))
-        .count();
-    assert!(snapshots >= 1, "a snapshot in {} after SIGTERM", pvc_dir.display());
-    assert!(
-        redis::Client::open(format!("redis://{ip}:6379/"))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .is_err(),
-        "the process is gone"
-    );
+        .map_err(|e| e.to_string())?;
+    redis::cmd("GET").arg(key).query_async(&mut connection).await.map_err(|e| e.to_string())
 }
 
 #[tokio::test]
-async fn crashing_container_restarts_with_backoff_and_reports_its_exit_code() {
-    let cluster = LocalCluster::start(ClusterConfig::default()).await.expect("cluster");
-    let client = cluster.client().unwrap();
-    secrets(&client).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.create(&PostParams::default(), &cache_pod(&["serve", "--no-such-flag"])).await.unwrap();
-    let engine = eventually("the engine restarted once", &cluster, || async {
-        let pod = pods.get("cache").await.ok()?;
-        let engine = pod.status?.container_statuses?.into_iter().find(|c| c.name == "engine")?;
-        (engine.restart_count >= 1).then_some(engine)
+async fn pods_get_their_own_ip_become_ready_by_probe_and_bind_the_same_port() {
+    let node = TestNode::start().await;
+    node.create_secret("auth", json!({"password": "pw", "admin": "adm1n"})).await;
+    let env = json!({"env": [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "TEAM", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['team']"}}},
+        {"name": "MAPCACHE_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "auth", "key": "password"}}},
+        {"name": "ADDR", "value": "$(POD_IP):6379"},
+        {"name": "MAPCACHE_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "auth", "key": "admin"}}}
+    ], "volumeMounts": [{"name": "data", "mountPath": "/data"}]});
+    for name in ["cache-a", "cache-b"] {
+        let spec = json!({"containers": [engine(SERVE, env.clone())],
+                          "volumes": [{"name": "data", "emptyDir": {}}]});
+        node.create_pod(name, spec).await;
+    }
+    let a = node.ready_pod("cache-a").await;
+    let b = node.ready_pod("cache-b").await;
+    let ip = |pod: &Pod| pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("podIP");
+    let mut ips = vec![ip(&a), ip(&b)];
+    ips.sort();
+    let prefix = node.cidr_prefix();
+    assert_eq!(ips, vec![format!("{prefix}10"), format!("{prefix}11")], "the first two pod IPs");
+    for pod in [&a, &b] {
+        let status = pod.status.as_ref().expect("status");
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(status.host_ip.as_deref(), Some(format!("{prefix}1").as_str()));
+        assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+        let engine = container(pod, "engine");
+        assert_eq!((engine.ready, engine.restart_count, engine.started), (true, 0, Some(true)));
+        // Both engines bind 0.0.0.0:6379, each in its own netns; AUTH with the Secret's value.
+        let pod_ip = ip(pod);
+        let got = redis_url_works(&format!("redis://:pw@{pod_ip}:6379/"), "k").await;
+        assert_eq!(got, Ok("v".to_string()), "redis on {pod_ip}");
+        let unauthenticated = redis_url_works(&format!("redis://{pod_ip}:6379/"), "k").await;
+        assert!(unauthenticated.is_err(), "the password from the Secret is required");
+        // The env the process got: fieldRefs, the Secret key, $(VAR) expansion; nothing else.
+        let vars = environ(pid_of(engine));
+        let get = |key: &str| vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        assert_eq!(get("POD_IP"), Some(pod_ip.clone()));
+        assert_eq!(get("NODE"), Some(node.name.clone()));
+        assert_eq!(get("TEAM"), Some(String::new()), "a missing label is empty");
+        assert_eq!(get("MAPCACHE_PASSWORD"), Some("pw".to_string()));
+        assert_eq!(get("MAPCACHE_ADMIN_TOKEN"), Some("adm1n".to_string()));
+        assert_eq!(get("ADDR"), Some(format!("{pod_ip}:6379")));
+        assert_eq!(get("HOSTNAME"), pod.metadata.name.clone());
+        assert_eq!(get("HOME"), None, "the kubelet's own environment is not inherited");
+    }
+}
+
+#[tokio::test]
+async fn a_crashing_container_restarts_with_backoff_and_reports_its_exit_code() {
+    let node = TestNode::start().await;
+    node.create_pod(
+        "crash",
+        json!({"containers": [engine(&["serve", "--no-such-flag"], json!({}))]}),
+    )
+    .await;
+    let pods = node.pods();
+    let engine = node
+        .eventually("the engine restarted twice", || async {
+            let pod = pods.get("crash").await.ok()?;
+            let engine = try_container(&pod, "engine")?.clone();
+            (engine.restart_count >= 2).then_some(engine)
+        })
+        .await;
+    let last = engine.last_state.and_then(|s| s.terminated).expect("lastState.terminated");
+    assert_eq!(last.exit_code, 2, "clap's usage error");
+    assert_eq!(last.reason.as_deref(), Some("Error"));
+    assert!(last.started_at.is_some() && last.finished_at.is_some());
+    assert!(!engine.ready);
+    let waiting = node
+        .eventually("CrashLoopBackOff between restarts", || async {
+            let pod = pods.get("crash").await.ok()?;
+            try_container(&pod, "engine")?.state.clone()?.waiting
+        })
+        .await;
+    assert_eq!(waiting.reason.as_deref(), Some("CrashLoopBackOff"));
+    let pod = pods.get("crash").await.expect("pod");
+    assert!(!e2e::scenario::pod_ready(&pod));
+    assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Running"));
+}
+
+#[tokio::test]
+async fn deletion_runs_sigterm_in_the_grace_period_on_a_provisioned_claim_and_removes_the_pod() {
+    let node = TestNode::start().await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(node.client.clone(), &node.namespace);
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    }))
+    .expect("claim");
+    claims.create(&PostParams::default(), &claim).await.expect("create claim");
+    // The shared cluster's kubelet provisions (the default class); kube-controller-manager binds.
+    let volume_name = node
+        .eventually("the claim is bound", || async {
+            let claim = claims.get("data").await.ok()?;
+            let bound = claim.status.as_ref()?.phase.as_deref() == Some("Bound");
+            bound.then(|| claim.spec?.volume_name).flatten()
+        })
+        .await;
+    let volumes: Api<PersistentVolume> = Api::all(node.client.clone());
+    let volume = volumes.get(&volume_name).await.expect("pv");
+    let dir = PathBuf::from(volume.spec.and_then(|s| s.host_path).expect("hostPath").path);
+    assert!(dir.is_dir(), "{} exists", dir.display());
+
+    // As the operator builds it: a non-root user, fsGroup, the admin token in a 0440 Secret
+    // volume (readable through the fsGroup only).
+    node.create_secret("admin", json!({"token": "s3cret"})).await;
+    let mut args = SERVE.to_vec();
+    args.push("--admin-token-file=/etc/admin/token");
+    let engine = engine(
+        &args,
+        json!({
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532},
+            "env": [],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"},
+                             {"name": "admin", "mountPath": "/etc/admin", "readOnly": true}]
+        }),
+    );
+    node.create_pod(
+        "cache",
+        json!({
+            "terminationGracePeriodSeconds": 20,
+            "securityContext": {"fsGroup": 65532},
+            "containers": [engine],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+                        {"name": "admin", "secret": {"secretName": "admin", "defaultMode": 0o440}}]
+        }),
+    )
+    .await;
+    let pod = node.ready_pod("cache").await;
+    let pid = pid_of(container(&pod, "engine"));
+    let netns =
+        format!("{}-{}", node.network.bridge(), &pod.metadata.uid.clone().expect("uid")[..12]);
+    assert!(PathBuf::from("/var/run/netns").join(&netns).exists(), "the pod's netns {netns}");
+
+    let pods = node.pods();
+    let deleted = pods.delete("cache", &DeleteParams::default()).await.expect("delete");
+    let terminating = deleted.left().expect("the object stays while the pod terminates");
+    assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(20));
+    node.eventually("the pod object is removed", || async {
+        pods.get_opt("cache").await.ok()?.is_none().then_some(())
     })
     .await;
-    assert!(!engine.ready);
-    let exit_code = engine.last_state.and_then(|s| s.terminated).map(|t| t.exit_code);
-    assert_eq!(exit_code, Some(2), "clap's usage error exit code");
-    let pod = pods.get("cache").await.unwrap();
-    assert!(!e2e::scenario::pod_ready(&pod));
+    assert!(!PathBuf::from(format!("/proc/{pid}")).exists(), "the engine process is gone");
+    assert!(!PathBuf::from("/var/run/netns").join(&netns).exists(), "the netns is removed");
+    // mapcache writes a snapshot on SIGTERM, as uid 65532, into the claim's directory.
+    let snapshots: Vec<_> = std::fs::read_dir(&dir)
+        .expect("pv dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+        .collect();
+    assert!(!snapshots.is_empty(), "a snapshot in {}\n{}", dir.display(), node.diagnostics());
+    let owner = std::os::unix::fs::MetadataExt::uid(&snapshots[0].metadata().expect("meta"));
+    assert_eq!(owner, 65532, "written by the container's user");
+
+    // The claim goes: its volume is Released, and the provisioner deletes it and its directory.
+    claims.delete("data", &DeleteParams::default()).await.expect("delete claim");
+    node.eventually("the released volume is deleted", || async {
+        volumes.get_opt(&volume_name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(!dir.exists(), "{} is removed with its volume", dir.display());
+}
+
+#[tokio::test]
+async fn a_failing_liveness_probe_restarts_the_container() {
+    let node = TestNode::start().await;
+    // Nothing listens on port 1: the probe fails, and after two failures the kubelet stops the
+    // engine (SIGTERM: it drains and exits 0) and starts it again.
+    let engine = engine(
+        &["serve", "--port=6379", "--admin-bind=0.0.0.0", "--admin-port=9090"],
+        json!({"livenessProbe": {"tcpSocket": {"port": 1}, "periodSeconds": 1, "failureThreshold": 2}}),
+    );
+    node.create_pod(
+        "unhealthy",
+        json!({"terminationGracePeriodSeconds": 5, "containers": [engine]}),
+    )
+    .await;
+    let pods = node.pods();
+    let engine = node
+        .eventually("the engine restarted after liveness failures", || async {
+            let pod = pods.get("unhealthy").await.ok()?;
+            let engine = try_container(&pod, "engine")?.clone();
+            (engine.restart_count >= 1).then_some(engine)
+        })
+        .await;
+    let last = engine.last_state.and_then(|s| s.terminated).expect("lastState.terminated");
+    assert_eq!((last.exit_code, last.reason.as_deref()), (0, Some("Completed")), "a drained stop");
+}
+
+#[tokio::test]
+async fn the_app_container_reaches_its_own_engine_on_localhost() {
+    let node = TestNode::start().await;
+    let app = json!({"name": "web", "image": "busybox:1.36",
+                     "command": ["sh", "-c", "while true; do sleep 3600; done"],
+                     "env": [{"name": "CACHE_ADDR", "value": "127.0.0.1:6379"}]});
+    let engine =
+        engine(&["serve", "--port=6379", "--admin-bind=0.0.0.0", "--admin-port=9090"], json!({}));
+    node.create_pod("sidecar", json!({"containers": [app, engine]})).await;
+    let pod = node.ready_pod("sidecar").await;
+    assert_eq!(container(&pod, "web").image, "busybox:1.36");
+    let log = node.logs_dir().join(format!("{}_sidecar_web.log", node.namespace));
+    node.eventually("the app's SET/GET rounds succeed", || async {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.lines().filter(|l| l.starts_with("ok ")).nth(2).map(str::to_string)
+    })
+    .await;
+    // The engine bound 127.0.0.1 (the default): only its own pod reaches it.
+    let pod_ip = pod.status.and_then(|s| s.pod_ip).expect("podIP");
+    assert!(redis_url_works(&format!("redis://{pod_ip}:6379/"), "k").await.is_err());
+}
+
+#[tokio::test]
+async fn init_containers_run_to_completion_before_the_containers_start() {
+    let node = TestNode::start().await;
+    // The busybox init container runs its command on the host (the app stand-in never ends);
+    // MARKER is a path in its emptyDir mount, rewritten to the volume's host directory.
+    let init = json!({"name": "prepare", "image": "busybox:1.36",
+        "command": ["sh", "-c", "echo prepared > \"$MARKER\""],
+        "env": [{"name": "MARKER", "value": "/work/marker"}],
+        "volumeMounts": [{"name": "work", "mountPath": "/work"}]});
+    let app = json!({"name": "web", "image": "busybox:1.36"});
+    node.create_pod(
+        "init",
+        json!({"initContainers": [init], "containers": [app],
+                                    "volumes": [{"name": "work", "emptyDir": {}}]}),
+    )
+    .await;
+    let pod = node.ready_pod("init").await;
+    let status = pod.status.clone().expect("status");
+    let init = status.init_container_statuses.expect("initContainerStatuses");
+    let done = init[0].state.clone().and_then(|s| s.terminated).expect("terminated");
+    assert_eq!((done.exit_code, done.reason.as_deref()), (0, Some("Completed")));
+    assert_eq!(init[0].restart_count, 0);
+    let uid = pod.metadata.uid.expect("uid");
+    let marker = node.root.path().join(format!("pods/{uid}/volumes/work/marker"));
+    assert_eq!(std::fs::read_to_string(&marker).ok().as_deref(), Some("prepared\n"));
+}
+
+#[tokio::test]
+async fn a_kubelet_killed_and_restarted_adopts_its_running_containers() {
+    let mut node = TestNode::start().await;
+    let engine = engine(SERVE, json!({"volumeMounts": [{"name": "data", "mountPath": "/data"}]}));
+    node.create_pod(
+        "steady",
+        json!({"containers": [engine], "volumes": [{"name": "data", "emptyDir": {}}]}),
+    )
+    .await;
+    let before = node.ready_pod("steady").await;
+    let pid = pid_of(container(&before, "engine"));
+    let pod_ip = before.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("podIP");
+
+    if let Some(mut kubelet) = node.kubelet.take() {
+        kubelet.signal(libc::SIGKILL);
+        kubelet.stop();
+    }
+    assert_eq!(redis_url_works(&format!("redis://{pod_ip}:6379/"), "k").await, Ok("v".into()));
+    node.start_kubelet();
+    // A new pod becoming Ready proves the new kubelet is at work.
+    node.create_pod("probe", json!({"containers": [{"name": "app", "image": "busybox:1.36"}]}))
+        .await;
+    let fresh = node.ready_pod("probe").await;
+    let fresh_ip = fresh.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("podIP");
+    assert_ne!(fresh_ip, pod_ip, "the adopted pod's IP stays held");
+
+    let after = node.ready_pod("steady").await;
+    let engine = container(&after, "engine");
+    assert_eq!(pid_of(engine), pid, "the same process");
+    assert_eq!(engine.restart_count, 0);
+    assert_eq!(after.metadata.uid, before.metadata.uid);
+    assert_eq!(after.status.and_then(|s| s.pod_ip), Some(pod_ip.clone()));
+    assert_eq!(redis_url_works(&format!("redis://{pod_ip}:6379/"), "k").await, Ok("v".into()));
+
+    // Killed again, and a pod is force-deleted meanwhile: the next kubelet finds its state
+    // without a pod in the API and cleans it up (process, netns, directory).
+    let orphan_pid = pid_of(container(&fresh, "app"));
+    let orphan_uid = fresh.metadata.uid.clone().expect("uid");
+    let orphan_netns = format!("{}-{}", node.network.bridge(), &orphan_uid[..12]);
+    if let Some(mut kubelet) = node.kubelet.take() {
+        kubelet.signal(libc::SIGKILL);
+        kubelet.stop();
+    }
+    let force = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
+    node.pods().delete("probe", &force).await.expect("force delete");
+    node.start_kubelet();
+    let orphan_dir = node.root.path().join("pods").join(&orphan_uid);
+    node.eventually("the orphan is cleaned up", || async {
+        let gone = !orphan_dir.exists()
+            && !PathBuf::from(format!("/proc/{orphan_pid}")).exists()
+            && !PathBuf::from("/var/run/netns").join(&orphan_netns).exists();
+        gone.then_some(())
+    })
+    .await;
+    let steady = node.ready_pod("steady").await;
+    assert_eq!(pid_of(container(&steady, "engine")), pid, "the adopted pod is untouched");
 }

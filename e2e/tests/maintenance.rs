@@ -56,7 +56,7 @@ fn survives_phase2(i: usize) -> bool {
 async fn mass_delete_compacts_every_pod_one_at_a_time_then_a_rebuild_returns_memory() {
     let env = Env::start().await;
     env.install_crd().await;
-    let mut operator = env.start_operator("operator-0");
+    let mut operator = env.start_operator("operator-0").await;
     env.apply_yaml(MANIFEST).await;
     let caches = env.mapcaches();
     env.wait_until("the MapCache is Ready with 3 pods", Duration::from_secs(180), || async {

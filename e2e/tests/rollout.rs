@@ -69,7 +69,7 @@ async fn replacement_started(pods: &Api<Pod>, pod: &str, uid: &str) -> bool {
 async fn hot_update_replaces_every_pod_behind_the_checklist_and_loses_no_key() {
     let env = Env::start().await;
     env.install_crd().await;
-    let mut operator = env.start_operator("operator-0");
+    let mut operator = env.start_operator("operator-0").await;
     let cache = "hot";
     env.apply_yaml(&manifest(cache, "ghcr.io/mapcache/mapcache:0.1.0", true)).await;
     wait_ready(&env, cache, 3).await;
@@ -228,7 +228,7 @@ async fn hot_update_replaces_every_pod_behind_the_checklist_and_loses_no_key() {
 async fn persistence_off_refuses_the_rollout_and_deletes_nothing() {
     let env = Env::start().await;
     env.install_crd().await;
-    let mut operator = env.start_operator("operator-0");
+    let mut operator = env.start_operator("operator-0").await;
     let cache = "volatile";
     env.apply_yaml(&manifest(cache, "ghcr.io/mapcache/mapcache:0.1.0", false)).await;
     wait_ready(&env, cache, 3).await;
@@ -274,7 +274,7 @@ async fn persistence_off_refuses_the_rollout_and_deletes_nothing() {
 async fn busy_client_blocks_the_rollout_until_it_goes_idle() {
     let env = Env::start().await;
     env.install_crd().await;
-    let mut operator = env.start_operator("operator-0");
+    let mut operator = env.start_operator("operator-0").await;
     let cache = "busy";
     let manifest = manifest(cache, "ghcr.io/mapcache/mapcache:0.1.0", true)
         .replace("checklistTimeout: 2m", "checklistTimeout: 5s");
@@ -353,7 +353,7 @@ async fn busy_client_blocks_the_rollout_until_it_goes_idle() {
 async fn operator_killed_after_an_eviction_resumes_and_never_evicts_twice() {
     let env = Env::start().await;
     env.install_crd().await;
-    let mut operator = env.start_operator("operator-0");
+    let mut operator = env.start_operator("operator-0").await;
     let cache = "resume";
     env.apply_yaml(&manifest(cache, "ghcr.io/mapcache/mapcache:0.1.0", true)).await;
     wait_ready(&env, cache, 3).await;
@@ -376,7 +376,7 @@ async fn operator_killed_after_an_eviction_resumes_and_never_evicts_twice() {
     .await;
     operator.kill().await;
 
-    let mut second = env.start_operator("operator-1");
+    let mut second = env.start_operator("operator-1").await;
     let done = env
         .wait_until("the resumed rollout finishes", Duration::from_secs(420), || async {
             let object = caches.get(cache).await.ok()?;

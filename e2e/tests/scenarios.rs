@@ -44,7 +44,7 @@ async fn children(env: &Env, cache: &str) -> Vec<String> {
 async fn basic_cache_serves_100k_keys_and_is_garbage_collected_on_delete() {
     let env = Env::start().await;
     env.install_crd().await;
-    let mut operator = env.start_operator("operator-0");
+    let mut operator = env.start_operator("operator-0").await;
     let applied = env.apply_yaml(BASIC).await;
     let cache = applied[0].metadata.name.clone().expect("the example names its cache");
     let replicas =
@@ -126,7 +126,7 @@ async fn basic_cache_serves_100k_keys_and_is_garbage_collected_on_delete() {
 async fn invalid_spec_sets_invalid_spec_and_creates_nothing() {
     let env = Env::start().await;
     env.install_crd().await;
-    let mut operator = env.start_operator("operator-0");
+    let mut operator = env.start_operator("operator-0").await;
     // An app container named `engine` collides with the sidecar: the schema accepts it, the
     // operator's validation does not.
     let manifest = "apiVersion: mapcache.io/v1alpha1\nkind: MapCache\nmetadata:\n  name: invalid\nspec:\n  replicas: 1\n  image: ghcr.io/mapcache/mapcache:0.1.0\n  podTemplate:\n    spec:\n      containers:\n      - name: engine\n        image: example.com/app:1\n";
@@ -146,7 +146,7 @@ async fn invalid_spec_sets_invalid_spec_and_creates_nothing() {
 async fn sidecar_example_runs_the_engine_beside_the_app_container() {
     let env = Env::start().await;
     env.install_crd().await;
-    let mut operator = env.start_operator("operator-0");
+    let mut operator = env.start_operator("operator-0").await;
     env.apply_yaml(SIDECAR).await;
     env.wait_for_condition("sidecar", "Ready", "True", Duration::from_secs(180)).await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
@@ -174,6 +174,81 @@ async fn sidecar_example_runs_the_engine_beside_the_app_container() {
         let owner: String =
             redis::cmd("GET").arg("owner").query_async(&mut connection).await.unwrap();
         assert_eq!(owner, pod);
+        // The app container (sidecar-app standing in for the example's busybox) writes
+        // `sidecar:<its hostname>` through 127.0.0.1:6379 every second: only its own pod's
+        // engine, over the pod's shared loopback, can hold that key.
+        let key = format!("sidecar:{pod}");
+        let rounds: u64 = env
+            .wait_until(
+                &format!("{pod}'s app container writes {key}"),
+                Duration::from_secs(60),
+                || {
+                    let mut connection = connection.clone();
+                    let key = key.clone();
+                    async move {
+                        let value: Option<u64> =
+                            redis::cmd("GET").arg(&key).query_async(&mut connection).await.ok()?;
+                        value.filter(|rounds| *rounds >= 2)
+                    }
+                },
+            )
+            .await;
+        assert!(rounds >= 2);
     }
+    operator.assert_running();
+}
+
+/// The engine container of a pod: its pid (from `containerID: process://<pid>`) and restarts.
+fn engine_process(pod: &Pod) -> Option<(i32, i32)> {
+    let status =
+        pod.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == "engine")?;
+    let pid = status.container_id.as_deref()?.strip_prefix("process://")?.parse().ok()?;
+    Some((pid, status.restart_count))
+}
+
+#[tokio::test]
+async fn a_cache_process_killed_with_sigkill_is_restarted_and_the_cache_is_ready_again() {
+    let env = Env::start().await;
+    env.install_crd().await;
+    let mut operator = env.start_operator("operator-0").await;
+    let manifest = "apiVersion: mapcache.io/v1alpha1\nkind: MapCache\nmetadata:\n  name: crashy\nspec:\n  replicas: 1\n  image: ghcr.io/mapcache/mapcache:0.1.0\n  persistence:\n    enabled: true\n    size: 64Mi\n";
+    env.apply_yaml(manifest).await;
+    env.wait_for_condition("crashy", "Ready", "True", Duration::from_secs(180)).await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    let before = pods.get("crashy-0").await.unwrap();
+    let (pid, restarts) = engine_process(&before).expect("the engine runs as a process");
+    assert_eq!(restarts, 0);
+    // SAFETY: kill(2) on the engine process the kubelet reported for this test's own pod.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let after = env
+        .wait_until(
+            "the engine restarted and the pod Ready again",
+            Duration::from_secs(120),
+            || async {
+                let pod = pods.get("crashy-0").await.ok()?;
+                let (new_pid, restarts) = engine_process(&pod)?;
+                (restarts == 1 && new_pid != pid && pod_ready(&pod)).then_some(pod)
+            },
+        )
+        .await;
+    assert_eq!(after.metadata.uid, before.metadata.uid, "the same pod, restarted in place");
+    let engine = after
+        .status
+        .unwrap()
+        .container_statuses
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "engine")
+        .unwrap();
+    let terminated = engine.last_state.and_then(|s| s.terminated).expect("lastState.terminated");
+    assert_eq!(terminated.exit_code, 128 + libc::SIGKILL);
+    env.wait_for_condition("crashy", "Ready", "True", Duration::from_secs(120)).await;
+    let mut connections = env.connect_all("crashy").await;
+    let (_, connection) = &mut connections[0];
+    let () = redis::cmd("SET").arg("after").arg("crash").query_async(connection).await.unwrap();
+    let value: String = redis::cmd("GET").arg("after").query_async(connection).await.unwrap();
+    assert_eq!(value, "crash");
     operator.assert_running();
 }

@@ -1,37 +1,40 @@
-//! `local-cluster`: the API-server stand-in, the StatefulSet/EndpointSlice/PDB controllers and the
-//! process kubelet on this machine, until Ctrl-C. See docs/e2e.md.
+//! `local-cluster`: a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler) and the process kubelet on this machine, until Ctrl-C. With `--example NAME`
+//! it also installs the Helm chart (CRD, RBAC), runs the operator under the chart's
+//! ServiceAccount and applies `manifests/examples/NAME.yaml`. See docs/e2e.md.
 
 use clap::Parser;
-use e2e::apiserver::ApiServerConfig;
+use e2e::binaries;
 use e2e::cluster::{ClusterConfig, LocalCluster};
-use std::net::SocketAddr;
+use e2e::scenario::{MANAGER, OPERATOR_NAMESPACE, install_chart_once, operator_kubeconfig};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "local-cluster",
-    about = "A Kubernetes stand-in that runs mapcache pods as local processes"
+    about = "A real Kubernetes control plane whose pods run as local processes"
 )]
 struct Args {
-    /// Address of the API server (plain HTTP, no auth).
-    #[arg(long, default_value = "127.0.0.1:6443")]
-    bind: SocketAddr,
-    /// State directory: kubeconfig, PVC directories, pod volumes, container logs.
+    /// State directory: PKI, etcd, kubeconfigs, every log, PV directories, pods. Emptied at
+    /// start: every run starts from a fresh cluster.
     #[arg(long, default_value = "target/local-cluster")]
     state_dir: PathBuf,
-    /// Pods get 127.0.<ip-octet>.N.
-    #[arg(long, default_value_t = 1)]
-    ip_octet: u8,
-    /// The mapcache binary pods run (default: $MAPCACHE_BIN, else target/debug/mapcache).
+    /// Also install the chart, run the operator and apply manifests/examples/<EXAMPLE>.yaml
+    /// (basic, sidecar or tuned) into the namespace `default`.
+    #[arg(long)]
+    example: Option<String>,
+    /// The mapcache binary pods and the operator run (default: $MAPCACHE_BIN, else the one next
+    /// to this binary).
     #[arg(long)]
     mapcache_bin: Option<PathBuf>,
-    /// Do not run pods (API server and controllers only).
+    /// Do not run the kubelet (control plane only; pods stay Pending).
     #[arg(long)]
     no_kubelet: bool,
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -39,35 +42,96 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let args = Args::parse();
-    let mut config = ClusterConfig {
-        api: ApiServerConfig { bind: args.bind, ..ApiServerConfig::default() },
+    let state_dir = std::path::absolute(&args.state_dir).unwrap_or(args.state_dir.clone());
+    let config = ClusterConfig {
         kubelet: !args.no_kubelet,
-        ip_octet: args.ip_octet,
-        state_dir: Some(args.state_dir.clone()),
-        ..ClusterConfig::default()
+        state_dir: Some(state_dir),
+        mapcache_bin: args.mapcache_bin.clone().unwrap_or_else(binaries::mapcache),
     };
-    if let Some(bin) = args.mapcache_bin {
-        config.mapcache_bin = bin;
-    }
+    let mapcache_bin = config.mapcache_bin.clone();
     let cluster = match LocalCluster::start(config).await {
         Ok(cluster) => cluster,
         Err(error) => {
             eprintln!("local-cluster: {error}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
-    let kubeconfig =
-        std::fs::canonicalize(&cluster.kubeconfig_path).unwrap_or(cluster.kubeconfig_path.clone());
-    println!("API server:  {}", cluster.api.url());
+    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+    let kubectl = binaries::kubectl().unwrap_or_default();
+    let mut operator = None;
+    if let Some(example) = &args.example {
+        match run_example(&cluster, example, &mapcache_bin).await {
+            Ok(child) => operator = Some(child),
+            Err(error) => {
+                eprintln!("local-cluster: --example {example}: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("API server:  {}", cluster.control_plane.server);
     println!("kubeconfig:  {}", kubeconfig.display());
+    println!("kubectl:     {}", kubectl.display());
+    println!("logs:        {}", cluster.control_plane.dir.join("logs").display());
     println!("pod logs:    {}", cluster.logs_dir().display());
+    println!("pod network: {} (reachable from this machine)", cluster.pod_cidr());
+    if operator.is_some() {
+        println!("operator:    {}", cluster.state_dir.join("operator.log").display());
+    }
     println!("try:         export KUBECONFIG={}", kubeconfig.display());
-    println!("Ctrl-C stops the cluster and every pod process.");
+    println!("             {} get nodes,pods,mc -A", kubectl.display());
+    println!("Ctrl-C stops the operator, every pod and the control plane.");
     if let Err(error) = tokio::signal::ctrl_c().await {
         eprintln!("local-cluster: cannot wait for Ctrl-C: {error}");
     }
+    if let Some(mut operator) = operator {
+        let _ = operator.kill().await;
+    }
     drop(cluster);
-    // Let the aborted pod workers drop their processes (kill on drop) before exiting.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    std::process::ExitCode::SUCCESS
+    ExitCode::SUCCESS
+}
+
+/// The chart (with Helm's library), the operator under its ServiceAccount watching `default`,
+/// and the example applied with kubectl.
+async fn run_example(
+    cluster: &LocalCluster,
+    example: &str,
+    mapcache_bin: &std::path::Path,
+) -> Result<tokio::process::Child, String> {
+    let manifest = binaries::repo_root().join(format!("manifests/examples/{example}.yaml"));
+    if !manifest.exists() {
+        return Err(format!("no example {}", manifest.display()));
+    }
+    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+    let install = kubeconfig.clone();
+    tokio::task::spawn_blocking(move || install_chart_once(&install))
+        .await
+        .map_err(|e| e.to_string())??;
+    let client = cluster.client().await.map_err(|e| e.to_string())?;
+    let operator_config = cluster.state_dir.join("operator.kubeconfig");
+    std::fs::write(&operator_config, operator_kubeconfig(&client, &kubeconfig, "default").await)
+        .map_err(|e| e.to_string())?;
+    let log =
+        std::fs::File::create(cluster.state_dir.join("operator.log")).map_err(|e| e.to_string())?;
+    let operator = tokio::process::Command::new(mapcache_bin)
+        .args(["operator", "--metrics-addr=127.0.0.1:0", "--leader-election=true"])
+        .arg(format!("--leader-election-namespace={OPERATOR_NAMESPACE}"))
+        .env("KUBECONFIG", &operator_config)
+        .env("POD_NAME", "local-cluster-operator")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("start the operator: {e}"))?;
+    let output = std::process::Command::new(binaries::kubectl()?)
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(["apply", "--server-side", &format!("--field-manager={MANAGER}"), "-f"])
+        .arg(&manifest)
+        .output()
+        .map_err(|e| format!("kubectl apply: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("kubectl apply: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    Ok(operator)
 }

@@ -1,109 +1,281 @@
-//! The process kubelet: runs every pod as local processes on its own loopback address.
+//! The process kubelet: a Node of the real control plane whose pods run as local processes, each
+//! pod in a network namespace of its own, plus a directory-backed PV provisioner.
 //!
-//! A container whose image contains `mapcache` runs as the real binary (`MAPCACHE_BIN`); any
-//! other container (an app container next to the `engine` sidecar) is reported running and ready
-//! without a process. Probes, restarts with backoff, graceful deletion with preStop hooks and
-//! status reporting follow the real kubelet; see docs/e2e.md for the exact rules.
-//! - `volumes`: host directories for volumes, and the arg/env path rewriting
-//! - `pod`: one pod's worker (start, probe, restart, stop, status)
+//! It does what a kubelet does, through the Kubernetes API only: registers the Node and renews
+//! its Lease, watches the pods bound to it (the real kube-scheduler binds them), and for each pod
+//! runs a worker that builds the pod's network, materializes its volumes as directories, starts
+//! its containers as processes inside the pod's netns, probes them, restarts crashes with the
+//! kubelet's backoff, writes `pods/status`, and on deletion runs preStop hooks, SIGTERM and the
+//! grace period before deleting the object with a UID precondition. What it keeps on disk lets a
+//! kubelet restarted after SIGKILL adopt the processes that are still running. docs/e2e.md says
+//! how to run it and what it does not do.
+//!
+//! # Layout
+//! - `network`: the node's bridge, the pod CIDR, IP allocation, per-pod netns and veth
+//! - `state`: `<root>/pods/<uid>/state.json`, what a restarted kubelet needs to re-adopt a pod
+//! - `process`: a container (or probe, or hook) as a process in the pod's netns, with its uid/gid
+//! - `env`: container env (fieldRef, Secret and ConfigMap keys) and `$(VAR)` expansion
+//! - `volumes`: volumes as host directories and the rewriting of mount paths in args and env
+//! - `probe`: startup, readiness and liveness probes and lifecycle handlers
+//! - `restart`: the crash-restart backoff
+//! - `container`: a container spec as a process (image mapping, user), its status entry
+//! - `status`: pod phase, conditions and QoS class, as the kubelet computes them
+//! - `pod`: one pod's worker
+//! - `node`: Node registration, status heartbeat and Lease
+//! - `provisioner`: the `local-dir` StorageClass and its PVs
 
+mod container;
+mod env;
+mod network;
+mod node;
 mod pod;
+mod probe;
+mod process;
+pub mod provisioner;
+mod restart;
+mod state;
+mod status;
 pub mod volumes;
 
-use crate::apiserver::selector::{FieldSelector, LabelSelector};
-use crate::apiserver::store::Store;
-use serde_json::Value;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher;
+use kube::runtime::watcher::Event;
+use kube::{Api, Client};
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Settings of one kubelet.
+pub use network::PodCidr;
+
+/// The field manager of every write (status patches, Node, Lease, PVs).
+pub const FIELD_MANAGER: &str = "process-kubelet";
+
+/// The Kubernetes version this kubelet reports (the control plane's).
+pub const KUBELET_VERSION: &str = "v1.37.2";
+
+/// Settings of one kubelet, from its flags.
 #[derive(Clone, Debug)]
 pub struct KubeletConfig {
-    /// The `mapcache` binary every mapcache container runs.
-    pub mapcache_bin: PathBuf,
-    /// State directory: `pvc/`, `pods/`, `logs/`.
+    /// The Node name; pods with `spec.nodeName` equal to it are ours.
+    pub node_name: String,
+    /// State directory: `pods/<uid>/` (state and volumes), `logs/`, `pv/`.
     pub root: PathBuf,
-    /// Pods get 127.0.<octet>.N, N from 10 up; distinct octets keep parallel clusters apart.
-    pub ip_octet: u8,
-    /// Probes run at `min(periodSeconds, probe_period_cap)` to keep tests quick.
-    pub probe_period_cap: Duration,
-    /// Crash-restart backoff doubles from 1 s up to this.
-    pub max_backoff: Duration,
+    /// The node's private /24; the bridge has its `.1`, pods get `.10` upward.
+    pub pod_cidr: PodCidr,
+    /// Name of the node's bridge (created when absent).
+    pub bridge: String,
+    /// The program of every container whose image contains `mapcache`.
+    pub mapcache_bin: PathBuf,
+    /// The program of every other container (the `sidecar-app` stand-in).
+    pub app_bin: PathBuf,
+    /// First crash-restart delay after the immediate first restart (kubelet: 10 s).
+    pub restart_backoff_initial: Duration,
+    /// Cap of the crash-restart delay (kubelet: 300 s).
+    pub restart_backoff_max: Duration,
+    /// Run the PV provisioner in this process (one per cluster is enough).
+    pub provisioner: bool,
 }
 
-/// Loopback addresses handed to pods.
-#[derive(Debug)]
-pub struct IpPool {
-    octet: u8,
-    used: Mutex<BTreeSet<u8>>,
+impl KubeletConfig {
+    pub fn pods_dir(&self) -> PathBuf {
+        self.root.join("pods")
+    }
+
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.pods_dir().join(uid)
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// The node's address (InternalIP, pods' hostIP): the bridge's `.1`.
+    pub fn host_ip(&self) -> String {
+        self.pod_cidr.gateway().to_string()
+    }
 }
 
-impl IpPool {
-    pub fn new(octet: u8) -> Self {
-        Self { octet, used: Mutex::new(BTreeSet::new()) }
-    }
+/// Errors that stop the kubelet before it runs pods.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("state directory {path}: {source}")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node network: {0}")]
+    Network(#[from] network::NetworkError),
+    #[error("node registration: {0}")]
+    Node(#[from] node::NodeError),
+}
 
-    pub fn allocate(&self) -> Option<String> {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        let host = (10..=250u8).find(|n| !used.contains(n))?;
-        used.insert(host);
-        Some(format!("127.0.{}.{host}", self.octet))
-    }
+/// What every pod worker shares.
+pub(crate) struct Context {
+    pub client: Client,
+    pub config: KubeletConfig,
+    pub ips: network::IpAllocator,
+}
 
-    pub fn release(&self, ip: &str) {
-        if let Some(host) = ip.rsplit('.').next().and_then(|h| h.parse::<u8>().ok()) {
-            self.used.lock().unwrap_or_else(|p| p.into_inner()).remove(&host);
+/// A pod's worker: it gets every new version of the pod (None: gone from the API).
+struct Worker {
+    pod: watch::Sender<Option<Arc<Pod>>>,
+    task: JoinHandle<()>,
+}
+
+/// Run the kubelet until `shutdown` turns true; then stop every container and remove every
+/// pod network of this node (the node is shut down) and return.
+pub async fn run(
+    client: Client,
+    config: KubeletConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    prepare_root(&config)?;
+    network::ensure_bridge(&config.bridge, &config.pod_cidr).await?;
+    let ips = network::IpAllocator::new(config.pod_cidr);
+    // Every IP recorded by a pod on disk stays held until that pod is gone.
+    let on_disk = state::PodState::load_all(&config.pods_dir());
+    for pod in &on_disk {
+        if let Some(ip) = pod.pod_ip {
+            ips.claim(ip);
         }
     }
-}
+    register_with_retries(&client, &config).await?;
+    let ctx = Arc::new(Context { client: client.clone(), config: config.clone(), ips });
+    let heartbeat = AbortOnDrop(tokio::spawn(node::heartbeat(client.clone(), config.clone())));
+    let _provisioner = config
+        .provisioner
+        .then(|| AbortOnDrop(tokio::spawn(provisioner::run(client.clone(), config.clone()))));
 
-/// The `mapcache` binary: `MAPCACHE_BIN`, else `<target dir>/debug/mapcache`.
-pub fn default_mapcache_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("MAPCACHE_BIN") {
-        return PathBuf::from(bin);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-    target.join("debug").join("mapcache")
-}
-
-/// Start the kubelet: pods are deleted gracefully from now on, and every pod gets a worker.
-pub fn spawn(store: Arc<Store>, config: KubeletConfig) -> JoinHandle<()> {
-    store.set_graceful_pod_deletion(true);
-    let pool = Arc::new(IpPool::new(config.ip_octet));
-    tokio::spawn(async move {
-        let mut workers: HashMap<String, AbortOnDrop> = HashMap::new();
-        let mut changes = store.subscribe();
-        let Some(pods_info) = store.resource_by_key("", "pods") else { return };
-        loop {
-            let (pods, _) =
-                store.list(&pods_info, None, &LabelSelector::default(), &FieldSelector::default());
-            let mut live = BTreeSet::new();
-            for pod in pods {
-                let Some(uid) =
-                    pod.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string)
-                else {
-                    continue;
-                };
-                live.insert(uid.clone());
-                if workers.contains_key(&uid) {
+    let (node_shutdown_tx, node_shutdown) = watch::channel(false);
+    let mut workers: HashMap<String, Worker> = HashMap::new();
+    // Pods whose worker finished (deleted, or gone): later events about them change nothing.
+    let mut finished: BTreeSet<String> = BTreeSet::new();
+    let mut orphans_swept = false;
+    let mut listed: BTreeSet<String> = BTreeSet::new();
+    let pods: Api<Pod> = Api::all(client.clone());
+    let selector = format!("spec.nodeName={}", config.node_name);
+    let mut events = watcher(pods, watcher::Config::default().fields(&selector)).boxed();
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        workers.retain(|uid, worker| {
+            let done = worker.task.is_finished();
+            if done {
+                finished.insert(uid.clone());
+            }
+            !done
+        });
+        let event = match event {
+            Some(Ok(event)) => event,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "pod watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            None => break,
+        };
+        match event {
+            Event::Init => listed.clear(),
+            Event::InitApply(pod) | Event::Apply(pod) => {
+                let Some(uid) = pod.metadata.uid.clone() else { continue };
+                listed.insert(uid.clone());
+                if finished.contains(&uid) {
                     continue;
                 }
-                let worker = pod::PodWorker::new(store.clone(), config.clone(), pool.clone(), &pod);
-                workers.insert(uid, AbortOnDrop(tokio::spawn(worker.run())));
+                let pod = Arc::new(pod);
+                match workers.get(&uid) {
+                    Some(worker) => {
+                        worker.pod.send_replace(Some(pod));
+                    }
+                    None => {
+                        let (tx, rx) = watch::channel(Some(pod));
+                        let worker =
+                            pod::PodWorker::new(ctx.clone(), &uid, rx, node_shutdown.clone());
+                        workers.insert(uid, Worker { pod: tx, task: tokio::spawn(worker.run()) });
+                    }
+                }
             }
-            workers.retain(|uid, worker| live.contains(uid) || !worker.0.is_finished());
-            let _ = tokio::time::timeout(Duration::from_millis(500), changes.recv()).await;
-            while changes.try_recv().is_ok() {}
+            Event::Delete(pod) => {
+                if let Some(worker) = pod.metadata.uid.as_ref().and_then(|uid| workers.get(uid)) {
+                    worker.pod.send_replace(None);
+                }
+            }
+            Event::InitDone => {
+                for (uid, worker) in &workers {
+                    if !listed.contains(uid) {
+                        worker.pod.send_replace(None);
+                    }
+                }
+                if !orphans_swept {
+                    orphans_swept = true;
+                    for orphan in on_disk.iter().filter(|p| !listed.contains(&p.uid)) {
+                        finished.insert(orphan.uid.clone());
+                        pod::clean_orphan(&ctx, orphan.clone()).await;
+                    }
+                }
+            }
         }
-    })
+    }
+    tracing::info!(pods = workers.len(), "shutting down: stopping every container");
+    node_shutdown_tx.send_replace(true);
+    for (_, worker) in workers {
+        if let Err(error) = worker.task.await {
+            tracing::warn!(%error, "pod worker panicked during shutdown");
+        }
+    }
+    drop(heartbeat);
+    Ok(())
 }
 
-/// A pod worker task, aborted when the kubelet stops: its processes are killed on drop.
+/// Register the Node, retrying for a minute while the API server is not reachable yet (the
+/// harness may start the kubelet as the control plane comes up). A CIDR conflict is final.
+async fn register_with_retries(client: &Client, config: &KubeletConfig) -> Result<(), Error> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match node::register(client, config).await {
+            Ok(()) => return Ok(()),
+            Err(error @ node::NodeError::Api { .. }) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "node registration failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// The state directory and its layout; containers running as other users must reach their
+/// volume directories, so every directory on the way is world-traversable.
+fn prepare_root(config: &KubeletConfig) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in [config.root.clone(), config.pods_dir(), config.logs_dir(), config.root.join("pv")] {
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| Error::Root { path: dir.clone(), source })?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(|source| Error::Root { path: dir.clone(), source })?;
+    }
+    let mut ancestor: Option<&Path> = config.root.parent();
+    while let Some(dir) = ancestor {
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.permissions().mode() & 0o001 == 0
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                "not traversable by other users: containers with runAsUser cannot reach their volumes"
+            );
+        }
+        ancestor = dir.parent();
+    }
+    Ok(())
+}
+
+/// A background task that stops with its owner.
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
