@@ -269,6 +269,11 @@ async fn mass_delete_compacts_every_pod_one_at_a_time_then_a_rebuild_returns_mem
     }
 
     assert!(reads.load(Ordering::SeqCst) > 0, "the reader ran");
+    eprintln!(
+        "client errors: {} of {} reads during maintenance",
+        errors.load(Ordering::SeqCst),
+        reads.load(Ordering::SeqCst)
+    );
     assert_eq!(errors.load(Ordering::SeqCst), 0, "no read error and no missing surviving key");
     operator.assert_running();
 }

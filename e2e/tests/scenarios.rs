@@ -252,3 +252,39 @@ async fn a_cache_process_killed_with_sigkill_is_restarted_and_the_cache_is_ready
     assert_eq!(value, "crash");
     operator.assert_running();
 }
+
+#[tokio::test]
+async fn a_child_the_api_server_refuses_shows_as_degraded_with_its_answer() {
+    let env = Env::start().await;
+    env.install_crd().await;
+    // A ResourceQuota that allows no Secret: the API server's quota admission refuses the
+    // cache's admin-token Secret, as it would on a cluster with a tight quota.
+    env.apply_yaml("apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: no-secrets\nspec:\n  hard:\n    secrets: \"0\"\n")
+        .await;
+    env.wait_until("the quota is in force", Duration::from_secs(30), || async {
+        let (ok, out, _) = env
+            .kubectl(&[
+                "get",
+                "resourcequota",
+                "no-secrets",
+                "-o",
+                "jsonpath={.status.hard.secrets}",
+            ])
+            .await;
+        (ok && out == "0").then_some(())
+    })
+    .await;
+    let mut operator = env.start_operator("operator-0").await;
+    env.apply_yaml("apiVersion: mapcache.io/v1alpha1\nkind: MapCache\nmetadata:\n  name: quota\nspec:\n  replicas: 1\n  image: ghcr.io/mapcache/mapcache:0.1.0\n")
+        .await;
+    let object = env.wait_for_condition("quota", "Degraded", "True", Duration::from_secs(60)).await;
+    let degraded = condition(&object, "Degraded").cloned().expect("the condition");
+    assert_eq!(degraded["reason"], "ApplyFailed");
+    let message = degraded["message"].as_str().unwrap_or_default();
+    assert!(message.contains("exceeded quota: no-secrets"), "{message}");
+    assert_eq!(object.pointer("/status/phase").and_then(|p| p.as_str()), Some("Degraded"));
+    let (ok, out, _) =
+        env.kubectl(&["get", "events", "--field-selector=reason=ApplyFailed", "-o", "name"]).await;
+    assert!(ok && !out.trim().is_empty(), "an ApplyFailed Event: {out}");
+    operator.assert_running();
+}

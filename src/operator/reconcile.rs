@@ -92,6 +92,12 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
     // 3. apply; a refusal (an immutable field, a quota, RBAC) is shown on the cache too.
     if let Err(error) = apply::apply(&ctx.client, mc, &children).await {
         publish(ctx, mc, EventType::Warning, "ApplyFailed", "Apply", error.to_string()).await;
+        let failed = status::apply_failed_status(mc, error.to_string(), &now);
+        if mc.status.as_ref() != Some(&failed)
+            && let Err(status_error) = status::update_status(&ctx.client, mc, &failed).await
+        {
+            tracing::warn!(cache = %mc.name_any(), error = %status_error, "recording ApplyFailed in status failed");
+        }
         return Err(error.into());
     }
 

@@ -224,6 +224,25 @@ pub fn invalid_status(mc: &MapCache, message: String, now: &Time) -> MapCacheSta
     status
 }
 
+/// The status of a cache whose children the API server refused (RBAC, a quota, an immutable
+/// field): Degraded=True, reason ApplyFailed, with the API server's answer, so `kubectl get mc`
+/// and `describe` show why nothing runs. The next successful reconcile recomputes Degraded.
+pub fn apply_failed_status(mc: &MapCache, message: String, now: &Time) -> MapCacheStatus {
+    let mut status = mc.status.clone().unwrap_or_default();
+    status.observed_generation = mc.metadata.generation;
+    set_condition(
+        &mut status.conditions,
+        condition::DEGRADED,
+        true,
+        "ApplyFailed",
+        message,
+        mc.metadata.generation,
+        now,
+    );
+    set_phase(&mut status, mc.spec.replicas);
+    status
+}
+
 /// The merge patch body: `{"status": ...}` with explicit nulls for cleared optional fields, so
 /// a finished rollout or a vanished revision is removed rather than left behind.
 pub fn patch_body(status: &MapCacheStatus) -> serde_json::Value {
@@ -309,6 +328,17 @@ mod tests {
         assert_eq!(conditions[0].last_transition_time, at(300));
         assert_eq!(conditions[0].status, "True");
         assert_eq!(conditions[0].reason, "AllPodsReady");
+    }
+
+    #[test]
+    fn a_refused_apply_is_degraded_with_the_api_servers_answer() {
+        let mc = MapCache::test();
+        let status = apply_failed_status(&mc, "secrets is forbidden".into(), &at(10));
+        assert_eq!(condition(&status, "Degraded").status, "True");
+        assert_eq!(condition(&status, "Degraded").reason, "ApplyFailed");
+        assert_eq!(condition(&status, "Degraded").message, "secrets is forbidden");
+        assert_eq!(status.phase.as_deref(), Some("Degraded"));
+        assert_eq!(status.observed_generation, Some(1));
     }
 
     #[test]
