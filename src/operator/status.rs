@@ -209,36 +209,27 @@ pub fn set_phase(status: &mut MapCacheStatus, replicas: i32) {
 /// The status of a cache whose spec failed validation: InvalidSpec=True with `message`, phase
 /// Invalid; everything else stays as it was (nothing was applied).
 pub fn invalid_status(mc: &MapCache, message: String, now: &Time) -> MapCacheStatus {
-    let mut status = mc.status.clone().unwrap_or_default();
-    status.observed_generation = mc.metadata.generation;
-    set_condition(
-        &mut status.conditions,
-        condition::INVALID_SPEC,
-        true,
-        "InvalidSpec",
-        message,
-        mc.metadata.generation,
-        now,
-    );
-    set_phase(&mut status, mc.spec.replicas);
-    status
+    status_with_condition(mc, condition::INVALID_SPEC, "InvalidSpec", message, now)
 }
 
 /// The status of a cache whose children the API server refused (RBAC, a quota, an immutable
 /// field): Degraded=True, reason ApplyFailed, with the API server's answer, so `kubectl get mc`
 /// and `describe` show why nothing runs. The next successful reconcile recomputes Degraded.
 pub fn apply_failed_status(mc: &MapCache, message: String, now: &Time) -> MapCacheStatus {
+    status_with_condition(mc, condition::DEGRADED, "ApplyFailed", message, now)
+}
+
+/// The previous status with one condition set True and the phase that follows from it.
+fn status_with_condition(
+    mc: &MapCache,
+    kind: &str,
+    reason: &str,
+    message: String,
+    now: &Time,
+) -> MapCacheStatus {
     let mut status = mc.status.clone().unwrap_or_default();
     status.observed_generation = mc.metadata.generation;
-    set_condition(
-        &mut status.conditions,
-        condition::DEGRADED,
-        true,
-        "ApplyFailed",
-        message,
-        mc.metadata.generation,
-        now,
-    );
+    set_condition(&mut status.conditions, kind, true, reason, message, mc.metadata.generation, now);
     set_phase(&mut status, mc.spec.replicas);
     status
 }
