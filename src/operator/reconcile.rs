@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ pub enum Error {
     Rollout(#[from] rollout::step::Error),
     #[error("updating status: {0}")]
     UpdateStatus(#[source] kube::Error),
+    #[error("reading the current status: {0}")]
+    ReadStatus(#[source] kube::Error),
 }
 
 impl Error {
@@ -47,6 +49,7 @@ impl Error {
             Self::Observe(_) => "Observe",
             Self::Rollout(_) => "Rollout",
             Self::UpdateStatus(_) => "UpdateStatus",
+            Self::ReadStatus(_) => "ReadStatus",
         }
     }
 }
@@ -92,8 +95,14 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
     // 3. apply; a refusal (an immutable field, a quota, RBAC) is shown on the cache too.
     if let Err(error) = apply::apply(&ctx.client, mc, &children).await {
         publish(ctx, mc, EventType::Warning, "ApplyFailed", "Apply", error.to_string()).await;
-        let failed = status::apply_failed_status(mc, error.to_string(), &now);
-        if mc.status.as_ref() != Some(&failed)
+        // On the status as the API server has it now: the cached copy can lag behind this
+        // operator's own last write, and writing it back whole would undo that write (a
+        // rollout's recorded checklist evidence, say).
+        let api: Api<MapCache> =
+            Api::namespaced(ctx.client.clone(), &mc.namespace().unwrap_or_default());
+        let fresh = api.get_status(&mc.name_any()).await.map_err(Error::ReadStatus)?;
+        let failed = status::apply_failed_status(&fresh, error.to_string(), &now);
+        if fresh.status.as_ref() != Some(&failed)
             && let Err(status_error) = status::update_status(&ctx.client, mc, &failed).await
         {
             tracing::warn!(cache = %mc.name_any(), error = %status_error, "recording ApplyFailed in status failed");
@@ -108,7 +117,9 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
 
     // 5. maintain and 6. roll: each records its decisions, figures and checklist evidence in
     //    the status written below, and says how soon it wants to look again.
-    rollout::step::refresh_owned_status(ctx, mc, &mut new_status).await;
+    rollout::step::refresh_owned_status(ctx, mc, &mut new_status)
+        .await
+        .map_err(Error::ReadStatus)?;
     let maintain_requeue = maintain::run(ctx, mc, &observed, &mut new_status).await;
     let rollout_requeue = rollout::run(ctx, mc, &observed, &mut new_status).await?;
 

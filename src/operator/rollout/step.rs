@@ -90,14 +90,17 @@ pub fn pod_views(observed: &Observed) -> Vec<PodView> {
 /// rollout state would repeat steps, and writing status back from a stale copy would erase the
 /// evidence the last reconcile recorded (the e2e hot update lost a finished pod's checklist that
 /// way when this read was skipped once the rollout had ended). So it is read on every reconcile:
-/// one GET. On a read error the cached values stay.
-pub async fn refresh_owned_status(ctx: &Context, mc: &MapCache, status: &mut MapCacheStatus) {
+/// one GET. A read error fails the reconcile (it is retried): going on with the cached values
+/// would write them back over newer evidence (the real control plane showed a replaced pod's
+/// `disruption-allowed` item lost in a hot update under load).
+pub async fn refresh_owned_status(
+    ctx: &Context,
+    mc: &MapCache,
+    status: &mut MapCacheStatus,
+) -> Result<(), kube::Error> {
     let api: Api<MapCache> =
         Api::namespaced(ctx.client.clone(), &mc.namespace().unwrap_or_default());
-    let Ok(fresh) = api.get_status(&mc.name_any()).await else {
-        return;
-    };
-    let fresh = fresh.status.unwrap_or_default();
+    let fresh = api.get_status(&mc.name_any()).await?.status.unwrap_or_default();
     status.rollout = fresh.rollout;
     for pod in status.pods.iter_mut() {
         if let Some(known) = fresh.pods.iter().find(|p| p.name == pod.name) {
@@ -106,6 +109,7 @@ pub async fn refresh_owned_status(ctx: &Context, mc: &MapCache, status: &mut Map
             pod.last_rebuild = known.last_rebuild.clone();
         }
     }
+    Ok(())
 }
 
 /// Runs the step; returns how soon the cache wants the next reconcile.
