@@ -6,11 +6,12 @@
 
 use e2e::cluster::{NetworkLease, shared};
 use e2e::controlplane::process::ChildProcess;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{
     ContainerStatus, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
     ServiceAccount,
 };
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -74,6 +75,14 @@ impl TestNode {
         })
         .await;
         node
+    }
+
+    /// SIGKILL the kubelet, as a crash: its containers go on running.
+    fn kill_kubelet(&mut self) {
+        if let Some(mut kubelet) = self.kubelet.take() {
+            kubelet.signal(libc::SIGKILL);
+            kubelet.stop();
+        }
     }
 
     fn start_kubelet(&mut self) {
@@ -182,6 +191,48 @@ impl Drop for TestNode {
     }
 }
 
+impl TestNode {
+    /// A directory of the test's, world-writable, for a `hostPath` volume: what a container
+    /// or hook writes there outlives the pod, for the test to read.
+    fn shared_dir(&self, name: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.root.path().join("shared").join(name);
+        std::fs::create_dir_all(&dir).expect("shared dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        dir
+    }
+
+    /// Delete a pod with its own grace period and return how its object ended: the last
+    /// version before it went, as the watch saw it. Panics after [`WAIT`].
+    async fn delete_and_watch_until_gone(&self, pod: &Pod) -> Pod {
+        let pods = self.pods();
+        let name = pod.metadata.name.clone().expect("name");
+        let version = pod.metadata.resource_version.clone().expect("resourceVersion");
+        let params = WatchParams::default().fields(&format!("metadata.name={name}"));
+        let mut events = pods.watch(&params, &version).await.expect("watch").boxed();
+        pods.delete(&name, &DeleteParams::default()).await.expect("delete");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, events.try_next()).await {
+                Ok(Ok(Some(WatchEvent::Deleted(last)))) => return last,
+                Ok(Ok(Some(_))) => {}
+                other => {
+                    panic!("watching {name} until it is gone: {other:?}\n{}", self.diagnostics())
+                }
+            }
+        }
+    }
+
+    /// Eventually, the text of a file a container writes.
+    async fn file_text(&self, path: &std::path::Path, wanted: &str) -> String {
+        self.eventually(&format!("{} reads {wanted:?}", path.display()), || async {
+            std::fs::read_to_string(path).ok().filter(|text| text == wanted)
+        })
+        .await
+    }
+}
+
 fn try_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
     pod.status
         .as_ref()
@@ -208,6 +259,46 @@ fn environ(pid: u32) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Whether `pid` still runs (a zombie waiting for its parent does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().to_string()))
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
+/// The condition `kind` of a pod, as (status, reason).
+fn condition(pod: &Pod, kind: &str) -> Option<(String, Option<String>)> {
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    let found = conditions.iter().find(|c| c.type_ == kind)?;
+    Some((found.status.clone(), found.reason.clone()))
+}
+
+/// A container whose process is `sh -c script` on the host: an image containing `mapcache`
+/// with a command other than `mapcache` runs that host program (docs/e2e.md). `extra` adds
+/// fields (env, volumeMounts, probes, lifecycle).
+fn shell(name: &str, script: &str, extra: Value) -> Value {
+    let mut container = json!({
+        "name": name,
+        "image": "ghcr.io/mapcache/mapcache:test",
+        "command": ["sh", "-c", script],
+    });
+    if let (Some(container), Some(extra)) = (container.as_object_mut(), extra.as_object()) {
+        container.extend(extra.clone());
+    }
+    container
+}
+
+/// A `hostPath` volume of a directory of the test's ([`TestNode::shared_dir`]).
+fn host_path(name: &str, dir: &std::path::Path) -> Value {
+    json!({"name": name, "hostPath": {"path": dir.display().to_string()}})
+}
+
+/// Ignores SIGTERM, so that only SIGKILL ends it.
+const IGNORES_SIGTERM: &str = "trap '' TERM; while :; do sleep 1; done";
+/// Appends `term` to `$LOG` on SIGTERM and carries on; only SIGKILL ends it.
+const LOGS_SIGTERM: &str = "trap 'echo term >> \"$LOG\"' TERM; while :; do sleep 1; done";
 
 fn engine(args: &[&str], extra: Value) -> Value {
     let mut container = json!({
@@ -414,29 +505,49 @@ async fn deletion_runs_sigterm_in_the_grace_period_on_a_provisioned_claim_and_re
 }
 
 #[tokio::test]
-async fn a_failing_liveness_probe_restarts_the_container() {
+async fn a_failing_liveness_probe_runs_pre_stop_and_restarts_the_container_under_on_failure() {
     let node = TestNode::start().await;
-    // Nothing listens on port 1: the probe fails, and after two failures the kubelet stops the
-    // engine (SIGTERM: it drains and exits 0) and starts it again.
+    let work = node.shared_dir("work");
+    // Healthy while /work/kill-me does not exist. The preStop hook removes it (so the restarted
+    // engine stays healthy) and leaves a mark; SIGTERM drains the engine, which exits 0, and
+    // OnFailure restarts it all the same: the kubelet killed it.
     let engine = engine(
         &["serve", "--port=6379", "--admin-bind=0.0.0.0", "--admin-port=9090"],
-        json!({"livenessProbe": {"tcpSocket": {"port": 1}, "periodSeconds": 1, "failureThreshold": 2}}),
+        json!({
+            "env": [{"name": "MAPCACHE_ADMIN_TOKEN", "value": "t0k3n"},
+                    {"name": "KILL", "value": "/work/kill-me"},
+                    {"name": "MARKS", "value": "/work/marks"}],
+            "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+            "livenessProbe": {"exec": {"command": ["test", "!", "-e", "/work/kill-me"]},
+                              "periodSeconds": 1, "failureThreshold": 1,
+                              "terminationGracePeriodSeconds": 10},
+            "lifecycle": {"preStop": {"exec": {"command":
+                ["sh", "-c", "rm \"$KILL\"; echo pre-stop >> \"$MARKS\""]}}}
+        }),
     );
     node.create_pod(
         "unhealthy",
-        json!({"terminationGracePeriodSeconds": 5, "containers": [engine]}),
+        json!({"restartPolicy": "OnFailure", "terminationGracePeriodSeconds": 600,
+               "containers": [engine],
+               "volumes": [host_path("work", &work)]}),
     )
     .await;
+    let before = node.ready_pod("unhealthy").await;
+    std::fs::write(work.join("kill-me"), b"").expect("fail the liveness probe");
     let pods = node.pods();
     let engine = node
-        .eventually("the engine restarted after liveness failures", || async {
+        .eventually("the engine restarted and is ready again", || async {
             let pod = pods.get("unhealthy").await.ok()?;
             let engine = try_container(&pod, "engine")?.clone();
-            (engine.restart_count >= 1).then_some(engine)
+            (engine.restart_count >= 1 && engine.ready).then_some(engine)
         })
         .await;
+    assert_eq!(engine.restart_count, 1, "killed once");
+    assert_ne!(pid_of(&engine), pid_of(container(&before, "engine")));
     let last = engine.last_state.and_then(|s| s.terminated).expect("lastState.terminated");
     assert_eq!((last.exit_code, last.reason.as_deref()), (0, Some("Completed")), "a drained stop");
+    assert_eq!(std::fs::read_to_string(work.join("marks")).ok().as_deref(), Some("pre-stop\n"));
+    assert!(!work.join("kill-me").exists(), "removed by the hook");
 }
 
 #[tokio::test]
@@ -445,11 +556,26 @@ async fn the_app_container_reaches_its_own_engine_on_localhost() {
     let app = json!({"name": "web", "image": "busybox:1.36",
                      "command": ["sh", "-c", "while true; do sleep 3600; done"],
                      "env": [{"name": "CACHE_ADDR", "value": "127.0.0.1:6379"}]});
-    let engine =
-        engine(&["serve", "--port=6379", "--admin-bind=0.0.0.0", "--admin-port=9090"], json!({}));
+    // --data-dir=/data without a volumeMount, and a workingDir: both in the engine's own
+    // writable layer, never the host's /data.
+    let mut engine = engine(
+        &["serve", "--port=6379", "--admin-bind=0.0.0.0", "--admin-port=9090", "--data-dir=/data"],
+        json!({}),
+    );
+    engine["workingDir"] = json!("/srv/engine");
     node.create_pod("sidecar", json!({"containers": [app, engine]})).await;
     let pod = node.ready_pod("sidecar").await;
     assert_eq!(container(&pod, "web").image, "busybox:1.36");
+    let uid = pod.metadata.uid.clone().expect("uid");
+    let layer = node.root.path().join(format!("pods/{uid}/rootfs/engine"));
+    let engine_pid = pid_of(container(&pod, "engine"));
+    let cmdline = std::fs::read(format!("/proc/{engine_pid}/cmdline")).expect("cmdline");
+    let args: Vec<String> =
+        cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let data_dir = format!("--data-dir={}", layer.join("data").display());
+    assert!(args.contains(&data_dir), "{data_dir} in {args:?}");
+    let cwd = std::fs::read_link(format!("/proc/{engine_pid}/cwd")).expect("cwd");
+    assert_eq!(cwd, layer.join("srv/engine").canonicalize().expect("working dir"));
     let log = node.logs_dir().join(format!("{}_sidecar_web.log", node.namespace));
     node.eventually("the app's SET/GET rounds succeed", || async {
         let text = std::fs::read_to_string(&log).ok()?;
@@ -501,10 +627,7 @@ async fn a_kubelet_killed_and_restarted_adopts_its_running_containers() {
     let pid = pid_of(container(&before, "engine"));
     let pod_ip = before.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("podIP");
 
-    if let Some(mut kubelet) = node.kubelet.take() {
-        kubelet.signal(libc::SIGKILL);
-        kubelet.stop();
-    }
+    node.kill_kubelet();
     assert_eq!(redis_url_works(&format!("redis://{pod_ip}:6379/"), "k").await, Ok("v".into()));
     node.start_kubelet();
     // A new pod becoming Ready proves the new kubelet is at work.
@@ -527,10 +650,7 @@ async fn a_kubelet_killed_and_restarted_adopts_its_running_containers() {
     let orphan_pid = pid_of(container(&fresh, "app"));
     let orphan_uid = fresh.metadata.uid.clone().expect("uid");
     let orphan_netns = format!("{}-{}", node.network.bridge(), &orphan_uid[..12]);
-    if let Some(mut kubelet) = node.kubelet.take() {
-        kubelet.signal(libc::SIGKILL);
-        kubelet.stop();
-    }
+    node.kill_kubelet();
     let force = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
     node.pods().delete("probe", &force).await.expect("force delete");
     node.start_kubelet();
@@ -544,4 +664,313 @@ async fn a_kubelet_killed_and_restarted_adopts_its_running_containers() {
     .await;
     let steady = node.ready_pod("steady").await;
     assert_eq!(pid_of(container(&steady, "engine")), pid, "the adopted pod is untouched");
+}
+
+#[tokio::test]
+async fn a_container_ignoring_sigterm_is_killed_at_the_end_of_the_grace_period_before_its_pod_goes()
+{
+    let node = TestNode::start().await;
+    let main = shell("main", IGNORES_SIGTERM, json!({}));
+    node.create_pod("stubborn", json!({"terminationGracePeriodSeconds": 3, "containers": [main]}))
+        .await;
+    let pod = node.ready_pod("stubborn").await;
+    let pid = pid_of(container(&pod, "main"));
+    let asked = Instant::now();
+    let last = node.delete_and_watch_until_gone(&pod).await;
+    // The object went only once the process was gone, and not before the grace period ended.
+    assert!(!alive(pid), "the container's process outlived its pod object");
+    assert!(asked.elapsed() >= Duration::from_secs(3), "deleted after {:?}", asked.elapsed());
+    let state = container(&last, "main").state.clone().expect("state");
+    let ended = state.terminated.expect("terminated before the object went");
+    assert_eq!(
+        (ended.exit_code, ended.signal, ended.reason.as_deref()),
+        (137, Some(9), Some("Error")),
+        "SIGKILL"
+    );
+}
+
+#[tokio::test]
+async fn pre_stop_runs_inside_the_grace_period_and_sigterm_still_gets_two_seconds() {
+    let node = TestNode::start().await;
+    let events = node.shared_dir("events");
+    // The hook would take 600 s: it is cut at the end of the 4 s grace period, SIGTERM follows,
+    // and SIGKILL no sooner than 2 s after it (the kubelet's minimum), so the trap can log.
+    // `$$$$`: Kubernetes expands `$$` to `$` in a command, so the shell gets `$$` (its pid).
+    let hook = "echo $$$$ > \"$HOOK_PID\"; echo pre-stop >> \"$LOG\"; sleep 600; \
+                echo done >> \"$LOG\"";
+    let main = shell(
+        "main",
+        LOGS_SIGTERM,
+        json!({
+            "env": [{"name": "LOG", "value": "/events/log"},
+                    {"name": "HOOK_PID", "value": "/events/hook.pid"}],
+            "volumeMounts": [{"name": "events", "mountPath": "/events"}],
+            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", hook]}}}
+        }),
+    );
+    node.create_pod(
+        "hooked",
+        json!({"terminationGracePeriodSeconds": 4, "containers": [main],
+               "volumes": [host_path("events", &events)]}),
+    )
+    .await;
+    let pod = node.ready_pod("hooked").await;
+    let pid = pid_of(container(&pod, "main"));
+    let asked = Instant::now();
+    node.delete_and_watch_until_gone(&pod).await;
+    let took = asked.elapsed();
+    assert!(took >= Duration::from_secs(6), "4 s of grace, then 2 s after SIGTERM: {took:?}");
+    let log = std::fs::read_to_string(events.join("log")).expect("log");
+    assert_eq!(log, "pre-stop\nterm\n", "the hook ran, was cut, then SIGTERM came");
+    let hook_pid: u32 = std::fs::read_to_string(events.join("hook.pid"))
+        .expect("hook pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(!alive(hook_pid), "the cut hook is gone");
+    assert!(!alive(pid), "the container is gone");
+}
+
+#[tokio::test]
+async fn a_pod_recreated_under_the_same_name_survives_the_old_ones_final_delete() {
+    let node = TestNode::start().await;
+    let events = node.shared_dir("events");
+    let volumes = json!([host_path("events", &events)]);
+    let stubborn = shell(
+        "main",
+        LOGS_SIGTERM,
+        json!({"env": [{"name": "LOG", "value": "/events/log"}],
+               "volumeMounts": [{"name": "events", "mountPath": "/events"}]}),
+    );
+    node.create_pod(
+        "same",
+        json!({"terminationGracePeriodSeconds": 6, "containers": [stubborn], "volumes": volumes}),
+    )
+    .await;
+    let old = node.ready_pod("same").await;
+    let old_uid = old.metadata.uid.clone().expect("uid");
+    let pods = node.pods();
+    pods.delete("same", &DeleteParams::default()).await.expect("delete");
+    node.file_text(&events.join("log"), "term\n").await; // the old pod is in its grace period
+    let force = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
+    pods.delete("same", &force).await.expect("force delete");
+    node.eventually("the name is free", || async {
+        pods.get_opt("same").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    node.create_pod(
+        "same",
+        json!({"containers": [shell("main", "while :; do sleep 1; done", json!({}))]}),
+    )
+    .await;
+    let new = node.ready_pod("same").await;
+    let new_uid = new.metadata.uid.clone().expect("uid");
+    assert_ne!(new_uid, old_uid);
+    // The old pod's worker ends with its final delete and then removes its directory.
+    let old_dir = node.root.path().join("pods").join(&old_uid);
+    node.eventually("the old pod is cleaned up", || async { (!old_dir.exists()).then_some(()) })
+        .await;
+    let now = pods.get("same").await.expect("the replacement still exists");
+    assert_eq!(now.metadata.uid.as_deref(), Some(new_uid.as_str()));
+    assert_eq!(now.metadata.deletion_timestamp, None, "and is not being deleted");
+    assert!(e2e::scenario::pod_ready(&now));
+}
+
+#[tokio::test]
+async fn readiness_drives_ready_and_a_terminating_pod_stays_ready_while_its_probe_passes() {
+    let node = TestNode::start().await;
+    let flags = node.shared_dir("flags");
+    std::fs::write(flags.join("ready"), b"").expect("ready flag");
+    let main = shell(
+        "main",
+        LOGS_SIGTERM,
+        json!({
+            "env": [{"name": "LOG", "value": "/flags/log"}],
+            "volumeMounts": [{"name": "flags", "mountPath": "/flags"}],
+            "readinessProbe": {"exec": {"command": ["test", "-e", "/flags/ready"]},
+                               "periodSeconds": 1, "failureThreshold": 1}
+        }),
+    );
+    node.create_pod(
+        "flagged",
+        json!({"terminationGracePeriodSeconds": 300, "containers": [main],
+               "volumes": [host_path("flags", &flags)]}),
+    )
+    .await;
+    node.ready_pod("flagged").await;
+    let pods = node.pods();
+    // Another component's condition (the Eviction API's) survives the kubelet's status writes.
+    // Fresh: the disruption controller resets a DisruptionTarget older than 2 minutes.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("now");
+    let disruption = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True",
+        "reason": "EvictionByEvictionAPI", "message": "test", "lastTransitionTime": now.to_string()}]}});
+    pods.patch_status("flagged", &PatchParams::default(), &Patch::Strategic(&disruption))
+        .await
+        .expect("add DisruptionTarget");
+    let ready = |want: &'static str| {
+        let pods = pods.clone();
+        move || {
+            let pods = pods.clone();
+            async move {
+                let pod = pods.get("flagged").await.ok()?;
+                (condition(&pod, "Ready")?.0 == want).then_some(pod)
+            }
+        }
+    };
+    std::fs::remove_file(flags.join("ready")).expect("unready");
+    let unready = node.eventually("Ready=False", ready("False")).await;
+    assert_eq!(
+        condition(&unready, "Ready"),
+        Some(("False".into(), Some("ContainersNotReady".into())))
+    );
+    assert!(!container(&unready, "main").ready);
+    assert_eq!(container(&unready, "main").restart_count, 0, "readiness does not restart");
+    assert_eq!(
+        condition(&unready, "DisruptionTarget"),
+        Some(("True".into(), Some("EvictionByEvictionAPI".into())))
+    );
+    std::fs::write(flags.join("ready"), b"").expect("ready again");
+    node.eventually("Ready=True", ready("True")).await;
+
+    pods.delete("flagged", &DeleteParams::default()).await.expect("delete");
+    node.file_text(&flags.join("log"), "term\n").await; // SIGTERM: the kubelet is stopping it
+    tokio::time::sleep(Duration::from_secs(3)).await; // three more readiness periods
+    let terminating = pods.get("flagged").await.expect("terminating pod");
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    assert_eq!(condition(&terminating, "Ready").map(|c| c.0).as_deref(), Some("True"));
+    assert!(container(&terminating, "main").ready, "still passing its readiness probe");
+    std::fs::remove_file(flags.join("ready")).expect("unready while terminating");
+    let unready = node.eventually("Ready=False while terminating", ready("False")).await;
+    assert!(unready.metadata.deletion_timestamp.is_some());
+    assert_eq!(condition(&unready, "DisruptionTarget").map(|c| c.0).as_deref(), Some("True"));
+    let force = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
+    pods.delete("flagged", &force).await.expect("force delete");
+}
+
+#[tokio::test]
+async fn a_failing_container_under_restart_policy_never_ends_the_pod_failed_for_good() {
+    let mut node = TestNode::start().await;
+    node.create_pod(
+        "once",
+        json!({"restartPolicy": "Never",
+               "containers": [engine(&["serve", "--no-such-flag"], json!({}))]}),
+    )
+    .await;
+    let pods = node.pods();
+    node.eventually("phase Failed", || async {
+        let pod = pods.get("once").await.ok()?;
+        (pod.status?.phase.as_deref() == Some("Failed")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // three initial backoffs: no restart
+    let pod = pods.get("once").await.expect("pod");
+    assert_eq!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed"));
+    let engine = container(&pod, "engine");
+    let ended = engine.state.clone().and_then(|s| s.terminated).expect("terminated");
+    assert_eq!((ended.exit_code, ended.reason.as_deref()), (2, Some("Error")));
+    assert_eq!((engine.restart_count, engine.ready), (0, false));
+    assert_eq!(engine.last_state.clone().and_then(|s| s.terminated), None, "never restarted");
+    assert_eq!(condition(&pod, "Ready"), Some(("False".into(), Some("PodCompleted".into()))));
+
+    // A kubelet that finds the pod Failed in the API starts nothing of it, even when its
+    // state file has lost the containers' records (the IP stays recorded, and held).
+    let log = node.logs_dir().join(format!("{}_once_engine.log", node.namespace));
+    let ran = std::fs::read_to_string(&log).expect("the engine's log");
+    node.kill_kubelet();
+    let uid = pod.metadata.uid.clone().expect("uid");
+    let state_file = node.root.path().join(format!("pods/{uid}/state.json"));
+    let mut state: Value =
+        serde_json::from_slice(&std::fs::read(&state_file).expect("state")).expect("json");
+    state["containers"] = json!({});
+    std::fs::write(&state_file, serde_json::to_vec(&state).expect("json")).expect("write");
+    node.start_kubelet();
+    node.create_pod("probe", json!({"containers": [{"name": "app", "image": "busybox:1.36"}]}))
+        .await;
+    node.ready_pod("probe").await; // the new kubelet is at work
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), ran, "the engine did not run again");
+    let after = pods.get("once").await.expect("pod");
+    assert_eq!(after.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed"));
+    assert_eq!(container(&after, "engine"), container(&pod, "engine"));
+}
+
+#[tokio::test]
+async fn a_restarting_native_sidecar_never_sends_the_pod_back_to_pending() {
+    let node = TestNode::start().await;
+    let mut sidecar = shell("helper", "sleep 2; exit 1", json!({}));
+    sidecar["restartPolicy"] = json!("Always");
+    let app = json!({"name": "app", "image": "busybox:1.36"});
+    node.create_pod("sidecar", json!({"initContainers": [sidecar], "containers": [app]})).await;
+    let pods = node.pods();
+    let running = node
+        .eventually("the pod runs", || async {
+            let pod = pods.get("sidecar").await.ok()?;
+            (pod.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(pod)
+        })
+        .await;
+    let version = running.metadata.resource_version.clone().expect("resourceVersion");
+    let params = WatchParams::default().fields("metadata.name=sidecar");
+    let mut events = pods.watch(&params, &version).await.expect("watch").boxed();
+    let mut seen = 0;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let pod = match tokio::time::timeout(left, events.try_next()).await {
+            Ok(Ok(Some(WatchEvent::Modified(pod)))) => pod,
+            Ok(Ok(Some(_))) => continue,
+            other => panic!("watching the pod: {other:?}\n{}", node.diagnostics()),
+        };
+        seen += 1;
+        let status = pod.status.clone().expect("status");
+        assert_eq!(status.phase.as_deref(), Some("Running"), "version {seen}");
+        assert_eq!(condition(&pod, "Initialized").map(|c| c.0).as_deref(), Some("True"));
+        let helper = status.init_container_statuses.expect("initContainerStatuses");
+        if helper[0].restart_count >= 3 {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_background_process_dies_with_its_pod_and_the_pod_ip_is_free_again() {
+    let node = TestNode::start().await;
+    let events = node.shared_dir("events");
+    // setsid: the background process leaves the container's process group and session, so
+    // only the sweep of the pod's netns can find it.
+    let main = shell(
+        "main",
+        "setsid sleep 600 & echo $! > \"$BACKGROUND\"; while :; do sleep 1; done",
+        json!({"env": [{"name": "BACKGROUND", "value": "/events/background.pid"}],
+               "volumeMounts": [{"name": "events", "mountPath": "/events"}]}),
+    );
+    node.create_pod(
+        "forking",
+        json!({"terminationGracePeriodSeconds": 5, "containers": [main],
+               "volumes": [host_path("events", &events)]}),
+    )
+    .await;
+    let pod = node.ready_pod("forking").await;
+    let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("podIP");
+    assert_eq!(ip, format!("{}10", node.cidr_prefix()), "the node's first pod IP");
+    let pid_file = events.join("background.pid");
+    let background: u32 = node
+        .eventually("the background pid", || async {
+            std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+        })
+        .await;
+    node.eventually("the background process left the group", || async {
+        let stat = std::fs::read_to_string(format!("/proc/{background}/stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(')')?;
+        // Fields after the name: state, ppid, pgrp, session.
+        let pgrp: u32 = rest.split_whitespace().nth(2)?.parse().ok()?;
+        (pgrp == background).then_some(())
+    })
+    .await;
+    assert!(alive(background));
+    node.delete_and_watch_until_gone(&pod).await;
+    assert!(!alive(background), "the background process outlived its pod");
+    let next = json!({"containers": [{"name": "app", "image": "busybox:1.36"}]});
+    node.create_pod("next", next).await;
+    let next = node.ready_pod("next").await;
+    assert_eq!(next.status.and_then(|s| s.pod_ip), Some(ip), "the freed IP is handed out again");
 }

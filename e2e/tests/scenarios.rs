@@ -10,6 +10,7 @@ use std::time::Duration;
 
 const BASIC: &str = include_str!("../../manifests/examples/basic.yaml");
 const SIDECAR: &str = include_str!("../../manifests/examples/sidecar.yaml");
+const TUNED: &str = include_str!("../../manifests/examples/tuned.yaml");
 
 /// The children an operator creates for a cache, by their instance label, per kind.
 async fn children(env: &Env, cache: &str) -> Vec<String> {
@@ -286,5 +287,41 @@ async fn a_child_the_api_server_refuses_shows_as_degraded_with_its_answer() {
     let (ok, out, _) =
         env.kubectl(&["get", "events", "--field-selector=reason=ApplyFailed", "-o", "name"]).await;
     assert!(ok && !out.trim().is_empty(), "an ApplyFailed Event: {out}");
+    operator.assert_running();
+}
+
+#[tokio::test]
+async fn tuned_example_runs_with_its_memory_cap_policy_and_disruption_budget() {
+    let env = Env::start().await;
+    env.install_crd().await;
+    let mut operator = env.start_operator("operator-0").await;
+    env.apply_yaml(TUNED).await;
+    env.wait_for_condition("tuned", "Ready", "True", Duration::from_secs(240)).await;
+    // The scheduler placed three pods that request 250m CPU and 640Mi each on the node.
+    let connections = env.connect_all("tuned").await;
+    assert_eq!(connections.len(), 3);
+    for (pod, mut connection) in connections {
+        let config: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory*")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let pairs: std::collections::BTreeMap<&str, &str> =
+            config.chunks(2).map(|kv| (kv[0].as_str(), kv[1].as_str())).collect();
+        assert_eq!(pairs.get("maxmemory"), Some(&"536870912"), "{pod}: {config:?}");
+        assert_eq!(pairs.get("maxmemory-policy"), Some(&"allkeys-lru"), "{pod}: {config:?}");
+    }
+    let (ok, out, err) = env
+        .kubectl(&[
+            "get",
+            "pdb",
+            "tuned",
+            "-o",
+            "jsonpath={.spec.maxUnavailable} {.status.disruptionsAllowed}",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "1 1", "the disruption controller counts three healthy pods");
     operator.assert_running();
 }

@@ -38,7 +38,9 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
+                // kube's client logs every failed request at ERROR, and the readiness polls
+                // while the API server starts are expected to fail.
+                .unwrap_or_else(|_| "info,kube=warn,kube_client=off".into()),
         )
         .init();
     let args = Args::parse();
@@ -79,9 +81,18 @@ async fn main() -> ExitCode {
     }
     println!("try:         export KUBECONFIG={}", kubeconfig.display());
     println!("             {} get nodes,pods,mc -A", kubectl.display());
-    println!("Ctrl-C stops the operator, every pod and the control plane.");
-    if let Err(error) = tokio::signal::ctrl_c().await {
-        eprintln!("local-cluster: cannot wait for Ctrl-C: {error}");
+    println!("Ctrl-C (or SIGTERM) stops the operator, every pod and the control plane.");
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                eprintln!("local-cluster: cannot wait for SIGTERM: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
     if let Some(mut operator) = operator {
         let _ = operator.kill().await;

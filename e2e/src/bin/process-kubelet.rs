@@ -1,8 +1,9 @@
 //! `process-kubelet`: a Node of a real Kubernetes control plane whose pods run as local
 //! processes, each pod in its own network namespace (see `e2e::kubelet`).
 //!
-//! Runs until SIGTERM or SIGINT, then stops every container (SIGTERM, 5 s, SIGKILL), removes
-//! every pod's netns and veth, and exits 0: the node is shut down. Killed with SIGKILL it leaves
+//! Runs until SIGTERM or SIGINT, then stops every container (SIGTERM, 5 s, SIGKILL) and whatever
+//! else runs in a pod's netns, removes every pod's netns and veth, and exits 0: the node is shut
+//! down. Killed with SIGKILL it leaves
 //! its containers running; started again with the same flags it adopts them.
 
 use clap::Parser;
@@ -97,9 +98,17 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+    // Absolute: the root's paths go into PV objects and into containers' args and env.
+    let root = match std::path::absolute(&args.root) {
+        Ok(root) => root,
+        Err(error) => {
+            eprintln!("--root {}: {error}", args.root.display());
+            return ExitCode::from(2);
+        }
+    };
     let config = KubeletConfig {
         node_name: args.node_name,
-        root: args.root,
+        root,
         pod_cidr: args.pod_cidr,
         bridge: args.bridge,
         mapcache_bin: args.mapcache_bin,

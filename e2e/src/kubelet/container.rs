@@ -1,6 +1,7 @@
 //! One container of a pod: how its spec becomes a process (image mapping, `$(VAR)` expansion,
-//! mount-path rewriting, user and groups), what the kubelet remembers about it between
-//! instances (restart count, last termination, backoff), and its `containerStatuses` entry.
+//! path rewriting (`volumes::PathMap`), user and groups), how its probes and preStop hook run
+//! in it, what the kubelet remembers about it between instances (restart count, last
+//! termination, backoff), and its `containerStatuses` entry.
 //!
 //! Image mapping: an image containing `mapcache` runs `--mapcache-bin`; `command[0]` of
 //! `mapcache` (or an empty command) is replaced by the binary, followed by the rest of the
@@ -10,11 +11,11 @@
 //! as a host program instead (`sh -c ...`), since the app stand-in never ends.
 
 use super::env;
-use super::probe::ProbeSpec;
+use super::probe::{self, Action, ProbeSpec, Probes};
 use super::process::Launch;
 use super::restart::Backoff;
 use super::state::ContainerRecord;
-use super::volumes::{Mount, rewrite};
+use super::volumes::PathMap;
 use super::{AbortOnDrop, KubeletConfig};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
@@ -22,7 +23,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What kind of init container a container is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,12 +59,17 @@ pub struct ContainerRuntime {
     pub next_start: Option<Instant>,
     /// Why it is not running (reason, message): CreateContainerConfigError, CrashLoopBackOff.
     pub waiting: Option<(String, String)>,
-    /// Env and user for exec probes and hooks, once resolved.
+    /// Env, user, netns and working directory of its processes, once resolved.
     pub exec_base: Option<Launch>,
-    /// The container's mounts (for exec commands' paths).
-    pub mounts: Vec<Mount>,
-    /// A kill (liveness failure) is under way: no second one.
-    pub killing: bool,
+    /// The env as resolved, before path rewriting: what `$(VAR)` in a command expands to.
+    pub env: Vec<(String, String)>,
+    /// Where its paths are on the host.
+    pub paths: PathMap,
+    /// Its probes, resolved when it starts (readiness runs on alone while the pod terminates).
+    pub probes: Probes,
+    /// The kill of a failed liveness or startup probe (preStop, SIGTERM, grace, SIGKILL), while
+    /// it runs: no second one, and the exit it causes restarts the container.
+    pub liveness_kill: Option<AbortOnDrop>,
 }
 
 impl ContainerRuntime {
@@ -81,8 +87,10 @@ impl ContainerRuntime {
             next_start: Some(Instant::now()),
             waiting: None,
             exec_base: None,
-            mounts: Vec::new(),
-            killing: false,
+            env: Vec::new(),
+            paths: PathMap::default(),
+            probes: Probes::default(),
+            liveness_kill: None,
         }
     }
 
@@ -102,14 +110,16 @@ impl ContainerRuntime {
         }
     }
 
-    /// Whether a container that exited with `code` starts again.
-    pub fn restarts(&self, restart_policy: &str, code: i32) -> bool {
+    /// Whether a container that exited with `code` starts again. `killed_for_probe`: the
+    /// kubelet killed it for failing its liveness or startup probe, which restarts it under
+    /// any policy but Never whatever its exit code (the kubelet's `shouldRestartOnFailure`).
+    pub fn restarts(&self, restart_policy: &str, code: i32, killed_for_probe: bool) -> bool {
         match (self.init, restart_policy) {
             (Some(InitKind::Sidecar), _) => true,
             (Some(InitKind::ToCompletion), "Never") => false,
             (Some(InitKind::ToCompletion), _) => code != 0,
             (None, "Never") => false,
-            (None, "OnFailure") => code != 0,
+            (None, "OnFailure") => killed_for_probe || code != 0,
             (None, _) => true,
         }
     }
@@ -119,11 +129,8 @@ impl ContainerRuntime {
     }
 
     /// Its `containerStatuses` entry. `pod_waiting` is why the whole pod cannot start yet.
-    pub fn status(
-        &self,
-        terminating: bool,
-        pod_waiting: Option<&(String, String)>,
-    ) -> ContainerStatus {
+    /// Readiness is the readiness probe's, also while the pod terminates, as the kubelet's.
+    pub fn status(&self, pod_waiting: Option<&(String, String)>) -> ContainerStatus {
         let time = |t: &Option<jiff::Timestamp>| t.map(Time);
         let state = if self.record.pid.is_some() {
             ContainerState {
@@ -154,7 +161,7 @@ impl ContainerRuntime {
             image: self.spec.image.clone().unwrap_or_default(),
             image_id: format!("process://{}", self.spec.image.as_deref().unwrap_or_default()),
             container_id,
-            ready: self.running() && self.record.ready && !terminating,
+            ready: self.running() && self.record.ready,
             started: Some(self.running() && self.record.started),
             restart_count: self.record.restart_count,
             state: Some(state),
@@ -181,6 +188,40 @@ impl ContainerRuntime {
             container_id: self.record.pid.map(|pid| format!("process://{pid}")),
         }
     }
+
+    /// An exec probe's or hook's command as a process of this container: its env, user,
+    /// netns and paths; the host's program of that name (module docs).
+    pub fn exec_launch(&self, config: &KubeletConfig, command: &[String]) -> Launch {
+        let base = self.exec_base.clone().unwrap_or_default();
+        let target = Target { mapcache_image: self.is_mapcache(), container: false };
+        program_launch(config, &base, target, command, &[], &self.env, &self.paths)
+    }
+
+    /// Its three probes, resolved against its ports and the pod IP.
+    pub fn resolve_probes(&self, config: &KubeletConfig, pod_ip: &str) -> Probes {
+        let exec = |command: &[String]| self.exec_launch(config, command);
+        let spec = &self.spec;
+        Probes {
+            startup: ProbeSpec::of(spec.startup_probe.as_ref(), spec, pod_ip, &exec),
+            readiness: ProbeSpec::of(spec.readiness_probe.as_ref(), spec, pod_ip, &exec),
+            liveness: ProbeSpec::of(spec.liveness_probe.as_ref(), spec, pod_ip, &exec),
+        }
+    }
+
+    /// What its preStop hook does, if it has one.
+    pub fn pre_stop_action(&self, config: &KubeletConfig, pod_ip: &str) -> Option<Action> {
+        let pre_stop = self.spec.lifecycle.as_ref()?.pre_stop.as_ref()?;
+        if let Some(sleep) = &pre_stop.sleep {
+            return Some(Action::Sleep(Duration::from_secs(sleep.seconds.max(0) as u64)));
+        }
+        let handler = probe::Handler {
+            exec: pre_stop.exec.as_ref(),
+            http_get: pre_stop.http_get.as_ref(),
+            tcp_socket: pre_stop.tcp_socket.as_ref(),
+        };
+        let exec = |command: &[String]| self.exec_launch(config, command);
+        probe::action(handler, &self.spec, pod_ip, &exec)
+    }
 }
 
 /// What every process of a container shares: env, user, netns, working directory.
@@ -188,7 +229,7 @@ pub fn exec_base(
     pod: &Pod,
     container: &Container,
     env: &[(String, String)],
-    mounts: &[Mount],
+    paths: &PathMap,
     netns: PathBuf,
 ) -> Result<Launch, env::ConfigError> {
     let pod_security = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
@@ -227,11 +268,11 @@ pub fn exec_base(
     if let Ok(level) = std::env::var("RUST_LOG") {
         full_env.push(("RUST_LOG".into(), level));
     }
-    full_env.extend(env.iter().map(|(k, v)| (k.clone(), rewrite(v, mounts))));
+    full_env.extend(env.iter().map(|(k, v)| (k.clone(), paths.rewrite(v))));
     let workdir = container
         .working_dir
         .as_deref()
-        .map(|dir| PathBuf::from(rewrite(dir, mounts)))
+        .map(|dir| paths.working_dir(dir))
         .unwrap_or_else(|| PathBuf::from("/"));
     Ok(Launch {
         program: PathBuf::new(),
@@ -255,7 +296,8 @@ pub struct Target {
 }
 
 /// The launch of `command` (+ `args`) for a container with this image: `$(VAR)`-expanded with
-/// the container's env, mount paths rewritten, and the program mapped (module docs).
+/// the container's env (as resolved, not yet rewritten), paths rewritten, and the program
+/// mapped (module docs).
 pub fn program_launch(
     config: &KubeletConfig,
     base: &Launch,
@@ -263,10 +305,10 @@ pub fn program_launch(
     command: &[String],
     args: &[String],
     env: &[(String, String)],
-    mounts: &[Mount],
+    paths: &PathMap,
 ) -> Launch {
     let lookup = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let prepare = |value: &String| rewrite(&env::expand(value, &lookup), mounts);
+    let prepare = |value: &String| paths.rewrite(&env::expand(value, &lookup));
     let command: Vec<String> = command.iter().map(prepare).collect();
     let args: Vec<String> = args.iter().map(prepare).collect();
     let names_mapcache =
@@ -288,44 +330,10 @@ pub fn program_launch(
     Launch { program, args: argv, ..base.clone() }
 }
 
-/// The container's three probes, resolved.
-pub fn probes(
-    config: &KubeletConfig,
-    runtime: &ContainerRuntime,
-    base: &Launch,
-    env: &[(String, String)],
-    pod_ip: &str,
-) -> super::probe::Probes {
-    let exec = |command: &[String]| {
-        let target = Target { mapcache_image: runtime.is_mapcache(), container: false };
-        program_launch(config, base, target, command, &[], env, &runtime.mounts)
-    };
-    let spec = &runtime.spec;
-    super::probe::Probes {
-        startup: ProbeSpec::of(spec.startup_probe.as_ref(), spec, pod_ip, &exec),
-        readiness: ProbeSpec::of(spec.readiness_probe.as_ref(), spec, pod_ip, &exec),
-        liveness: ProbeSpec::of(spec.liveness_probe.as_ref(), spec, pod_ip, &exec),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    fn config() -> KubeletConfig {
-        KubeletConfig {
-            node_name: "n".into(),
-            root: "/tmp/r".into(),
-            pod_cidr: "10.77.3.0/24".parse().expect("cidr"),
-            bridge: "br".into(),
-            mapcache_bin: "/bin/mapcache-dev".into(),
-            app_bin: "/bin/sidecar-app".into(),
-            restart_backoff_initial: Duration::from_secs(10),
-            restart_backoff_max: Duration::from_secs(300),
-            provisioner: false,
-        }
-    }
+    use crate::kubelet::volumes::Mount;
 
     fn strings(values: &[&str]) -> Vec<String> {
         values.iter().map(|s| s.to_string()).collect()
@@ -333,21 +341,37 @@ mod tests {
 
     #[test]
     fn images_map_to_the_mapcache_and_app_programs() {
-        let config = config();
+        let config = KubeletConfig::for_test();
         let base = Launch::default();
-        let mounts = vec![Mount { mount_path: "/data".into(), host_path: "/tmp/pv/x".into() }];
+        let paths = PathMap {
+            mounts: vec![Mount {
+                mount_path: "/data".into(),
+                host_path: "/tmp/pv/x".into(),
+                sub_path: false,
+            }],
+            scratch: "/r/pods/u/rootfs/engine".into(),
+            kubelet_root: "/r".into(),
+        };
         let env = vec![("PORT".to_string(), "6379".to_string())];
         let engine = program_launch(
             &config,
             &base,
             Target { mapcache_image: true, container: true },
             &strings(&["mapcache"]),
-            &strings(&["serve", "--port=$(PORT)", "--data-dir=/data"]),
+            &strings(&["serve", "--port=$(PORT)", "--data-dir=/data", "--log=/var/log/e.log"]),
             &env,
-            &mounts,
+            &paths,
         );
         assert_eq!(engine.program, PathBuf::from("/bin/mapcache-dev"));
-        assert_eq!(engine.args, strings(&["serve", "--port=6379", "--data-dir=/tmp/pv/x"]));
+        assert_eq!(
+            engine.args,
+            strings(&[
+                "serve",
+                "--port=6379",
+                "--data-dir=/tmp/pv/x",
+                "--log=/r/pods/u/rootfs/engine/var/log/e.log"
+            ])
+        );
         let bare = program_launch(
             &config,
             &base,
@@ -355,7 +379,7 @@ mod tests {
             &[],
             &strings(&["serve"]),
             &env,
-            &mounts,
+            &paths,
         );
         assert_eq!(
             (bare.program, bare.args),
@@ -368,7 +392,7 @@ mod tests {
             &strings(&["sh", "-c", "sleep 1"]),
             &[],
             &env,
-            &mounts,
+            &paths,
         );
         assert_eq!(app.program, PathBuf::from("/bin/sidecar-app"));
         assert_eq!(app.args, strings(&["sh", "-c", "sleep 1"]));
@@ -379,7 +403,7 @@ mod tests {
             &strings(&["sh", "-c", "true"]),
             &[],
             &env,
-            &mounts,
+            &paths,
         );
         assert_eq!((hook.program, hook.args), (PathBuf::from("sh"), strings(&["-c", "true"])));
     }
@@ -393,8 +417,8 @@ mod tests {
             ContainerRuntime::new(container, "/l".into(), ContainerRecord::default(), backoff);
         init.init = Some(InitKind::ToCompletion);
         assert!(!init.lets_next_start());
-        assert!(init.restarts("Always", 1) && !init.restarts("Always", 0));
-        assert!(!init.restarts("Never", 1));
+        assert!(init.restarts("Always", 1, false) && !init.restarts("Always", 0, false));
+        assert!(!init.restarts("Never", 1, false));
         init.record.final_termination =
             Some(ContainerStateTerminated { exit_code: 0, ..ContainerStateTerminated::default() });
         assert!(init.lets_next_start());
@@ -403,9 +427,11 @@ mod tests {
         init.record.pid = Some(1);
         init.record.started = true;
         assert!(init.lets_next_start());
-        assert!(init.restarts("Never", 0), "a sidecar always restarts");
+        assert!(init.restarts("Never", 0, false), "a sidecar always restarts");
         init.init = None;
-        assert!(!init.restarts("OnFailure", 0) && init.restarts("OnFailure", 2));
+        assert!(!init.restarts("OnFailure", 0, false) && init.restarts("OnFailure", 2, false));
+        assert!(init.restarts("OnFailure", 0, true), "a liveness kill restarts even on exit 0");
+        assert!(!init.restarts("Never", 1, true), "but never under Never");
     }
 
     #[test]
@@ -420,11 +446,12 @@ mod tests {
             serde_json::json!({"name": "c", "securityContext": {"runAsNonRoot": true}}),
         )
         .expect("container");
-        let error = exec_base(&pod, &container, &[], &[], "/x".into());
+        let paths = PathMap::default();
+        let error = exec_base(&pod, &container, &[], &paths, "/x".into());
         assert!(error.is_err());
         container.security_context.as_mut().expect("sc").run_as_user = Some(65532);
         container.security_context.as_mut().expect("sc").run_as_group = Some(65533);
-        let base = exec_base(&pod, &container, &[], &[], "/x".into()).expect("base");
+        let base = exec_base(&pod, &container, &[], &paths, "/x".into()).expect("base");
         assert_eq!(
             (base.uid, base.gid, base.groups.clone()),
             (Some(65532), Some(65533), vec![65532, 5])

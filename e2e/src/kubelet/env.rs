@@ -4,7 +4,7 @@
 //! A missing non-optional Secret, ConfigMap or key is `CreateContainerConfigError`: the
 //! container waits and the worker tries again.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVarSource, Pod, Secret};
 use kube::{Api, Client};
 use std::collections::BTreeMap;
 
@@ -128,6 +128,22 @@ pub async fn object_data(
     }
 }
 
+/// All keys of a Secret or ConfigMap the pod refers to; Ok(None) when it is missing and
+/// `optional`, an error when it is missing and required.
+pub async fn object_data_unless_optional(
+    client: &Client,
+    namespace: &str,
+    kind: ObjectKind,
+    name: &str,
+    optional: bool,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, ConfigError> {
+    match object_data(client, namespace, kind, name).await? {
+        Some(data) => Ok(Some(data)),
+        None if optional => Ok(None),
+        None => Err(ConfigError(format!("{} \"{name}\" not found", kind.as_str()))),
+    }
+}
+
 /// The two kinds of object env and volumes read keys from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -145,21 +161,37 @@ impl ObjectKind {
     }
 }
 
+/// A `secretKeyRef` or `configMapKeyRef`: which object, which key, optional or not.
+struct KeyRef<'a> {
+    kind: ObjectKind,
+    name: &'a str,
+    key: &'a str,
+    optional: bool,
+}
+
+impl<'a> KeyRef<'a> {
+    /// The key reference of an env var's `valueFrom`, if it is one.
+    fn of(from: &'a EnvVarSource) -> Option<Self> {
+        if let Some(s) = &from.secret_key_ref {
+            let optional = s.optional.unwrap_or(false);
+            return Some(Self { kind: ObjectKind::Secret, name: &s.name, key: &s.key, optional });
+        }
+        let c = from.config_map_key_ref.as_ref()?;
+        let optional = c.optional.unwrap_or(false);
+        Some(Self { kind: ObjectKind::ConfigMap, name: &c.name, key: &c.key, optional })
+    }
+}
+
 /// One key of a Secret or ConfigMap; Ok(None) when missing and optional.
 async fn key_value(
     client: &Client,
     namespace: &str,
-    kind: ObjectKind,
-    name: &str,
-    key: &str,
-    optional: bool,
+    reference: KeyRef<'_>,
 ) -> Result<Option<String>, ConfigError> {
-    let Some(data) = object_data(client, namespace, kind, name).await? else {
-        return if optional {
-            Ok(None)
-        } else {
-            Err(ConfigError(format!("{} \"{name}\" not found", kind.as_str())))
-        };
+    let KeyRef { kind, name, key, optional } = reference;
+    let Some(data) = object_data_unless_optional(client, namespace, kind, name, optional).await?
+    else {
+        return Ok(None);
     };
     match data.get(key) {
         Some(bytes) => Ok(Some(String::from_utf8_lossy(bytes).into_owned())),
@@ -190,15 +222,12 @@ pub async fn resolve(
         } else {
             continue;
         };
-        match object_data(client, &namespace, kind, &name).await? {
-            Some(data) => {
-                vars.extend(data.into_iter().map(|(k, v)| {
-                    (format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned())
-                }))
-            }
-            None if optional => {}
-            None => return Err(ConfigError(format!("{} \"{name}\" not found", kind.as_str()))),
-        }
+        let data = object_data_unless_optional(client, &namespace, kind, &name, optional).await?;
+        vars.extend(
+            data.into_iter()
+                .flatten()
+                .map(|(k, v)| (format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned())),
+        );
     }
     for var in container.env.iter().flatten() {
         let value = if let Some(value) = &var.value {
@@ -209,33 +238,8 @@ pub async fn resolve(
         } else if let Some(from) = &var.value_from {
             if let Some(field) = &from.field_ref {
                 field_value(pod, addresses, &field.field_path).map_err(ConfigError)?
-            } else if let Some(selector) = &from.secret_key_ref {
-                let optional = selector.optional.unwrap_or(false);
-                let name = &selector.name;
-                let got = key_value(
-                    client,
-                    &namespace,
-                    ObjectKind::Secret,
-                    name,
-                    &selector.key,
-                    optional,
-                );
-                match got.await? {
-                    Some(value) => value,
-                    None => continue,
-                }
-            } else if let Some(selector) = &from.config_map_key_ref {
-                let optional = selector.optional.unwrap_or(false);
-                let name = &selector.name;
-                let got = key_value(
-                    client,
-                    &namespace,
-                    ObjectKind::ConfigMap,
-                    name,
-                    &selector.key,
-                    optional,
-                );
-                match got.await? {
+            } else if let Some(reference) = KeyRef::of(from) {
+                match key_value(client, &namespace, reference).await? {
                     Some(value) => value,
                     None => continue,
                 }

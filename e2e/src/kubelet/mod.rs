@@ -6,16 +6,17 @@
 //! runs a worker that builds the pod's network, materializes its volumes as directories, starts
 //! its containers as processes inside the pod's netns, probes them, restarts crashes with the
 //! kubelet's backoff, writes `pods/status`, and on deletion runs preStop hooks, SIGTERM and the
-//! grace period before deleting the object with a UID precondition. What it keeps on disk lets a
-//! kubelet restarted after SIGKILL adopt the processes that are still running. docs/e2e.md says
-//! how to run it and what it does not do.
+//! grace period, makes sure nothing of the pod still runs, and only then deletes the object with
+//! a UID precondition. What it keeps on disk lets a kubelet restarted after SIGKILL adopt the
+//! processes that are still running. docs/e2e.md says how to run it and what it does not do.
 //!
 //! # Layout
-//! - `network`: the node's bridge, the pod CIDR, IP allocation, per-pod netns and veth
+//! - `network`: the node's bridge, the pod CIDR, IP allocation, per-pod netns and veth, and the
+//!   processes in a netns
 //! - `state`: `<root>/pods/<uid>/state.json`, what a restarted kubelet needs to re-adopt a pod
 //! - `process`: a container (or probe, or hook) as a process in the pod's netns, with its uid/gid
 //! - `env`: container env (fieldRef, Secret and ConfigMap keys) and `$(VAR)` expansion
-//! - `volumes`: volumes as host directories and the rewriting of mount paths in args and env
+//! - `volumes`: volumes as host directories, and where a container's paths are on the host
 //! - `probe`: startup, readiness and liveness probes and lifecycle handlers
 //! - `restart`: the crash-restart backoff
 //! - `container`: a container spec as a process (image mapping, user), its status entry
@@ -44,6 +45,8 @@ use kube::runtime::watcher::Event;
 use kube::{Api, Client};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -97,6 +100,22 @@ impl KubeletConfig {
     pub fn host_ip(&self) -> String {
         self.pod_cidr.gateway().to_string()
     }
+
+    /// Settings for unit tests: root `/r`, network `10.77.3.0/24`, the kubelet's backoff.
+    #[cfg(test)]
+    pub(crate) fn for_test() -> Self {
+        Self {
+            node_name: "n".into(),
+            root: "/r".into(),
+            pod_cidr: PodCidr::from_str("10.77.3.0/24").expect("cidr"),
+            bridge: "br".into(),
+            mapcache_bin: "/bin/mapcache-dev".into(),
+            app_bin: "/bin/sidecar-app".into(),
+            restart_backoff_initial: Duration::from_secs(10),
+            restart_backoff_max: Duration::from_secs(300),
+            provisioner: false,
+        }
+    }
 }
 
 /// Errors that stop the kubelet before it runs pods.
@@ -116,14 +135,19 @@ pub enum Error {
 
 /// What every pod worker shares.
 pub(crate) struct Context {
+    /// The API client (the admin identity).
     pub client: Client,
+    /// The kubelet's settings.
     pub config: KubeletConfig,
+    /// The node's pod IPs.
     pub ips: network::IpAllocator,
 }
 
 /// A pod's worker: it gets every new version of the pod (None: gone from the API).
 struct Worker {
+    /// Where new versions of the pod go.
     pod: watch::Sender<Option<Arc<Pod>>>,
+    /// The worker; finished once the pod is deleted and cleaned up.
     task: JoinHandle<()>,
 }
 
@@ -156,6 +180,9 @@ pub async fn run(
     // Pods whose worker finished (deleted, or gone): later events about them change nothing.
     let mut finished: BTreeSet<String> = BTreeSet::new();
     let mut orphans_swept = false;
+    // Orphan cleanups run beside the watch (a stop takes its grace period); aborted at the
+    // end, they are redone by the next kubelet from the state files that stay.
+    let mut cleanups: Vec<AbortOnDrop> = Vec::new();
     let mut listed: BTreeSet<String> = BTreeSet::new();
     let pods: Api<Pod> = Api::all(client.clone());
     let selector = format!("spec.nodeName={}", config.node_name);
@@ -217,7 +244,8 @@ pub async fn run(
                     orphans_swept = true;
                     for orphan in on_disk.iter().filter(|p| !listed.contains(&p.uid)) {
                         finished.insert(orphan.uid.clone());
-                        pod::clean_orphan(&ctx, orphan.clone()).await;
+                        let cleanup = pod::clean_orphan(ctx.clone(), orphan.clone());
+                        cleanups.push(AbortOnDrop(tokio::spawn(cleanup)));
                     }
                 }
             }
@@ -230,6 +258,7 @@ pub async fn run(
             tracing::warn!(%error, "pod worker panicked during shutdown");
         }
     }
+    drop(cleanups);
     drop(heartbeat);
     Ok(())
 }

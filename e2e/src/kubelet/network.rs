@@ -6,6 +6,10 @@
 //!
 //! Everything goes through iproute2 (`ip`), and every step is idempotent, so a kubelet restarted
 //! after SIGKILL can repair a half-built pod network without disturbing the processes inside.
+//!
+//! `ip netns del` removes a namespace's name only: a process still inside keeps `eth0` and the
+//! pod IP. [`kill_netns_processes`] finds such processes (as `ip netns pids` does) and kills
+//! them; a pod's network and IP are released only after it.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -219,6 +223,57 @@ pub async fn setup_pod(bridge: &str, cidr: &PodCidr, pod: &PodNetwork) -> Result
     let gateway = cidr.gateway().to_string();
     ip(&["-n", ns, "route", "replace", "default", "via", &gateway, "dev", "eth0"]).await?;
     Ok(())
+}
+
+/// A network namespace's identity: the device and inode of its nsfs file.
+type NetnsId = (u64, u64);
+
+/// The identity of the named netns; None when the name does not exist.
+fn netns_id(name: &str) -> Option<NetnsId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(netns_path(name)).ok().map(|ns| (ns.dev(), ns.ino()))
+}
+
+/// Whether `pid` is inside that netns (its `/proc/<pid>/ns/net` is the same nsfs file).
+fn in_netns(pid: u32, id: NetnsId) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|ns| (ns.dev(), ns.ino()) == id)
+}
+
+/// The processes inside the named netns, as `ip netns pids` finds them. Empty when the name
+/// does not exist.
+pub fn netns_pids(name: &str) -> Vec<u32> {
+    let Some(id) = netns_id(name) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| in_netns(*pid, id))
+        .collect()
+}
+
+/// SIGKILL every process in the named netns until none is left (a zombie has left its netns
+/// already). Each kill is checked on a pidfd: a pid reused since the listing is not touched.
+pub async fn kill_netns_processes(name: &str) {
+    let Some(id) = netns_id(name) else { return };
+    let started = std::time::Instant::now();
+    let mut warned = false;
+    loop {
+        let listed = name.to_string();
+        let pids =
+            tokio::task::spawn_blocking(move || netns_pids(&listed)).await.unwrap_or_default();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in &pids {
+            super::process::signal_if(*pid, libc::SIGKILL, |pid| in_netns(pid, id));
+        }
+        if !warned && started.elapsed() > std::time::Duration::from_secs(10) {
+            warned = true;
+            tracing::warn!(netns = name, ?pids, "processes in the netns survive SIGKILL; waiting");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Remove the pod's netns and veth; what is already gone is skipped, so this is safe to repeat.

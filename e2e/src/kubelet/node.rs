@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
     NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use std::collections::BTreeMap;
@@ -96,7 +96,7 @@ fn labels(config: &KubeletConfig) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), config.node_name.clone()),
         ("kubernetes.io/os".to_string(), "linux".to_string()),
-        ("kubernetes.io/arch".to_string(), "amd64".to_string()),
+        ("kubernetes.io/arch".to_string(), go_arch(std::env::consts::ARCH).to_string()),
     ])
 }
 
@@ -181,8 +181,7 @@ async fn renew_lease(leases: &Api<Lease>, config: &KubeletConfig) -> Result<(), 
 
 /// The full node status: conditions with a fresh heartbeat, capacity, addresses, nodeInfo.
 fn status(config: &KubeletConfig) -> NodeStatus {
-    let now =
-        Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default());
+    let now = super::status::now();
     let condition = |kind: &str, status: &str, reason: &str, message: &str| NodeCondition {
         type_: kind.into(),
         status: status.into(),
@@ -224,7 +223,7 @@ fn status(config: &KubeletConfig) -> NodeStatus {
             kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
         }),
         node_info: Some(NodeSystemInfo {
-            architecture: "amd64".into(),
+            architecture: go_arch(std::env::consts::ARCH).into(),
             operating_system: "linux".into(),
             os_image: "process-kubelet".into(),
             kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
@@ -237,6 +236,20 @@ fn status(config: &KubeletConfig) -> NodeStatus {
             ..NodeSystemInfo::default()
         }),
         ..NodeStatus::default()
+    }
+}
+
+/// Go's name (`GOARCH`, what `kubernetes.io/arch` and `nodeInfo.architecture` hold) for Rust's
+/// `std::env::consts::ARCH`; the same name where they agree.
+fn go_arch(rust_arch: &str) -> &str {
+    match rust_arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "powerpc64" => "ppc64",
+        "loongarch64" => "loong64",
+        other => other, // arm, s390x, riscv64, mips64, ...
     }
 }
 
@@ -285,6 +298,19 @@ fn disk_bytes(path: &std::path::Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn architectures_get_go_names() {
+        assert_eq!(go_arch("x86_64"), "amd64");
+        assert_eq!(go_arch("aarch64"), "arm64");
+        assert_eq!(go_arch("s390x"), "s390x");
+        let labels = labels(&KubeletConfig::for_test());
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(labels["kubernetes.io/arch"], "amd64");
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(labels["kubernetes.io/arch"], "arm64");
+        assert_eq!(labels["kubernetes.io/os"], "linux");
+    }
 
     #[test]
     fn mem_total_is_read_in_kib() {

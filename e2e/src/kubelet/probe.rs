@@ -4,6 +4,10 @@
 //! from the container's start, with `timeoutSeconds`, `successThreshold` and `failureThreshold`.
 //! Actions: `httpGet` (status 200-399 is success), `tcpSocket` (a connect), and `exec` (a
 //! process in the pod's netns with the container's env; exit 0 is success).
+//!
+//! When the pod is being deleted the worker replaces the prober with one that runs readiness
+//! alone, as the kubelet does: liveness and startup stop, and a terminating pod stays Ready
+//! until its readiness probe fails (what endpoints, and whoever reads them, see).
 
 use super::process::Launch;
 use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, Probe, TCPSocketAction};
@@ -138,6 +142,9 @@ pub struct ProbeSpec {
     pub timeout: Duration,
     pub success_threshold: u32,
     pub failure_threshold: u32,
+    /// The probe's own `terminationGracePeriodSeconds`: the grace of a kill it causes
+    /// (liveness and startup), instead of the pod's.
+    pub termination_grace: Option<Duration>,
 }
 
 impl ProbeSpec {
@@ -153,6 +160,9 @@ impl ProbeSpec {
             timeout: seconds(probe.timeout_seconds, 1).max(Duration::from_secs(1)),
             success_threshold: probe.success_threshold.unwrap_or(1).max(1) as u32,
             failure_threshold: probe.failure_threshold.unwrap_or(3).max(1) as u32,
+            termination_grace: probe
+                .termination_grace_period_seconds
+                .map(|s| Duration::from_secs(s.max(0) as u64)),
         }
     }
 
@@ -192,7 +202,12 @@ pub enum ProbeEvent {
     /// The readiness result changed.
     Ready(bool),
     /// Liveness or startup failed for good: the container is to be killed and restarted.
-    Unhealthy(String),
+    Unhealthy {
+        /// The probe and its last failure, for the log.
+        reason: String,
+        /// The failed probe's `terminationGracePeriodSeconds`, if it has one.
+        termination_grace: Option<Duration>,
+    },
 }
 
 /// Probe one container instance until aborted. `started_at` is the container's start;
@@ -205,15 +220,14 @@ pub async fn run(
     events: mpsc::UnboundedSender<ProbeEvent>,
 ) {
     if !started {
-        if let Some(startup) = &probes.startup {
-            match until_threshold(startup, started_at, None).await {
-                Ok(()) => {}
-                Err(reason) => {
-                    let _ = events
-                        .send(ProbeEvent::Unhealthy(format!("Startup probe failed: {reason}")));
-                    return;
-                }
-            }
+        if let Some(startup) = &probes.startup
+            && let Err(reason) = until_threshold(startup, started_at, Ends::AtSuccess).await
+        {
+            let _ = events.send(ProbeEvent::Unhealthy {
+                reason: format!("Startup probe failed: {reason}"),
+                termination_grace: startup.termination_grace,
+            });
+            return;
         }
         let _ = events.send(ProbeEvent::Started);
     }
@@ -254,8 +268,11 @@ pub async fn run(
     };
     let liveness = async {
         let Some(spec) = &probes.liveness else { return };
-        if let Err(reason) = until_threshold(spec, started_at, Some(())).await {
-            let _ = events.send(ProbeEvent::Unhealthy(format!("Liveness probe failed: {reason}")));
+        if let Err(reason) = until_threshold(spec, started_at, Ends::AtFailureOnly).await {
+            let _ = events.send(ProbeEvent::Unhealthy {
+                reason: format!("Liveness probe failed: {reason}"),
+                termination_grace: spec.termination_grace,
+            });
         }
     };
     tokio::join!(readiness, liveness);
@@ -265,13 +282,18 @@ async fn wait_initial_delay(spec: &ProbeSpec, started_at: Instant) {
     tokio::time::sleep_until((started_at + spec.initial_delay).into()).await;
 }
 
-/// Probe until `failure_threshold` consecutive failures (Err with the last reason), or, for a
-/// startup probe (`forever` None), until `success_threshold` consecutive successes (Ok).
-async fn until_threshold(
-    spec: &ProbeSpec,
-    started_at: Instant,
-    forever: Option<()>,
-) -> Result<(), String> {
+/// When [`until_threshold`] returns, besides `failureThreshold` consecutive failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ends {
+    /// A startup probe: also at `successThreshold` consecutive successes (Ok).
+    AtSuccess,
+    /// A liveness probe: never on success; it probes until the container fails it.
+    AtFailureOnly,
+}
+
+/// Probe until `failureThreshold` consecutive failures (Err with the last reason) or, when
+/// `ends` says so, `successThreshold` consecutive successes (Ok).
+async fn until_threshold(spec: &ProbeSpec, started_at: Instant, ends: Ends) -> Result<(), String> {
     wait_initial_delay(spec, started_at).await;
     let mut successes = 0u32;
     let mut failures = 0u32;
@@ -281,7 +303,7 @@ async fn until_threshold(
             Ok(()) => {
                 failures = 0;
                 successes += 1;
-                if forever.is_none() && successes >= spec.success_threshold {
+                if ends == Ends::AtSuccess && successes >= spec.success_threshold {
                     return Ok(());
                 }
             }

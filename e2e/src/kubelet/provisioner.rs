@@ -22,7 +22,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 /// The StorageClass name.
@@ -39,7 +39,7 @@ pub async fn run(client: Client, config: KubeletConfig) {
         tracing::warn!(%error, "cannot create the local-dir StorageClass; retrying");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    tokio::join!(claims(client.clone(), config), volumes(client));
+    tokio::join!(claims(client.clone(), config.clone()), volumes(client, config));
 }
 
 async fn ensure_storage_class(client: &Client) -> Result<(), kube::Error> {
@@ -178,7 +178,15 @@ async fn provision(
     }
 }
 
-async fn volumes(client: Client) {
+/// Whether `path` is a directory this provisioner made: `<root>/pv/<name>`, nothing above or
+/// beside it (a PV's `hostPath` is whatever its author wrote; only ours may be removed).
+pub fn is_our_directory(config: &KubeletConfig, path: &Path) -> bool {
+    let pv_root = config.root.join("pv");
+    let plain = path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    plain && path.parent() == Some(pv_root.as_path())
+}
+
+async fn volumes(client: Client, config: KubeletConfig) {
     let api: Api<PersistentVolume> = Api::all(client.clone());
     let mut events = watcher::watcher(api.clone(), watcher::Config::default()).boxed();
     while let Some(event) = events.next().await {
@@ -205,12 +213,21 @@ async fn volumes(client: Client) {
             continue;
         }
         let name = volume.metadata.name.clone().unwrap_or_default();
-        if let Some(path) = spec.host_path.map(|h| PathBuf::from(h.path))
-            && let Err(error) = std::fs::remove_dir_all(&path)
-            && error.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(volume = name, dir = %path.display(), %error, "cannot remove the volume directory");
-            continue;
+        if let Some(path) = spec.host_path.map(|h| PathBuf::from(h.path)) {
+            if !is_our_directory(&config, &path) {
+                tracing::warn!(volume = name, dir = %path.display(), "a released volume of ours outside {}/pv: left alone", config.root.display());
+                continue;
+            }
+            let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&path))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|removed| removed);
+            if let Err(error) = removed
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(volume = name, %error, "cannot remove the volume directory");
+                continue;
+            }
         }
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => tracing::info!(volume = name, "released volume deleted"),
@@ -241,6 +258,17 @@ mod tests {
         assert!(wants_us(&claim(PROVISIONER, "Pending")));
         assert!(!wants_us(&claim(PROVISIONER, "Bound")));
         assert!(!wants_us(&claim("other.io/x", "Pending")));
+    }
+
+    #[test]
+    fn only_directories_under_the_pv_root_are_removed() {
+        let config = KubeletConfig::for_test();
+        assert!(is_our_directory(&config, Path::new("/r/pv/pvc-c-1")));
+        for other in
+            ["/r/pv", "/r", "/", "/r/pv/pvc-1/sub", "/r/pv/../pods", "/r/pods/x", "/etc", "r/pv/x"]
+        {
+            assert!(!is_our_directory(&config, Path::new(other)), "{other}");
+        }
     }
 
     #[test]

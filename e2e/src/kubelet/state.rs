@@ -2,7 +2,10 @@
 //! restarted after SIGKILL re-adopts the pod instead of starting it again: the pod IP and netns,
 //! and per container the pid with its start time (field 22 of `/proc/<pid>/stat`, which tells a
 //! live container from an unrelated process that got the same pid), restart count and last
-//! termination. The file is replaced atomically (write, fsync, rename).
+//! termination. The file is replaced atomically (write a temporary file, rename it over the old
+//! one): a kubelet killed at any point leaves either the old or the new record. There is no
+//! fsync: what this guards against is the kubelet's death, not the machine's (a machine that
+//! loses power loses its pods' processes with it).
 
 use k8s_openapi::api::core::v1::ContainerStateTerminated;
 use serde::{Deserialize, Serialize};
@@ -32,6 +35,11 @@ pub struct PodState {
     pub start_time: Option<jiff::Timestamp>,
     /// Per container name.
     pub containers: BTreeMap<String, ContainerRecord>,
+    /// Every init container has let the next one start once: the pod is `Initialized`, and a
+    /// native sidecar that restarts later neither blocks the regular containers nor sends the
+    /// pod back to Pending.
+    #[serde(default)]
+    pub initialized: bool,
 }
 
 /// One container's record.
@@ -54,6 +62,16 @@ pub struct ContainerRecord {
     pub ready: bool,
     /// The startup probe had passed (or there is none).
     pub started: bool,
+}
+
+impl ContainerRecord {
+    /// The record once its process has ended: no pid, neither started nor ready.
+    pub fn ended(&mut self) {
+        self.pid = None;
+        self.start_ticks = None;
+        self.ready = false;
+        self.started = false;
+    }
 }
 
 impl PodState {
@@ -87,17 +105,13 @@ impl PodState {
         all
     }
 
+    /// Replace the record (module docs: atomic, no fsync).
     pub fn save(&self, pod_dir: &Path) -> Result<(), String> {
-        use std::io::Write;
         std::fs::create_dir_all(pod_dir).map_err(|e| format!("{}: {e}", pod_dir.display()))?;
         let path = Self::path(pod_dir);
         let tmp = pod_dir.join(format!("{STATE_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| format!("encode state: {e}"))?;
-        let mut file =
-            std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
     }
 }
@@ -142,6 +156,7 @@ mod tests {
             host_veth: "v1".into(),
             start_time: Some(jiff::Timestamp::from_second(1_800_000_000).expect("time")),
             containers: BTreeMap::new(),
+            initialized: true,
         };
         state.containers.insert(
             "engine".into(),
@@ -163,6 +178,16 @@ mod tests {
         state.save(&pod_dir).expect("save");
         assert_eq!(PodState::load(&pod_dir), Ok(Some(state.clone())));
         assert_eq!(PodState::load_all(dir.path()), vec![state]);
+    }
+
+    #[test]
+    fn a_state_file_of_an_older_kubelet_loads_as_not_initialized() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = r#"{"uid": "u-1", "namespace": "ns", "name": "p", "podIp": null,
+                      "netns": "n", "hostVeth": "v", "startTime": null, "containers": {}}"#;
+        std::fs::write(PodState::path(dir.path()), old).expect("write");
+        let loaded = PodState::load(dir.path()).expect("load").expect("a state");
+        assert_eq!((loaded.uid.as_str(), loaded.initialized), ("u-1", false));
     }
 
     #[test]

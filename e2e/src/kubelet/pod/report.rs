@@ -1,6 +1,9 @@
 //! The pod's status as the kubelet writes it to `pods/status`: phase, conditions (readiness
 //! gates honoured), addresses, start time, QoS class and every container's status; written
-//! with a merge patch that names the pod's UID, and only when it changed.
+//! only when it changed, as a strategic merge patch (the kubelet's own way): `conditions` merge
+//! by `type`, so the patch carries only the conditions this kubelet owns and those of others
+//! (the Eviction API's `DisruptionTarget`, a readiness gate's) stay as they are. The patch names
+//! the pod's UID: the API server refuses it for a replacement of the same name.
 
 use super::PodWorker;
 use crate::kubelet::container::{ContainerRuntime, InitKind};
@@ -12,6 +15,9 @@ use kube::api::{Patch, PatchParams};
 impl PodWorker {
     /// Write `pods/status` if it differs from what was last written.
     pub(super) async fn write_status(&mut self, pod: &Pod) {
+        if self.terminal {
+            return; // the API's final status stands
+        }
         let status = self.status(pod);
         let Ok(value) = serde_json::to_value(&status) else { return };
         if self.written.as_ref() == Some(&value) {
@@ -23,7 +29,7 @@ impl PodWorker {
             field_manager: Some(crate::kubelet::FIELD_MANAGER.into()),
             ..PatchParams::default()
         };
-        match pods.patch_status(&self.state.name, &params, &Patch::Merge(&patch)).await {
+        match pods.patch_status(&self.state.name, &params, &Patch::Strategic(&patch)).await {
             Ok(_) => self.written = Some(value),
             Err(error) => {
                 tracing::debug!(pod = self.pod_name(), %error, "status write failed; retrying");
@@ -32,17 +38,16 @@ impl PodWorker {
         }
     }
 
-    /// The status as the kubelet computes it. Conditions owned by others (readiness gates,
-    /// DisruptionTarget) are carried over: a merge patch replaces the whole list.
+    /// The status as the kubelet computes it, with only the conditions it owns.
     pub(super) fn status(&mut self, pod: &Pod) -> PodStatus {
         let spec = pod.spec.clone().unwrap_or_default();
         let current = pod.status.clone().unwrap_or_default();
-        let initialized =
-            self.containers.iter().filter(|c| c.init.is_some()).all(|c| c.lets_next_start());
+        let initialized = self.state.initialized
+            || self.containers.iter().filter(|c| c.init.is_some()).all(|c| c.lets_next_start());
         let initializing = ("PodInitializing".to_string(), String::new());
         let waiting = self.pod_waiting.as_ref().or((!initialized).then_some(&initializing));
         let status_of = |c: &ContainerRuntime| {
-            let mut status = c.status(self.terminating, waiting);
+            let mut status = c.status(waiting);
             if c.init == Some(InitKind::ToCompletion) && c.lets_next_start() {
                 status.ready = true; // a completed init container, as the kubelet reports it
             }
@@ -57,7 +62,7 @@ impl PodWorker {
             .containers
             .iter()
             .filter(|c| c.init == Some(InitKind::Sidecar))
-            .all(|c| c.status(self.terminating, None).ready);
+            .all(|c| c.status(None).ready);
         let phases: Vec<ContainerPhase> = self
             .containers
             .iter()
@@ -125,10 +130,6 @@ impl PodWorker {
                 condition.reason = Some("PodCompleted".into());
             }
         }
-        let ours: Vec<String> = conditions.iter().map(|c| c.type_.clone()).collect();
-        conditions.extend(
-            current.conditions.iter().flatten().filter(|c| !ours.contains(&c.type_)).cloned(),
-        );
         let pod_ip =
             self.network_ready.then(|| self.addresses().pod_ip).filter(|ip| !ip.is_empty());
         let host_ip = self.ctx.config.host_ip();
