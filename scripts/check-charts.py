@@ -62,7 +62,7 @@ NON_DEFAULT_VALUES = {
 # needs a line here and in templates/clusterrole.yaml.
 EXPECTED_CLUSTER_RULES = [
     (("mapcache.io",), ("mapcaches",), ("list", "watch")),
-    (("mapcache.io",), ("mapcaches/status",), ("patch",)),
+    (("mapcache.io",), ("mapcaches/status",), ("get", "patch")),
     # Server-side apply of an object that does not exist yet needs create as well as patch.
     (("apps",), ("statefulsets",), ("list", "watch", "create", "patch")),
     (("",), ("services", "configmaps"), ("list", "watch", "create", "patch")),
