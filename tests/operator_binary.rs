@@ -158,7 +158,15 @@ async fn start_fake(fake: Shared, dir: &std::path::Path) -> std::path::PathBuf {
     kubeconfig
 }
 
+/// The operator's stderr goes to `<identity>.log` beside the kubeconfig, not to a pipe: a pipe
+/// nobody reads until exit fills at 64 KiB of logs and blocks the operator mid-shutdown (one CI
+/// run hung here for ten minutes).
+fn operator_log(kubeconfig: &std::path::Path, identity: &str) -> std::path::PathBuf {
+    kubeconfig.with_file_name(format!("{identity}.log"))
+}
+
 fn spawn_operator(kubeconfig: &std::path::Path, identity: &str) -> std::process::Child {
+    let log = std::fs::File::create(operator_log(kubeconfig, identity)).expect("operator log");
     Command::new(env!("CARGO_BIN_EXE_mapcache"))
         .args(["operator", "--metrics-addr=127.0.0.1:0"])
         .env("KUBECONFIG", kubeconfig)
@@ -166,7 +174,7 @@ fn spawn_operator(kubeconfig: &std::path::Path, identity: &str) -> std::process:
         .env("POD_NAMESPACE", "default")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .expect("spawn mapcache operator")
 }
@@ -240,7 +248,7 @@ async fn operator_leads_reconciles_and_releases_the_lease_on_sigterm() {
         .await
         .expect("join")
         .expect("wait");
-    let stderr = String::from_utf8_lossy(&exit.stderr);
+    let stderr = std::fs::read_to_string(operator_log(&kubeconfig, "operator-a")).expect("log");
     assert!(exit.status.success(), "exit {:?}\n{stderr}", exit.status);
     assert!(stderr.contains("SIGTERM: shutting down"), "{stderr}");
     let lease = fake.lock().expect("state").objects[LEASE].clone();
@@ -281,7 +289,7 @@ async fn second_replica_waits_and_takes_over_when_the_leader_stops() {
         .await
         .expect("join")
         .expect("wait");
-    let stderr = String::from_utf8_lossy(&second_exit.stderr);
+    let stderr = std::fs::read_to_string(operator_log(&kubeconfig, "operator-b")).expect("log");
     assert!(second_exit.status.success(), "{stderr}");
     assert!(stderr.contains("leading"), "{stderr}");
 }
