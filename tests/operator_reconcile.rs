@@ -490,10 +490,22 @@ async fn refused_apply_is_an_apply_error_with_a_warning_event() {
     assert_eq!(event.body["type"], "Warning");
     assert_eq!(event.body["reason"], "ApplyFailed");
     assert!(event.body["note"].as_str().expect("note").contains("updates to statefulset spec"));
-    assert!(
-        !state.requests.iter().any(|r| r.path.ends_with("/status")),
-        "no status written on failure"
-    );
+    // The refusal is in status too: Degraded=True, reason ApplyFailed, the API server's answer.
+    let patch = state
+        .requests
+        .iter()
+        .find(|r| r.method == Method::PATCH && r.path.ends_with("/status"))
+        .expect("the ApplyFailed condition is written");
+    let degraded = patch.body["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .expect("Degraded")
+        .clone();
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "ApplyFailed");
+    assert!(degraded["message"].as_str().expect("message").contains("updates to statefulset spec"));
     drop(state);
     assert_eq!(
         harness.metrics.errors.get_or_create(&ErrorLabels { error: "Apply".into() }).get(),
