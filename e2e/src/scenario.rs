@@ -448,6 +448,15 @@ pub async fn operator_kubeconfig(
     )
 }
 
+/// The engine container of a pod as the process kubelet reports it: its pid (from
+/// `containerID: process://<pid>`) and its restart count.
+pub fn engine_process(pod: &Pod) -> Option<(i32, i32)> {
+    let status =
+        pod.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == "engine")?;
+    let pid = status.container_id.as_deref()?.strip_prefix("process://")?.parse().ok()?;
+    Some((pid, status.restart_count))
+}
+
 pub fn pod_ready(pod: &Pod) -> bool {
     pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|conditions| {
         conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")

@@ -5,7 +5,7 @@
 //! The only scenario of its test binary: it kills the node every scenario of the binary shares.
 
 use e2e::cluster::with_shared;
-use e2e::scenario::{Env, pod_ready};
+use e2e::scenario::{Env, engine_process, pod_ready};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use std::collections::BTreeMap;
@@ -20,18 +20,8 @@ async fn snapshot(pods: &Api<Pod>) -> BTreeMap<String, (String, i32, i32)> {
     list.items
         .iter()
         .filter_map(|pod| {
-            let status = pod
-                .status
-                .as_ref()?
-                .container_statuses
-                .as_ref()?
-                .iter()
-                .find(|c| c.name == "engine")?;
-            let pid = status.container_id.as_deref()?.strip_prefix("process://")?.parse().ok()?;
-            Some((
-                pod.metadata.name.clone()?,
-                (pod.metadata.uid.clone()?, pid, status.restart_count),
-            ))
+            let (pid, restarts) = engine_process(pod)?;
+            Some((pod.metadata.name.clone()?, (pod.metadata.uid.clone()?, pid, restarts)))
         })
         .collect()
 }

@@ -1,7 +1,7 @@
 //! End-to-end scenarios: the real `mapcache operator` process and real `mapcache serve` pods
 //! on the local cluster (or, with `E2E_KUBECONFIG=<file>`, on a real cluster). See docs/e2e.md.
 
-use e2e::scenario::{Env, condition, pod_ready, shard_of};
+use e2e::scenario::{Env, condition, engine_process, pod_ready, shard_of};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
@@ -197,14 +197,6 @@ async fn sidecar_example_runs_the_engine_beside_the_app_container() {
         assert!(rounds >= 2);
     }
     operator.assert_running();
-}
-
-/// The engine container of a pod: its pid (from `containerID: process://<pid>`) and restarts.
-fn engine_process(pod: &Pod) -> Option<(i32, i32)> {
-    let status =
-        pod.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == "engine")?;
-    let pid = status.container_id.as_deref()?.strip_prefix("process://")?.parse().ok()?;
-    Some((pid, status.restart_count))
 }
 
 #[tokio::test]
