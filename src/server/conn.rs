@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::commands::{self, ClientState, Ctx};
-use super::resp::{self, Parsed, Protocol};
+use super::resp::{self, Parsed};
 use super::state::NodeState;
 use super::tasks::TaskState;
 
@@ -26,12 +26,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
     node.total_connections.fetch_add(1, Ordering::Relaxed);
     // Small replies go out at once; Nagle would hold them back under pipelining.
     let _ = stream.set_nodelay(true);
-    let mut client = ClientState {
-        id: task.id,
-        proto: Protocol::Resp2,
-        authenticated: node.requirepass.read().is_none(),
-        close_after_reply: false,
-    };
+    let mut client = ClientState::new(task.id, node.requirepass.read().is_none());
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut parser = resp::RequestParser::default();
     let mut output = BytesMut::with_capacity(16 * 1024);
@@ -185,5 +180,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             break;
         }
     }
+    // The shards forget the keys this client watched.
+    commands::multi::unwatch_all(&node, &task, &mut client);
     drop(guard);
 }

@@ -14,7 +14,7 @@
 //! value bytes plus [`ENTRY_OVERHEAD`], and each shard's engine tables count with their
 //! `bytes_allocated`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -146,11 +146,37 @@ pub struct OutOfMemory;
 /// faults instead of 5,300–5,850 (docs/BENCHMARKS.md, "Session 5").
 const SHARD_PREPARE_MIN_BYTES: usize = 256 << 10;
 
-/// What a shard's lock protects: the entries and the TTL index.
+/// What a shard's lock protects: the entries, the TTL index and the keys clients WATCH.
 pub struct ShardData {
     map: Map<Key, Entry>,
     /// The keys of `map` whose entry has a TTL (`expires_at_ms != 0`), exactly.
     ttl_index: Map<Key, ()>,
+    /// The keys of this shard some client WATCHes, each with its watchers (Redis's
+    /// `db->watched_keys`). Empty but for transactions in progress: every write checks only
+    /// `is_empty` on its way.
+    watched: HashMap<Key, Vec<Watcher>, foldhash::fast::FixedState>,
+}
+
+/// The state a client's WATCH shares with the shards it watches keys in: set when any of them
+/// is changed (Redis's `CLIENT_DIRTY_CAS`), read by its EXEC.
+#[derive(Debug, Default)]
+pub struct WatchState {
+    dirty: AtomicBool,
+}
+
+impl WatchState {
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+}
+
+/// One client watching one key.
+struct Watcher {
+    client: u64,
+    state: Arc<WatchState>,
+    /// The key was stored but already expired when watched (Redis's `watchedKey.expired`): its
+    /// removal is then no change, logically, and does not make the transaction fail.
+    expired: bool,
 }
 
 /// One shard: the map and the counters the lock profile reads.
@@ -246,7 +272,11 @@ impl Store {
         assert!(shards.is_power_of_two(), "shard count must be a power of two");
         let shards: Box<[Shard]> = (0..shards)
             .map(|_| {
-                let mut data = ShardData { map: Map::new(), ttl_index: Map::new() };
+                let mut data = ShardData {
+                    map: Map::new(),
+                    ttl_index: Map::new(),
+                    watched: HashMap::default(),
+                };
                 // A node's shards double together, on the thread that serves every client: it
                 // prepares from the engine's mapped-array size on, below the embedded default
                 // (`Map::set_prepare_min_bytes`, measured in docs/BENCHMARKS.md, "Session 5").
@@ -341,8 +371,19 @@ impl Store {
 
     /// Locks one shard. When the lock is busy the contention is counted and `task` is shown as
     /// waiting for it until it gets the lock.
+    ///
+    /// A task that already holds the lock (a transaction holds its shards while its commands
+    /// run, and they take them from it, not from here) panics instead of waiting for itself.
     pub fn lock<'a>(&'a self, index: usize, task: Option<&'a Task>) -> ShardGuard<'a> {
         let shard = &self.shards[index];
+        if let Some(t) = task {
+            assert_ne!(
+                shard.holder.load(Ordering::Relaxed),
+                t.id,
+                "task {} locks shard {index}, which it already holds",
+                t.id
+            );
+        }
         let map = match shard.map.try_lock() {
             Some(map) => map,
             None => {
@@ -825,6 +866,7 @@ impl ShardGuard<'_> {
         if dropped_ttl {
             self.unindex_ttl(key);
         }
+        self.touched(key);
         result
     }
 
@@ -850,6 +892,7 @@ impl ShardGuard<'_> {
             if has_ttl {
                 self.index_ttl(Key::from_slice(&key));
             }
+            self.touched(&key);
             return None;
         };
         debug_assert!(!inserted);
@@ -858,6 +901,7 @@ impl ShardGuard<'_> {
         self.shard.data_bytes.fetch_add(new_len, Ordering::Relaxed);
         self.shard.data_bytes.fetch_sub(old.value.len(), Ordering::Relaxed);
         self.retime(&key, old.expires_at_ms != 0, has_ttl);
+        self.touched(&key);
         Some(old)
     }
 
@@ -870,6 +914,7 @@ impl ShardGuard<'_> {
         let had_ttl = entry.expires_at_ms != 0;
         entry.expires_at_ms = expires_at_ms;
         self.retime(key, had_ttl, expires_at_ms != 0);
+        self.touched(key);
         true
     }
 
@@ -885,6 +930,7 @@ impl ShardGuard<'_> {
         entry.value = Value::from_owned(value);
         self.shard.data_bytes.fetch_add(new_len, Ordering::Relaxed);
         self.shard.data_bytes.fetch_sub(old_len, Ordering::Relaxed);
+        self.touched(key);
         Ok(())
     }
 
@@ -894,7 +940,59 @@ impl ShardGuard<'_> {
         if old.expires_at_ms != 0 {
             self.unindex_ttl(&k);
         }
+        self.touched(&k);
         Some(old)
+    }
+
+    /// Tells the clients watching `key` that it changed (Redis's `touchWatchedKey`). Called after
+    /// the change: a key stored but already expired when it was watched and now removed has
+    /// not changed, logically, and stays clean (its watcher then watches an absent key).
+    fn touched(&mut self, key: &[u8]) {
+        if self.data.watched.is_empty() {
+            return;
+        }
+        let ShardData { map, watched, .. } = &mut *self.data;
+        let Some(watchers) = watched.get_mut(key) else {
+            return;
+        };
+        let removed = map.get(key).is_none();
+        for w in watchers.iter_mut() {
+            if w.expired && removed {
+                w.expired = false;
+            } else {
+                w.state.dirty.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// WATCH: `client` (with its shared `state`) watches `key` of this shard. Watching a key
+    /// twice is watching it once.
+    pub fn watch(&mut self, key: &[u8], client: u64, state: &Arc<WatchState>, now_ms: u64) {
+        let expired = self.data.map.get(key).is_some_and(|e| e.is_expired(now_ms));
+        let watchers = self.data.watched.entry(Key::from_slice(key)).or_default();
+        if watchers.iter().all(|w| w.client != client) {
+            watchers.push(Watcher { client, state: Arc::clone(state), expired });
+        }
+    }
+
+    /// Forgets `client`'s watch of `key` (UNWATCH, EXEC, DISCARD, a closed connection).
+    pub fn unwatch(&mut self, key: &[u8], client: u64) {
+        if let Some(watchers) = self.data.watched.get_mut(key) {
+            watchers.retain(|w| w.client != client);
+            if watchers.is_empty() {
+                self.data.watched.remove(key);
+            }
+        }
+    }
+
+    /// Whether `key`, watched by `client`, was live when watched and has expired since, not yet
+    /// removed (Redis's `isWatchedKeyExpired`, which EXEC checks: expiry is a change).
+    pub fn watched_key_expired(&self, key: &[u8], client: u64, now_ms: u64) -> bool {
+        let Some(watchers) = self.data.watched.get(key) else {
+            return false;
+        };
+        watchers.iter().any(|w| w.client == client && !w.expired)
+            && self.data.map.get(key).is_some_and(|e| e.is_expired(now_ms))
     }
 
     /// Keeps the TTL index in step when a stored key's TTL goes from `had` to `has`.
@@ -938,8 +1036,19 @@ impl ShardGuard<'_> {
         self.data.map.phase() == Phase::Idle && self.data.ttl_index.phase() == Phase::Idle
     }
 
-    /// Removes every entry and releases the tables.
+    /// Removes every entry and releases the tables. Watchers of the keys that were stored are
+    /// told, as Redis's `touchAllWatchedKeysInDb` tells those of an emptied database.
     pub fn clear(&mut self) {
+        if !self.data.watched.is_empty() {
+            let ShardData { map, watched, .. } = &mut *self.data;
+            for (key, watchers) in watched.iter_mut() {
+                if map.get(&key[..]).is_some() {
+                    for w in watchers.iter_mut() {
+                        w.state.dirty.store(true, Ordering::Release);
+                    }
+                }
+            }
+        }
         self.data.map.clear_and_release();
         self.data.ttl_index.clear_and_release();
         self.shard.data_bytes.store(0, Ordering::Relaxed);

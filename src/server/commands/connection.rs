@@ -13,7 +13,7 @@ use crate::server::tasks::Task;
 /// follow Redis 7.2, and some clients gate features on it.
 pub const REDIS_COMPAT_VERSION: &str = "7.2.4";
 
-pub fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn ping(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     match args.len() {
         1 => Reply::Simple("PONG"),
         2 => Reply::Bulk(args[1].clone()),
@@ -24,16 +24,16 @@ pub fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
-pub fn echo(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn echo(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     Reply::Bulk(args[1].clone())
 }
 
-pub fn quit(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
+pub fn quit(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> Reply {
     ctx.client.close_after_reply = true;
     Reply::ok()
 }
 
-fn check_password(ctx: &mut Ctx<'_>, user: &[u8], password: &[u8]) -> Result<(), Reply> {
+fn check_password(ctx: &mut Ctx<'_, '_>, user: &[u8], password: &[u8]) -> Result<(), Reply> {
     let required = ctx.node.requirepass.read().clone();
     match required {
         None if user == b"default" => {
@@ -48,7 +48,7 @@ fn check_password(ctx: &mut Ctx<'_>, user: &[u8], password: &[u8]) -> Result<(),
     }
 }
 
-pub fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn auth(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let result = match args.len() {
         2 => {
             if ctx.node.requirepass.read().is_none() {
@@ -68,7 +68,7 @@ pub fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
-pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn hello(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let mut proto = ctx.client.proto;
     if let Some(ver) = args.get(1) {
         match parse_i64(ver) {
@@ -125,7 +125,7 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 
 /// Only database 0 exists. The index is read as Redis's `getIntFromObjectOrReply`: an integer
 /// that does not fit a C `int` has its own error, before the range of databases is checked.
-pub fn select(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn select(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     match parse_i64(&args[1]) {
         Some(0) => Reply::ok(),
         Some(id) if i32::try_from(id).is_err() => {
@@ -188,7 +188,7 @@ fn addr_text(addr: Option<std::net::SocketAddr>) -> String {
 /// `qbuf-free=` are the client's unparsed input (a request still arriving) and its buffer's free
 /// room as its connection left them after its last batch of requests (for the caller, the batch
 /// before this one).
-fn client_line(ctx: &Ctx<'_>, task: &Task, own: &str) -> String {
+fn client_line(ctx: &Ctx<'_, '_>, task: &Task, own: &str) -> String {
     let cmd = if task.id == ctx.client.id {
         own
     } else {
@@ -217,7 +217,7 @@ fn client_line(ctx: &Ctx<'_>, task: &Task, own: &str) -> String {
 
 /// `CLIENT LIST [TYPE type | ID id ...]`, with Redis 7's `clientCommand` checks. Every
 /// connection is a normal client: other types list none.
-fn client_list(ctx: &Ctx<'_>, args: &[Bytes]) -> Reply {
+fn client_list(ctx: &Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let mut ids = None;
     let mut normal = true;
     if args.len() == 4 && is(&args[2], "TYPE") {
@@ -289,7 +289,7 @@ struct KillFilter {
 /// default), with Redis 7.0's checks and words. A killed connection runs nothing more, leaves
 /// any read or write it waits in, and closes. The caller killing itself gets its reply first
 /// (`QUIT`'s path).
-fn client_kill(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+fn client_kill(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let old_form = args.len() == 3;
     let mut filter = KillFilter { skip_me: !old_form, ..KillFilter::default() };
     if old_form {
@@ -384,7 +384,7 @@ const CLIENT_HELP: &[&str] = &[
     "    * LIB-VER: the client lib version.",
 ];
 
-pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn client(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let sub = &args[1];
     let argc = args.len();
     if is(sub, "ID") && argc == 2 {

@@ -4,16 +4,15 @@
 use bytes::Bytes;
 use rand::Rng;
 
-use super::strings::lock;
 use super::{Ctx, ERR_SYNTAX, int_arg, is};
 use crate::server::glob::glob_match;
 use crate::server::resp::Reply;
 
-pub fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn del(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let mut removed = 0;
     for key in &args[1..] {
-        let mut guard = lock(ctx, key);
+        let mut guard = ctx.lock_key(key);
         if guard.get_live(key, now).is_some() && guard.remove(key).is_some() {
             removed += 1;
         }
@@ -21,21 +20,22 @@ pub fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     Reply::Integer(removed)
 }
 
-pub fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn exists(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let found = args[1..].iter().filter(|key| lock(ctx, key).get_live(key, now).is_some()).count();
+    let found =
+        args[1..].iter().filter(|key| ctx.lock_key(key).get_live(key, now).is_some()).count();
     Reply::Integer(found as i64)
 }
 
-pub fn type_(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn type_(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let found = lock(ctx, &args[1]).get_live(&args[1], now).is_some();
+    let found = ctx.lock_key(&args[1]).get_live(&args[1], now).is_some();
     Reply::Simple(if found { "string" } else { "none" })
 }
 
 /// EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT with Redis 7's NX XX GT LT (`expireGenericCommand`).
 fn expire_generic(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx<'_, '_>,
     args: &[Bytes],
     seconds: bool,
     relative: bool,
@@ -83,7 +83,7 @@ fn expire_generic(
         };
         when = abs;
     }
-    let mut guard = lock(ctx, &args[1]);
+    let mut guard = ctx.lock_key(&args[1]);
     let Some(entry) = guard.get_live_mut(&args[1], now) else {
         return Reply::Integer(0);
     };
@@ -104,26 +104,26 @@ fn expire_generic(
     Reply::Integer(1)
 }
 
-pub fn expire(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn expire(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     expire_generic(ctx, args, true, true, "expire")
 }
 
-pub fn pexpire(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn pexpire(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     expire_generic(ctx, args, false, true, "pexpire")
 }
 
-pub fn expireat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn expireat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     expire_generic(ctx, args, true, false, "expireat")
 }
 
-pub fn pexpireat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn pexpireat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     expire_generic(ctx, args, false, false, "pexpireat")
 }
 
 /// -2 missing, -1 no TTL, else the remaining (or absolute) time in the unit asked.
-fn ttl_generic(ctx: &mut Ctx<'_>, key: &[u8], millis: bool, absolute: bool) -> Reply {
+fn ttl_generic(ctx: &mut Ctx<'_, '_>, key: &[u8], millis: bool, absolute: bool) -> Reply {
     let now = ctx.now_ms;
-    let mut guard = lock(ctx, key);
+    let mut guard = ctx.lock_key(key);
     let Some(entry) = guard.get_live(key, now) else {
         return Reply::Integer(-2);
     };
@@ -139,34 +139,35 @@ fn ttl_generic(ctx: &mut Ctx<'_>, key: &[u8], millis: bool, absolute: bool) -> R
     })
 }
 
-pub fn ttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn ttl(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     ttl_generic(ctx, &args[1], false, false)
 }
 
-pub fn pttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn pttl(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     ttl_generic(ctx, &args[1], true, false)
 }
 
-pub fn expiretime(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn expiretime(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     ttl_generic(ctx, &args[1], false, true)
 }
 
-pub fn pexpiretime(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn pexpiretime(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     ttl_generic(ctx, &args[1], true, true)
 }
 
-pub fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn persist(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let mut guard = lock(ctx, &args[1]);
+    let mut guard = ctx.lock_key(&args[1]);
     let has_ttl = guard.get_live(&args[1], now).is_some_and(|e| e.expires_at_ms != 0);
     Reply::Integer(i64::from(has_ttl && guard.set_expiry(&args[1], 0)))
 }
 
-pub fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
-    Reply::Integer(ctx.node.store.len(Some(ctx.task)) as i64)
+pub fn dbsize(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> Reply {
+    let shards = 0..ctx.node.store.shard_count();
+    Reply::Integer(shards.map(|shard| ctx.lock_shard(shard).map().len()).sum::<usize>() as i64)
 }
 
-pub fn flushdb(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn flushdb(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     match args.get(1) {
         None => {}
         Some(mode) if args.len() == 2 && (is(mode, "ASYNC") || is(mode, "SYNC")) => {}
@@ -174,17 +175,17 @@ pub fn flushdb(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
     let store = &ctx.node.store;
     for shard in 0..store.shard_count() {
-        store.lock(shard, Some(ctx.task)).clear();
+        ctx.lock_shard(shard).clear();
     }
     Reply::ok()
 }
 
-pub fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn keys(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let store = &ctx.node.store;
     let mut found = Vec::new();
     for shard in 0..store.shard_count() {
-        let guard = store.lock(shard, Some(ctx.task));
+        let guard = ctx.lock_shard(shard);
         for (key, entry) in guard.map().iter() {
             if !entry.is_expired(now) && glob_match(&args[1], key) {
                 found.push(Reply::Bulk(Bytes::copy_from_slice(key)));
@@ -221,7 +222,7 @@ fn parse_cursor(arg: &[u8]) -> Option<u64> {
 
 /// The SCAN cursor spans shards: `engine_cursor * shards + shard`. The engine's reverse-binary
 /// cursor gives Redis's guarantee within a shard; shards are visited in order.
-pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn scan(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let Some(cursor) = parse_cursor(&args[1]) else {
         return Reply::error("ERR invalid cursor");
     };
@@ -257,7 +258,7 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     // Visit at least `count` entries (a hint, as in Redis) or finish the scan.
     let mut visited = 0usize;
     let next = loop {
-        let guard = store.lock(shard as usize, Some(ctx.task));
+        let guard = ctx.lock_shard(shard as usize);
         engine_cursor =
             guard.map().scan(engine_cursor, count - visited.min(count - 1), |key, entry| {
                 visited += 1;
@@ -293,7 +294,7 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     ])
 }
 
-pub fn randomkey(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
+pub fn randomkey(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> Reply {
     let store = &ctx.node.store;
     let now = ctx.now_ms;
     let mut rng = rand::rng();
@@ -302,7 +303,7 @@ pub fn randomkey(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
     // Try random shards first, then every shard in order so a non-empty store always answers.
     for round in 0..n * 2 {
         let shard = if round < n { rng.random_range(0..n) } else { (start + round) % n };
-        let guard = store.lock(shard, Some(ctx.task));
+        let guard = ctx.lock_shard(shard);
         if let Some((key, entry)) = guard.map().sample(rng.random())
             && !entry.is_expired(now)
         {
@@ -310,7 +311,7 @@ pub fn randomkey(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
         }
     }
     for shard in 0..n {
-        let guard = store.lock(shard, Some(ctx.task));
+        let guard = ctx.lock_shard(shard);
         if let Some((key, _)) = guard.map().iter().find(|(_, e)| !e.is_expired(now)) {
             return Reply::Bulk(Bytes::copy_from_slice(key));
         }

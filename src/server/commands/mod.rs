@@ -8,17 +8,20 @@
 mod connection;
 mod keys;
 mod long_double;
+pub mod multi;
 mod server;
 mod strings;
 
+use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::sync::LazyLock;
 
 use bytes::Bytes;
 
 use super::resp::{Protocol, Reply};
 use super::state::NodeState;
-use super::store::Prefetch;
+use super::store::{Prefetch, ShardGuard};
 use super::tasks::Task;
 
 /// Per-connection state the commands read and change.
@@ -29,13 +32,32 @@ pub struct ClientState {
     pub authenticated: bool,
     /// Set by QUIT: reply, then close.
     pub close_after_reply: bool,
+    /// Since MULTI: the commands queued for EXEC.
+    pub multi: Option<multi::Transaction>,
+    /// Since WATCH: the keys watched for EXEC.
+    pub watch: Option<multi::Watched>,
 }
 
-/// What a command runs with.
-pub struct Ctx<'a> {
-    pub node: &'a NodeState,
-    pub client: &'a mut ClientState,
-    pub task: &'a Task,
+impl ClientState {
+    pub fn new(id: u64, authenticated: bool) -> Self {
+        Self {
+            id,
+            proto: Protocol::Resp2,
+            authenticated,
+            close_after_reply: false,
+            multi: None,
+            watch: None,
+        }
+    }
+}
+
+/// What a command runs with: the node and the task for as long as the connection lives (`'n`),
+/// the client's state and the shard locks a transaction holds for as long as the command runs
+/// (`'c`).
+pub struct Ctx<'c, 'n> {
+    pub node: &'n NodeState,
+    pub client: &'c mut ClientState,
+    pub task: &'n Task,
     /// "Now" for the whole command, as Redis's `commandTimeSnapshot`.
     pub now_ms: u64,
     /// Value bytes made room for under maxmemory before the command ran (see [`Growth`];
@@ -43,20 +65,119 @@ pub struct Ctx<'a> {
     /// finds under its shard lock that it would add more (a concurrent write shortened the value
     /// SETRANGE pads) reserves again first.
     pub reserved: usize,
+    /// The shards a transaction (EXEC) locked for all of its commands, which take their locks
+    /// from here; `None` for a command run on its own, which locks what it needs.
+    held: Option<&'c HeldShards<'n>>,
 }
 
-impl<'a> Ctx<'a> {
+impl<'c, 'n> Ctx<'c, 'n> {
     pub fn new(
-        node: &'a NodeState,
-        client: &'a mut ClientState,
-        task: &'a Task,
+        node: &'n NodeState,
+        client: &'c mut ClientState,
+        task: &'n Task,
         now_ms: u64,
     ) -> Self {
-        Self { node, client, task, now_ms, reserved: usize::MAX }
+        Self { node, client, task, now_ms, reserved: usize::MAX, held: None }
+    }
+
+    /// The lock of shard `index`: taken now, or lent by the transaction that holds it.
+    pub fn lock_shard(&self, index: usize) -> Locked<'_, 'n> {
+        match self.held {
+            None => Locked::Own(self.node.store.lock(index, Some(self.task))),
+            Some(held) => held.lend(index),
+        }
+    }
+
+    /// The lock of the shard `key` lives in.
+    pub fn lock_key(&self, key: &[u8]) -> Locked<'_, 'n> {
+        self.lock_shard(self.node.store.shard_of(key))
+    }
+
+    /// The locks of every shard in `indices` (deduplicated), taken in ascending order (the one
+    /// lock order node-wide) or lent by the transaction.
+    pub fn lock_many(&self, mut indices: Vec<usize>) -> Vec<Locked<'_, 'n>> {
+        match self.held {
+            None => self
+                .node
+                .store
+                .lock_many(indices, Some(self.task))
+                .into_iter()
+                .map(Locked::Own)
+                .collect(),
+            Some(held) => {
+                indices.sort_unstable();
+                indices.dedup();
+                indices.into_iter().map(|i| held.lend(i)).collect()
+            }
+        }
+    }
+
+    /// Whether the command runs inside a transaction that holds its locks: it must not wait for
+    /// memory to be made (eviction takes shard locks).
+    pub fn in_transaction(&self) -> bool {
+        self.held.is_some()
     }
 }
 
-type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> Reply;
+/// The shard locks a transaction took, in ascending order, before running its commands.
+pub struct HeldShards<'n> {
+    indices: Vec<usize>,
+    guards: Vec<RefCell<ShardGuard<'n>>>,
+}
+
+impl<'n> HeldShards<'n> {
+    /// Locks `indices` (any order, duplicates allowed) for `task`.
+    pub fn lock(node: &'n NodeState, task: &'n Task, indices: Vec<usize>) -> Self {
+        let guards = node.store.lock_many(indices, Some(task));
+        let indices = guards.iter().map(|g| g.index).collect();
+        Self { indices, guards: guards.into_iter().map(RefCell::new).collect() }
+    }
+
+    /// Shard `index`'s guard, for one command to use. A shard the transaction did not lock
+    /// would have to be locked out of order: the transaction's shard list missed a command's
+    /// keys, a bug, and a panic here says so rather than risking a deadlock.
+    fn lend(&self, index: usize) -> Locked<'_, 'n> {
+        match self.indices.binary_search(&index) {
+            Ok(i) => Locked::Held(self.guards[i].borrow_mut()),
+            Err(_) => {
+                panic!("a command in a transaction used shard {index}, which it did not lock")
+            }
+        }
+    }
+
+    /// Every guard held, for checks across the transaction's shards.
+    pub fn guards(&self) -> impl Iterator<Item = std::cell::Ref<'_, ShardGuard<'n>>> {
+        self.guards.iter().map(RefCell::borrow)
+    }
+}
+
+/// A shard lock a command uses: its own, or one its transaction lends it.
+pub enum Locked<'g, 'n> {
+    Own(ShardGuard<'n>),
+    Held(RefMut<'g, ShardGuard<'n>>),
+}
+
+impl<'n> Deref for Locked<'_, 'n> {
+    type Target = ShardGuard<'n>;
+
+    fn deref(&self) -> &ShardGuard<'n> {
+        match self {
+            Locked::Own(guard) => guard,
+            Locked::Held(guard) => guard,
+        }
+    }
+}
+
+impl<'n> DerefMut for Locked<'_, 'n> {
+    fn deref_mut(&mut self) -> &mut ShardGuard<'n> {
+        match self {
+            Locked::Own(guard) => guard,
+            Locked::Held(guard) => guard,
+        }
+    }
+}
+
+type Handler = fn(&mut Ctx<'_, '_>, &[Bytes]) -> Reply;
 
 /// The value bytes a growing write may add beyond its keys and their per-entry costs, known
 /// before it runs so that room is made (or the write refused) before anything is allocated.
@@ -184,6 +305,11 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("command", -1, Admin, NO_KEYS, server::command),
     cmd!("memory", -2, Admin, NO_KEYS, server::memory),
     cmd!("time", 1, Admin, NO_KEYS, server::time),
+    cmd!("multi", 1, Admin, NO_KEYS, multi::multi),
+    cmd!("exec", 1, Admin, NO_KEYS, multi::exec),
+    cmd!("discard", 1, Admin, NO_KEYS, multi::discard),
+    cmd!("watch", -2, Admin, ALL_KEYS, multi::watch),
+    cmd!("unwatch", 1, Admin, NO_KEYS, multi::unwatch),
 ];
 
 /// Name -> table index. foldhash, not the default SipHash: this lookup runs once per command.
@@ -248,7 +374,21 @@ pub fn wrong_arity(name: &str) -> Reply {
 
 /// Executes one command, `index` being `lookup(&args[0])` (the connection looks each name up
 /// once, for the prefetch and for this). `args` is never empty (the parser skips empty frames).
-pub fn execute(ctx: &mut Ctx<'_>, index: Option<u16>, args: &[Bytes]) -> (Option<u16>, Reply) {
+///
+/// Inside MULTI a command that passes these checks is queued instead (see [`multi`]), and one
+/// refused by them fails the transaction.
+pub fn execute(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> (Option<u16>, Reply) {
+    let (index, reply) = dispatch(ctx, index, args);
+    if matches!(reply, Reply::Error(_)) && ctx.client.multi.is_some() {
+        let queued_command = index.is_none_or(|i| !multi::runs_in_multi(COMMANDS[i as usize].name));
+        if queued_command {
+            multi::flag_failed(ctx.client);
+        }
+    }
+    (index, reply)
+}
+
+fn dispatch(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> (Option<u16>, Reply) {
     let Some(index) = index else {
         return (None, unknown_command(args));
     };
@@ -260,8 +400,21 @@ pub fn execute(ctx: &mut Ctx<'_>, index: Option<u16>, args: &[Bytes]) -> (Option
     if !ctx.client.authenticated && !spec.no_auth {
         return (Some(index), Reply::error("NOAUTH Authentication required."));
     }
+    if ctx.client.multi.is_some() && !multi::runs_in_multi(spec.name) {
+        // Redis refuses every queued command while memory cannot be made under maxmemory (a
+        // queue may grow without bound), and a write on a node that refuses writes.
+        if ctx.node.store.maxmemory() != 0
+            && let Err(oom) = ctx.node.store.ensure_memory(0, &[], Some(ctx.task))
+        {
+            return (Some(index), Reply::error(oom.to_string()));
+        }
+        if matches!(spec.kind, Kind::Write | Kind::WriteGrow(_)) && ctx.node.is_draining() {
+            return (Some(index), Reply::error(ERR_DRAINING));
+        }
+        return (Some(index), multi::queue(ctx.client, index, args));
+    }
     if matches!(spec.kind, Kind::Write | Kind::WriteGrow(_)) && ctx.node.is_draining() {
-        return (Some(index), Reply::error("READONLY You can't write against a draining node."));
+        return (Some(index), Reply::error(ERR_DRAINING));
     }
     // Without a limit there is nothing to reserve (`ensure_memory` would return at once).
     if let Kind::WriteGrow(grows) = spec.kind
@@ -289,7 +442,7 @@ const MAX_INTEGER_TEXT: usize = 20;
 pub(super) const MAX_DOUBLE_TEXT: usize = 340;
 
 /// What a growing write of `args` may add in value bytes, per its [`Growth`].
-fn value_growth(ctx: &Ctx<'_>, grows: Growth, args: &[Bytes], keys: &[usize]) -> usize {
+fn value_growth(ctx: &Ctx<'_, '_>, grows: Growth, args: &[Bytes], keys: &[usize]) -> usize {
     match grows {
         Growth::Integer => MAX_INTEGER_TEXT,
         Growth::Double => MAX_DOUBLE_TEXT,
@@ -305,7 +458,7 @@ fn value_growth(ctx: &Ctx<'_>, grows: Growth, args: &[Bytes], keys: &[usize]) ->
 /// `keys`: each key may be new (its bytes and the per-entry overhead) and may enter its shard's
 /// TTL index (its bytes again), and each shard touched may grow its table. Must be called without
 /// a shard lock held. The error is Redis's `-OOM` reply.
-pub(super) fn reserve(ctx: &Ctx<'_>, keys: &[&[u8]], growth: usize) -> Result<(), Reply> {
+pub(super) fn reserve(ctx: &Ctx<'_, '_>, keys: &[&[u8]], growth: usize) -> Result<(), Reply> {
     let store = &ctx.node.store;
     let incoming = growth
         + keys.iter().map(|k| k.len() + super::store::ttl_index_cost(k)).sum::<usize>()
@@ -360,6 +513,7 @@ fn prefetch_keys(node: &NodeState, index: Option<u16>, args: &[Bytes], stage: Pr
 
 // ---- argument helpers shared by the families ----
 
+pub const ERR_DRAINING: &str = "READONLY You can't write against a draining node.";
 pub const ERR_NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 pub const ERR_SYNTAX: &str = "ERR syntax error";
 

@@ -12,7 +12,7 @@ use crate::server::resp::Reply;
 use crate::server::state::parse_memory;
 use crate::server::store::{EvictionPolicy, entry_cost};
 
-pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn info(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let node = ctx.node;
     let wanted: Vec<String> =
         args[1..].iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
@@ -105,7 +105,7 @@ pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 }
 
 /// The parameters CONFIG GET knows, with their current values.
-fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
+fn config_params(ctx: &Ctx<'_, '_>) -> Vec<(&'static str, String)> {
     let node = ctx.node;
     vec![
         ("maxmemory", node.store.maxmemory().to_string()),
@@ -157,7 +157,7 @@ const MEMORY_HELP: &[&str] = &[
     "    sampled up to <count> times (default: 5, 0 means sample all).",
 ];
 
-pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let sub = &args[1];
     if is(sub, "GET") {
         if args.len() < 3 {
@@ -285,6 +285,10 @@ fn redis_flags(name: &str) -> Option<&'static [&'static str]> {
         "getrange" | "substr" | "keys" | "scan" | "randomkey" => Some(&["readonly"]),
         "del" | "flushdb" | "flushall" => Some(&["write"]),
         "info" | "command" => Some(&["loading", "stale"]),
+        "multi" | "discard" | "watch" | "unwatch" => {
+            Some(&["noscript", "loading", "stale", "fast", "allow_busy"])
+        }
+        "exec" => Some(&["noscript", "loading", "stale", "skip_slowlog"]),
         _ => None,
     }
 }
@@ -308,7 +312,7 @@ fn command_info(spec: &CommandSpec) -> Reply {
     ])
 }
 
-pub fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn command(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let Some(sub) = args.get(1) else {
         return Reply::Array(COMMANDS.iter().map(command_info).collect());
     };
@@ -339,7 +343,7 @@ pub fn command(_ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
-pub fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn memory(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let sub = &args[1];
     if is(sub, "HELP") {
         return super::help("memory", args, MEMORY_HELP);
@@ -363,14 +367,14 @@ pub fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
         }
     }
     let now = ctx.now_ms;
-    let mut guard = super::strings::lock(ctx, &args[2]);
+    let mut guard = ctx.lock_key(&args[2]);
     match guard.get_live(&args[2], now) {
         Some(entry) => Reply::Integer(entry_cost(&args[2], &entry.value) as i64),
         None => Reply::Nil,
     }
 }
 
-pub fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Reply {
+pub fn time(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> Reply {
     let now = jiff::Timestamp::now();
     let _ = ctx;
     let micros = now.as_microsecond();

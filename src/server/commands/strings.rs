@@ -5,15 +5,10 @@
 use bytes::{Bytes, BytesMut};
 
 use super::long_double::{IncrError, incr_by_float};
-use super::{Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, int_arg, is, parse_i64, wrong_arity};
+use super::{Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, Locked, int_arg, is, parse_i64, wrong_arity};
 use crate::server::resp::{PROTO_MAX_BULK_LEN, Reply};
-use crate::server::store::{Entry, ShardGuard};
+use crate::server::store::Entry;
 use crate::server::value::Value;
-
-pub(super) fn lock<'a>(ctx: &'a Ctx<'_>, key: &[u8]) -> ShardGuard<'a> {
-    let store = &ctx.node.store;
-    store.lock(store.shard_of(key), Some(ctx.task))
-}
 
 /// A stored value for a reply. An inline one is copied along in the reply, and a short shared
 /// one into a new buffer: cheaper than sharing it, which touches the shared allocation's
@@ -60,9 +55,9 @@ fn expire_at(
     Ok(ms as u64)
 }
 
-pub fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn get(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let mut guard = lock(ctx, &args[1]);
+    let mut guard = ctx.lock_key(&args[1]);
     match guard.get_live(&args[1], now) {
         Some(entry) => reply_value(&entry.value),
         None => Reply::Nil,
@@ -171,7 +166,7 @@ fn parse_set_options(args: &[Bytes], now_ms: u64) -> Result<SetOptions, Reply> {
     Ok(SetOptions { nx: parsed.nx, xx: parsed.xx, get: parsed.get, expiry })
 }
 
-pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn set(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let opts = match parse_set_options(args, ctx.now_ms) {
         Ok(o) => o,
         Err(e) => return e,
@@ -179,9 +174,9 @@ pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     set_generic(ctx, args[1].clone(), args[2].clone(), opts)
 }
 
-fn set_generic(ctx: &mut Ctx<'_>, key: Bytes, value: Bytes, opts: SetOptions) -> Reply {
+fn set_generic(ctx: &mut Ctx<'_, '_>, key: Bytes, value: Bytes, opts: SetOptions) -> Reply {
     let now = ctx.now_ms;
-    let mut guard = lock(ctx, &key);
+    let mut guard = ctx.lock_key(&key);
     if !(opts.nx || opts.xx || opts.get) && opts.expiry.is_none() {
         // Plain SET: one upsert, no read of the old entry first. A replaced entry that had
         // expired counts as expired, as Redis's lookupKeyWrite would have counted it.
@@ -215,9 +210,9 @@ fn set_generic(ctx: &mut Ctx<'_>, key: Bytes, value: Bytes, opts: SetOptions) ->
     ok_reply(&old)
 }
 
-pub fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn setnx(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let mut guard = lock(ctx, &args[1]);
+    let mut guard = ctx.lock_key(&args[1]);
     if guard.get_live(&args[1], now).is_some() {
         return Reply::Integer(0);
     }
@@ -225,7 +220,7 @@ pub fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     Reply::Integer(1)
 }
 
-fn setex_generic(ctx: &mut Ctx<'_>, args: &[Bytes], seconds: bool, cmd: &str) -> Reply {
+fn setex_generic(ctx: &mut Ctx<'_, '_>, args: &[Bytes], seconds: bool, cmd: &str) -> Reply {
     let at = match expire_at(&args[2], seconds, true, ctx.now_ms, cmd) {
         Ok(at) => at,
         Err(e) => return e,
@@ -234,35 +229,35 @@ fn setex_generic(ctx: &mut Ctx<'_>, args: &[Bytes], seconds: bool, cmd: &str) ->
     set_generic(ctx, args[1].clone(), args[3].clone(), opts)
 }
 
-pub fn setex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn setex(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     setex_generic(ctx, args, true, "setex")
 }
 
-pub fn psetex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn psetex(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     setex_generic(ctx, args, false, "psetex")
 }
 
-pub fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn getset(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let opts = SetOptions { get: true, ..SetOptions::default() };
     set_generic(ctx, args[1].clone(), args[2].clone(), opts)
 }
 
-pub fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn getdel(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let mut guard = lock(ctx, &args[1]);
+    let mut guard = ctx.lock_key(&args[1]);
     if guard.get_live(&args[1], now).is_none() {
         return Reply::Nil;
     }
     guard.remove(&args[1]).map_or(Reply::Nil, |e| Reply::Bulk(e.value.into_bytes()))
 }
 
-pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn getex(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let parsed = match parse_extended_args(args, 2, false) {
         Ok(parsed) => parsed,
         Err(e) => return e,
     };
-    let mut guard = lock(ctx, &args[1]);
+    let mut guard = ctx.lock_key(&args[1]);
     let Some(entry) = guard.get_live_mut(&args[1], now) else {
         return Reply::Nil;
     };
@@ -286,26 +281,26 @@ pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     reply
 }
 
-pub fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn mget(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let values = args[1..]
         .iter()
         .map(|key| {
-            let mut guard = lock(ctx, key);
+            let mut guard = ctx.lock_key(key);
             guard.get_live(key, now).map_or(Reply::Nil, |e| reply_value(&e.value))
         })
         .collect();
     Reply::Array(values)
 }
 
-pub fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn mset(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     if args.len().is_multiple_of(2) {
         return wrong_arity(if is(&args[0], "msetnx") { "msetnx" } else { "mset" });
     }
     let now = ctx.now_ms;
     // All shards locked together so no reader sees half of an MSET.
     let shards = args[1..].chunks(2).map(|p| ctx.node.store.shard_of(&p[0])).collect();
-    let mut guards = ctx.node.store.lock_many(shards, Some(ctx.task));
+    let mut guards = ctx.lock_many(shards);
     for pair in args[1..].chunks(2) {
         let shard = ctx.node.store.shard_of(&pair[0]);
         if let Some(g) = guards.iter_mut().find(|g| g.index == shard) {
@@ -315,16 +310,16 @@ pub fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     Reply::ok()
 }
 
-pub fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn msetnx(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     if args.len().is_multiple_of(2) {
         return wrong_arity("msetnx");
     }
     let now = ctx.now_ms;
     let store = &ctx.node.store;
     let shards = args[1..].chunks(2).map(|p| store.shard_of(&p[0])).collect();
-    let mut guards = store.lock_many(shards, Some(ctx.task));
+    let mut guards = ctx.lock_many(shards);
     let guard_of =
-        |shard: usize, guards: &[ShardGuard<'_>]| guards.iter().position(|g| g.index == shard);
+        |shard: usize, guards: &[Locked<'_, '_>]| guards.iter().position(|g| g.index == shard);
     for pair in args[1..].chunks(2) {
         if let Some(i) = guard_of(store.shard_of(&pair[0]), &guards)
             && guards[i].get_live(&pair[0], now).is_some()
@@ -340,9 +335,9 @@ pub fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     Reply::Integer(1)
 }
 
-fn incr_generic(ctx: &mut Ctx<'_>, key: &Bytes, by: i64) -> Reply {
+fn incr_generic(ctx: &mut Ctx<'_, '_>, key: &Bytes, by: i64) -> Reply {
     let now = ctx.now_ms;
-    let mut guard = lock(ctx, key);
+    let mut guard = ctx.lock_key(key);
     // Read, checked and rewritten in place, or created as "0" first: one probe either way.
     let zero = || Entry::new(Value::copy_from_slice(b"0"), 0, now);
     let updated = guard.upsert_live(key, now, zero, |entry| {
@@ -359,22 +354,22 @@ fn incr_generic(ctx: &mut Ctx<'_>, key: &Bytes, by: i64) -> Reply {
     }
 }
 
-pub fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn incr(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     incr_generic(ctx, &args[1], 1)
 }
 
-pub fn decr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn decr(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     incr_generic(ctx, &args[1], -1)
 }
 
-pub fn incrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn incrby(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     match int_arg(&args[2]) {
         Ok(by) => incr_generic(ctx, &args[1], by),
         Err(e) => e,
     }
 }
 
-pub fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn decrby(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     match int_arg(&args[2]) {
         Ok(i64::MIN) => Reply::error("ERR decrement would overflow"),
         Ok(by) => incr_generic(ctx, &args[1], -by),
@@ -386,17 +381,17 @@ pub fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
 /// it ran: makes room for `growth` (the caller has let go of the lock, since eviction takes shard
 /// locks itself) and records it; the caller then looks its value up again, as it may have changed
 /// meanwhile.
-fn reserve_more(ctx: &mut Ctx<'_>, key: &[u8], growth: usize) -> Result<(), Reply> {
+fn reserve_more(ctx: &mut Ctx<'_, '_>, key: &[u8], growth: usize) -> Result<(), Reply> {
     super::reserve(ctx, &[key], growth)?;
     ctx.reserved = growth;
     Ok(())
 }
 
-pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn incrbyfloat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let key = &args[1];
     loop {
-        let mut guard = lock(ctx, key);
+        let mut guard = ctx.lock_key(key);
         let current = guard.get_live(key, now).map(|entry| &entry.value[..]);
         let current_len = current.map_or(0, <[u8]>::len);
         let value = match incr_by_float(current, &args[2]) {
@@ -423,9 +418,9 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
-pub fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn append(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let mut guard = lock(ctx, &args[1]);
+    let mut guard = ctx.lock_key(&args[1]);
     match guard.get_live(&args[1], now) {
         None => {
             guard.insert(args[1].clone(), Entry::new(args[2].clone(), 0, now));
@@ -446,19 +441,19 @@ pub fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     }
 }
 
-pub fn strlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn strlen(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let mut guard = lock(ctx, &args[1]);
+    let mut guard = ctx.lock_key(&args[1]);
     Reply::Integer(guard.get_live(&args[1], now).map_or(0, |e| e.value.len() as i64))
 }
 
-pub fn getrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn getrange(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let (mut start, mut end) = match (int_arg(&args[2]), int_arg(&args[3])) {
         (Ok(s), Ok(e)) => (s, e),
         (Err(e), _) | (_, Err(e)) => return e,
     };
     let now = ctx.now_ms;
-    let mut guard = lock(ctx, &args[1]);
+    let mut guard = ctx.lock_key(&args[1]);
     let Some(entry) = guard.get_live(&args[1], now) else {
         return Reply::bulk(Bytes::new());
     };
@@ -500,18 +495,19 @@ fn setrange_args(args: &[Bytes]) -> Result<(usize, &Bytes), Reply> {
 
 /// The bytes SETRANGE would add to the key's value as it is now: the zeros up to `offset` and
 /// the patch past the current end (0 when the command will fail or change nothing).
-pub(super) fn setrange_growth(ctx: &Ctx<'_>, args: &[Bytes]) -> usize {
+pub(super) fn setrange_growth(ctx: &Ctx<'_, '_>, args: &[Bytes]) -> usize {
     let Ok((offset, patch)) = setrange_args(args) else {
         return 0;
     };
     if patch.is_empty() {
         return 0;
     }
-    let current = lock(ctx, &args[1]).get_live(&args[1], ctx.now_ms).map_or(0, |e| e.value.len());
+    let current =
+        ctx.lock_key(&args[1]).get_live(&args[1], ctx.now_ms).map_or(0, |e| e.value.len());
     (offset + patch.len()).saturating_sub(current)
 }
 
-pub fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
+pub fn setrange(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let (offset, patch) = match setrange_args(args) {
         Ok(checked) => checked,
         Err(e) => return e,
@@ -519,7 +515,7 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let key = &args[1];
     loop {
-        let mut guard = lock(ctx, key);
+        let mut guard = ctx.lock_key(key);
         let existing = guard.get_live(key, now).map(|e| e.value.clone());
         let current = existing.as_ref().map_or(0, |v| v.len());
         if patch.is_empty() {
