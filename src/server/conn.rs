@@ -12,7 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::commands::{self, ClientState, Ctx};
-use super::resp::{self, Parsed};
+use super::resp::{self, Parsed, Reply};
+use super::scripting::{Blocked, ERR_BUSY};
 use super::state::NodeState;
 use super::tasks::TaskState;
 
@@ -95,8 +96,32 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 // Shown by the task dump while it runs (waiting for a lock included), and by
                 // CLIENT LIST's `cmd=` afterwards.
                 task.set_command(index);
-                let mut ctx = Ctx::new(&node, &mut client, &task, now_ms);
-                let (index, reply) = commands::execute(&mut ctx, index, &args);
+                // While a script waits for the shards or runs, a command waits for it (this
+                // thread serves its other connections meanwhile), or is answered -BUSY once the
+                // script has run past the busy threshold (see `scripting`).
+                let runs_while_busy = commands::scripts::runs_while_busy(index, &args);
+                let entered = loop {
+                    match node.scripting.enter(runs_while_busy) {
+                        Ok(entered) => break Some(entered),
+                        Err(Blocked::Busy) => break None,
+                        Err(Blocked::Wait) => node.scripting.wait().await,
+                    }
+                };
+                let Some(entered) = entered else {
+                    commands::multi::flag_failed(&mut client);
+                    Reply::error(ERR_BUSY).encode(client.proto, &mut output);
+                    continue;
+                };
+                let (index, reply) = {
+                    let mut ctx = Ctx::new(&node, &mut client, &task, now_ms);
+                    commands::execute(&mut ctx, index, &args)
+                };
+                drop(entered);
+                // EVAL: the script runs on the script thread; its reply is the command's.
+                let reply = match client.deferred.take() {
+                    Some(script) => script.submit(node.clone(), task.clone(), client.id).await,
+                    None => reply,
+                };
                 match index {
                     Some(i) => node.metrics.commands[i as usize].inc(),
                     None => node.metrics.unknown_commands.inc(),

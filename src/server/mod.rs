@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod node;
 pub mod resp;
 pub mod router;
+pub mod scripting;
 pub mod snapshot;
 pub mod spin;
 pub mod state;

@@ -189,6 +189,8 @@ pub struct NodeState {
     pub next_client_id: AtomicU64,
     pub total_connections: AtomicU64,
     pub total_commands: AtomicU64,
+    /// Lua scripts: the cache, the script thread, and how commands wait for a running script.
+    pub scripting: super::scripting::Scripting,
 }
 
 impl NodeState {
@@ -222,6 +224,7 @@ impl NodeState {
             next_client_id: AtomicU64::new(1),
             total_connections: AtomicU64::new(0),
             total_commands: AtomicU64::new(0),
+            scripting: Default::default(),
         }
     }
 

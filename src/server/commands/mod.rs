@@ -9,6 +9,7 @@ mod connection;
 mod keys;
 mod long_double;
 pub mod multi;
+pub mod scripts;
 mod server;
 mod strings;
 
@@ -36,6 +37,9 @@ pub struct ClientState {
     pub multi: Option<multi::Transaction>,
     /// Since WATCH: the keys watched for EXEC.
     pub watch: Option<multi::Watched>,
+    /// A script EVAL asked for, which the connection runs on the script thread once the
+    /// command returns (see [`scripts::Deferred`]).
+    pub deferred: Option<scripts::Deferred>,
 }
 
 impl ClientState {
@@ -47,6 +51,7 @@ impl ClientState {
             close_after_reply: false,
             multi: None,
             watch: None,
+            deferred: None,
         }
     }
 }
@@ -310,6 +315,11 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("discard", 1, Admin, NO_KEYS, multi::discard),
     cmd!("watch", -2, Admin, ALL_KEYS, multi::watch),
     cmd!("unwatch", 1, Admin, NO_KEYS, multi::unwatch),
+    cmd!("eval", -3, Read, NO_KEYS, scripts::eval),
+    cmd!("evalsha", -3, Read, NO_KEYS, scripts::evalsha),
+    cmd!("eval_ro", -3, Read, NO_KEYS, scripts::eval_ro),
+    cmd!("evalsha_ro", -3, Read, NO_KEYS, scripts::evalsha_ro),
+    cmd!("script", -2, Admin, NO_KEYS, scripts::script),
 ];
 
 /// Name -> table index. foldhash, not the default SipHash: this lookup runs once per command.
@@ -463,6 +473,16 @@ pub(super) fn reserve(ctx: &Ctx<'_, '_>, keys: &[&[u8]], growth: usize) -> Resul
     let incoming = growth
         + keys.iter().map(|k| k.len() + super::store::ttl_index_cost(k)).sum::<usize>()
         + super::store::ENTRY_OVERHEAD * keys.len().max(1);
+    if ctx.in_transaction() {
+        // Eviction takes shard locks, which the transaction (or script) holds: inside one, only
+        // a write that fits as things stand runs.
+        let max = store.maxmemory() as usize;
+        return if max == 0 || store.used_memory() + incoming <= max {
+            Ok(())
+        } else {
+            Err(Reply::error(super::store::OutOfMemory.to_string()))
+        };
+    }
     let mut shards: Vec<usize> = keys.iter().map(|k| store.shard_of(k)).collect();
     shards.sort_unstable();
     shards.dedup();

@@ -53,7 +53,7 @@ pub(super) fn queue(client: &mut ClientState, index: u16, args: &[Bytes]) -> Rep
 }
 
 /// Marks an open transaction failed: a command was refused while it was being queued.
-pub(super) fn flag_failed(client: &mut ClientState) {
+pub fn flag_failed(client: &mut ClientState) {
     if let Some(transaction) = client.multi.as_mut() {
         transaction.failed = true;
     }

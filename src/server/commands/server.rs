@@ -121,7 +121,13 @@ fn config_params(ctx: &Ctx<'_, '_>) -> Vec<(&'static str, String)> {
         ("dir", node.config.data_dir.display().to_string()),
         ("maxmemory-samples", "5".to_string()),
         ("timeout", "0".to_string()),
+        ("busy-reply-threshold", busy_ms(node).to_string()),
+        ("lua-time-limit", busy_ms(node).to_string()),
     ]
+}
+
+fn busy_ms(node: &crate::server::state::NodeState) -> u128 {
+    node.scripting.busy_threshold().as_millis()
 }
 
 /// `CONFIG HELP`'s lines for the subcommands this node has (Redis 7's text, REWRITE left out).
@@ -197,7 +203,7 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         // As Redis 7's `configSetCommand`: every name is checked (an unknown one is reported as
         // given, before any bad value), then duplicates (as given), then each value (under the
         // parameter's own name); nothing is applied unless all pass.
-        let settable = ["maxmemory", "maxmemory-policy"];
+        let settable = ["maxmemory", "maxmemory-policy", "busy-reply-threshold", "lua-time-limit"];
         let mut names: Vec<&str> = Vec::new();
         for pair in args[2..].chunks(2) {
             let Some(name) = settable.into_iter().find(|n| is(&pair[0], n)) else {
@@ -214,6 +220,7 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         }
         let mut memory = None;
         let mut policy = None;
+        let mut busy = None;
         for (name, pair) in names.into_iter().zip(args[2..].chunks(2)) {
             let value = String::from_utf8_lossy(&pair[1]).into_owned();
             match name {
@@ -233,6 +240,19 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
                         ));
                     }
                 },
+                "busy-reply-threshold" | "lua-time-limit" => match value.parse::<i64>() {
+                    Ok(ms) if ms >= 0 => busy = Some(std::time::Duration::from_millis(ms as u64)),
+                    Ok(_) => {
+                        return Reply::error(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be between 0 and 9223372036854775807 inclusive"
+                        ));
+                    }
+                    Err(_) => {
+                        return Reply::error(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
+                        ));
+                    }
+                },
                 _ => unreachable!("only settable names are kept"),
             }
         }
@@ -241,6 +261,9 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         }
         if let Some(p) = policy {
             ctx.node.store.set_policy(p);
+        }
+        if let Some(threshold) = busy {
+            ctx.node.scripting.set_busy_threshold(threshold);
         }
         Reply::ok()
     } else if is(sub, "RESETSTAT") {
@@ -289,6 +312,18 @@ fn redis_flags(name: &str) -> Option<&'static [&'static str]> {
             Some(&["noscript", "loading", "stale", "fast", "allow_busy"])
         }
         "exec" => Some(&["noscript", "loading", "stale", "skip_slowlog"]),
+        "eval" | "evalsha" => {
+            Some(&["noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"])
+        }
+        "eval_ro" | "evalsha_ro" => Some(&[
+            "readonly",
+            "noscript",
+            "stale",
+            "skip_monitor",
+            "no_mandatory_keys",
+            "movablekeys",
+        ]),
+        "script" => Some(&[]),
         _ => None,
     }
 }

@@ -36,6 +36,9 @@ pub enum Reply {
     Double(f64),
     /// RESP3 verbatim text (`=`); RESP2 bulk string.
     Verbatim(String),
+    /// RESP3 boolean (`#t`, `#f`); RESP2 `:1` and `:0`. (A script's `true` and `false` reach a
+    /// RESP2 client as `:1` and a nil: the script builds those replies itself.)
+    Bool(bool),
 }
 
 impl Reply {
@@ -113,6 +116,10 @@ impl Reply {
                     Protocol::Resp3 => line(out, b',', text.as_bytes()),
                 }
             }
+            Reply::Bool(b) => match proto {
+                Protocol::Resp2 => out.extend_from_slice(if *b { b":1\r\n" } else { b":0\r\n" }),
+                Protocol::Resp3 => out.extend_from_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
+            },
             Reply::Verbatim(text) => match proto {
                 Protocol::Resp2 => bulk(out, text.as_bytes()),
                 Protocol::Resp3 => {
