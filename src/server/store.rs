@@ -833,13 +833,16 @@ impl ShardGuard<'_> {
     /// must build an entry without a TTL whose value owns its allocation; `f` must not change
     /// the TTL. An expired entry is replaced (and counted as expired, as lazy expiry does).
     /// Keeps the accounting and the TTL index exact.
-    pub fn upsert_live<R>(
+    ///
+    /// `f` fails without changing the entry (INCR of a value that is not a number): watchers of
+    /// the key are then not told of a change (only when the key was created or replaced first).
+    pub fn upsert_live<T, E>(
         &mut self,
         key: &[u8],
         now_ms: u64,
         new: impl Fn() -> Entry,
-        f: impl FnOnce(&mut Entry) -> R,
-    ) -> R {
+        f: impl FnOnce(&mut Entry) -> Result<T, E>,
+    ) -> Result<T, E> {
         let (shard, store) = (self.shard, self.store);
         let (entry, inserted) =
             self.data.map.get_or_insert_with_borrowed(key, || (Key::from_slice(key), new()));
@@ -866,7 +869,9 @@ impl ShardGuard<'_> {
         if dropped_ttl {
             self.unindex_ttl(key);
         }
-        self.touched(key);
+        if result.is_ok() || inserted || dropped_ttl {
+            self.touched(key);
+        }
         result
     }
 
@@ -1148,9 +1153,9 @@ mod tests {
         let unused = || unreachable!("the key is live");
         let next = g.upsert_live(&short, 0, unused, |e| {
             e.value = Bytes::from_static(b"10").into();
-            10
+            Ok::<_, ()>(10)
         });
-        assert_eq!(next, 10);
+        assert_eq!(next, Ok(10));
         drop(g);
         assert_eq!(data(&s), 1 + 2 + ENTRY_OVERHEAD);
         let mut g = s.lock(s.shard_of(&long), None);
@@ -1339,18 +1344,18 @@ mod tests {
         let bump = |e: &mut Entry| {
             let next = std::str::from_utf8(&e.value).unwrap().parse::<i64>().unwrap() + 10;
             e.value = Bytes::from(next.to_string()).into();
-            next
+            Ok::<_, ()>(next)
         };
         let mut g = s.lock(idx, None);
-        assert_eq!(g.upsert_live(k, 100, zero, bump), 10); // created
-        assert_eq!(g.upsert_live(k, 200, zero, bump), 20); // updated in place
+        assert_eq!(g.upsert_live(k, 100, zero, bump), Ok(10)); // created
+        assert_eq!(g.upsert_live(k, 200, zero, bump), Ok(20)); // updated in place
         assert_eq!(g.map().get(&k[..]).map(|e| e.last_access_ms), Some(200));
         drop(g);
         assert_eq!(data_bytes(&s), k.len() + 2 + ENTRY_OVERHEAD);
         assert!(s.lock(idx, None).set_expiry(k, 300));
         assert_eq!(s.ttl_keys_unlocked(), 1);
         // Past its TTL: counted as expired, replaced by a fresh "0" (no TTL), then bumped.
-        assert_eq!(s.lock(idx, None).upsert_live(k, 300, zero, bump), 10);
+        assert_eq!(s.lock(idx, None).upsert_live(k, 300, zero, bump), Ok(10));
         assert_eq!(s.expired_total.get(), 1);
         assert_eq!(s.ttl_keys_unlocked(), 0);
         assert_eq!(s.check_ttl_index(), Ok(()));

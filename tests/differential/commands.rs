@@ -173,6 +173,7 @@ pub fn sequence(max_len: usize) -> impl Strategy<Value = Vec<Command>> {
     let command = prop_oneof![
         6 => string_command(),
         4 => keyspace_command(),
+        2 => script_command(),
         1 => malformed_command(),
     ];
     let command = without_known_differences(with_name_case(command.boxed()));
@@ -320,6 +321,7 @@ fn transaction_command() -> Part {
         1 => command("GETDEL", vec![key()]),
         1 => command("DBSIZE", vec![]),
         1 => prop_oneof![command("FLUSHALL", vec![]), command("FLUSHDB", vec![])].boxed(),
+        1 => script_command(),
         // Refused while queueing (EXECABORT), or failing inside EXEC (a runtime error).
         2 => select(MISTAKES)
             .prop_map(|line| line.split(' ').map(|a| Arg::Literal(a.as_bytes().to_vec())).collect())
@@ -328,31 +330,53 @@ fn transaction_command() -> Part {
     .boxed()
 }
 
-/// Differences from Redis 7.0.15 found by this test and reported, not fixed yet: the commands
-/// that would meet them are not generated, so that the test keeps checking everything else.
-/// Remove an entry once the node is fixed. Each returns what it avoids.
+/// Script bodies: reads, writes, errors raised (`redis.call`) and returned (`redis.pcall`),
+/// Lua's conversions both ways, over the generated keys and values. No TTLs: a deadline set
+/// inside a script could not be told from an absolute one by the final check.
+const SCRIPTS: &[&[u8]] = &[
+    b"return redis.call('get', KEYS[1])",
+    b"return redis.call('incr', KEYS[1])",
+    b"return redis.pcall('incr', KEYS[1])",
+    b"redis.call('set', KEYS[1], ARGV[1]) return redis.call('get', KEYS[1])",
+    b"return {redis.call('exists', KEYS[1]), ARGV[1], tonumber(ARGV[1]), #ARGV}",
+    b"return redis.call('del', KEYS[1])",
+    b"return redis.call('append', KEYS[1], ARGV[1])",
+    b"return redis.call('mget', KEYS[1], 'k2')",
+    b"local v = redis.call('get', KEYS[1]) if v then return {ok = v} end return {err = 'NONE ' .. KEYS[1]}",
+    b"return redis.call('setrange', KEYS[1], ARGV[1], 'x')",
+    b"return x",
+];
+
+/// EVAL, EVAL_RO and EVALSHA of the scripts above (EVALSHA of one not loaded answers
+/// NOSCRIPT), and SCRIPT LOAD, EXISTS and FLUSH: the cache is part of what both servers keep
+/// between commands.
+fn script_command() -> Part {
+    let sha = |body: &[u8]| mapcache::server::commands::scripts::sha1_hex(body).into_bytes();
+    let body = || select(SCRIPTS).prop_map(|b| vec![Arg::Literal(b.to_vec())]).boxed();
+    let sha_of = move || select(SCRIPTS).prop_map(move |b| vec![Arg::Literal(sha(b))]).boxed();
+    let one_key = || from(&[b"1"]);
+    prop_oneof![
+        4 => command("EVAL", vec![body(), one_key(), key(), value()]),
+        1 => command("EVAL_RO", vec![body(), one_key(), key(), value()]),
+        3 => command("EVALSHA", vec![sha_of(), one_key(), key(), value()]),
+        2 => command("SCRIPT", vec![from(&[b"LOAD"]), body()]),
+        1 => command("SCRIPT", vec![from(&[b"EXISTS"]), sha_of(), sha_of()]),
+        1 => command("SCRIPT", vec![from(&[b"FLUSH"])]),
+    ]
+    .boxed()
+}
+
+/// Differences from Redis 7.0.15 found by this test and not fixed yet: the commands that would
+/// meet them are not generated, so that the test keeps checking everything else. Remove an
+/// entry once the node is fixed. Each returns what it avoids. (None today: the two it found,
+/// EXPIRE's unsupported option quoted past a NUL and EXPIRETIME truncated instead of rounded,
+/// are fixed.)
 fn known_difference(template: &[Arg]) -> Option<&'static str> {
     let literal = |i: usize| match template.get(i) {
         Some(Arg::Literal(bytes)) => Some(bytes.as_slice()),
         _ => None,
     };
-    let name = literal(0)?.to_ascii_uppercase();
-    let is_c_string_unsafe = |arg: &[u8]| arg.contains(&0) || std::str::from_utf8(arg).is_err();
-    // `-ERR Unsupported option <opt>`: Redis prints the option up to a NUL (`%s`); the node
-    // prints all of it, invalid UTF-8 replaced by U+FFFD (keys.rs, `String::from_utf8_lossy`).
-    if matches!(name.as_slice(), b"EXPIRE" | b"PEXPIRE" | b"EXPIREAT" | b"PEXPIREAT")
-        && (3..template.len()).any(|i| literal(i).is_some_and(is_c_string_unsafe))
-    {
-        return Some("EXPIRE's unsupported option with a NUL or invalid UTF-8");
-    }
-    // EXPIRETIME of a deadline that is not a whole second: Redis rounds to the nearest second
-    // (`(ms + 500) / 1000`, `ttlGenericCommand`), the node truncates (`at / 1000` in keys.rs).
-    // `SET k v PXAT 4000000000500` then `EXPIRETIME k`: 4000000001 from Redis, 4000000000 from
-    // the node; after `PXAT 9223372036854775807`, 9223372036854776 and 9223372036854775.
-    // PEXPIRETIME, which the check after each sequence sends, compares every deadline exactly.
-    if name == b"EXPIRETIME" {
-        return Some("EXPIRETIME of a deadline that is not a whole second");
-    }
+    let _name = literal(0)?.to_ascii_uppercase();
     None
 }
 

@@ -52,10 +52,10 @@ fn expire_generic(
         } else if is(opt, "LT") {
             lt = true;
         } else {
-            return Reply::error(format!(
-                "ERR Unsupported option {}",
-                String::from_utf8_lossy(opt)
-            ));
+            // `%s`: the option up to a NUL, its bytes as sent.
+            let mut text = b"ERR Unsupported option ".to_vec();
+            text.extend_from_slice(super::c_string_prefix(opt, usize::MAX));
+            return Reply::error(text);
         }
     }
     if nx && (xx || gt || lt) {
@@ -133,7 +133,9 @@ fn ttl_generic(ctx: &mut Ctx<'_, '_>, key: &[u8], millis: bool, absolute: bool) 
     let at = entry.expires_at_ms as i64;
     Reply::Integer(match (absolute, millis) {
         (true, true) => at,
-        (true, false) => at / 1000,
+        // Rounded to the nearest second, as Redis's `(ttl + 500) / 1000` (without its overflow
+        // near i64::MAX, whose result it prints as if there were none).
+        (true, false) => ((i128::from(at) + 500) / 1000) as i64,
         (false, true) => at - now as i64,
         (false, false) => (at - now as i64 + 500) / 1000,
     })

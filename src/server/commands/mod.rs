@@ -388,27 +388,27 @@ pub fn wrong_arity(name: &str) -> Reply {
 /// Inside MULTI a command that passes these checks is queued instead (see [`multi`]), and one
 /// refused by them fails the transaction.
 pub fn execute(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> (Option<u16>, Reply) {
-    let (index, reply) = dispatch(ctx, index, args);
-    if matches!(reply, Reply::Error(_)) && ctx.client.multi.is_some() {
-        let queued_command = index.is_none_or(|i| !multi::runs_in_multi(COMMANDS[i as usize].name));
-        if queued_command {
-            multi::flag_failed(ctx.client);
-        }
-    }
-    (index, reply)
-}
-
-fn dispatch(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> (Option<u16>, Reply) {
     let Some(index) = index else {
+        multi::flag_failed(ctx.client);
         return (None, unknown_command(args));
     };
     let spec = &COMMANDS[index as usize];
     let argc = args.len() as i32;
+    // A command refused by these checks (Redis's `rejectCommand`) fails an open transaction;
+    // EXEC refused discards it, with Redis's EXECABORT reply. (A command's own error, such as
+    // MULTI's inside MULTI, does neither.)
+    let refuse = |ctx: &mut Ctx<'_, '_>, error: Reply| match spec.name {
+        "exec" => multi::abort_refused(ctx, error),
+        _ => {
+            multi::flag_failed(ctx.client);
+            error
+        }
+    };
     if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
-        return (Some(index), wrong_arity(spec.name));
+        return (Some(index), refuse(ctx, wrong_arity(spec.name)));
     }
     if !ctx.client.authenticated && !spec.no_auth {
-        return (Some(index), Reply::error("NOAUTH Authentication required."));
+        return (Some(index), refuse(ctx, Reply::error("NOAUTH Authentication required.")));
     }
     if ctx.client.multi.is_some() && !multi::runs_in_multi(spec.name) {
         // Redis refuses every queued command while memory cannot be made under maxmemory (a
@@ -416,10 +416,10 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> (Optio
         if ctx.node.store.maxmemory() != 0
             && let Err(oom) = ctx.node.store.ensure_memory(0, &[], Some(ctx.task))
         {
-            return (Some(index), Reply::error(oom.to_string()));
+            return (Some(index), refuse(ctx, Reply::error(oom.to_string())));
         }
         if matches!(spec.kind, Kind::Write | Kind::WriteGrow(_)) && ctx.node.is_draining() {
-            return (Some(index), Reply::error(ERR_DRAINING));
+            return (Some(index), refuse(ctx, Reply::error(ERR_DRAINING)));
         }
         return (Some(index), multi::queue(ctx.client, index, args));
     }

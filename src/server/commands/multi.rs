@@ -92,7 +92,13 @@ pub fn watch(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 }
 
 pub fn unwatch(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> Reply {
-    unwatch_all(ctx.node, ctx.task, ctx.client);
+    // Queued in MULTI, UNWATCH runs inside EXEC, which holds the watched keys' shards: their
+    // locks come through `ctx`.
+    if let Some(watched) = ctx.client.watch.take() {
+        for key in &watched.keys {
+            ctx.lock_key(key).unwatch(key, ctx.client.id);
+        }
+    }
     Reply::ok()
 }
 
@@ -113,6 +119,18 @@ fn abort(error: &Bytes) -> Reply {
     let mut text = b"EXECABORT Transaction discarded because of: ".to_vec();
     text.extend_from_slice(reason);
     Reply::error(text)
+}
+
+/// EXEC refused before it runs (its arity, authentication), as Redis's `rejectCommand` refuses
+/// it: the transaction, if any, is discarded, and the reply is `-EXECABORT Transaction
+/// discarded because of: <the error>` (an `ERR ` prefix left out), MULTI or not.
+pub(super) fn abort_refused(ctx: &mut Ctx<'_, '_>, error: Reply) -> Reply {
+    ctx.client.multi = None;
+    unwatch_all(ctx.node, ctx.task, ctx.client);
+    match error {
+        Reply::Error(text) => abort(&text.slice(if text.starts_with(b"ERR ") { 4 } else { 0 }..)),
+        other => other,
+    }
 }
 
 pub fn exec(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> Reply {

@@ -743,6 +743,18 @@ fn to_reply(outcome: &MultiValue, resp3: bool, sha: &str, killed: bool) -> Reply
     Reply::error(text)
 }
 
+/// A Lua number as Redis converts it, with C's `(long long)` cast on x86-64: truncated toward
+/// zero, and a value out of range (or NaN) becomes i64::MIN (the `cvttsd2si` result), where
+/// Rust's `as` would saturate.
+fn lua_number_to_integer(n: f64) -> i64 {
+    // NaN is outside every range.
+    if !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&n) {
+        i64::MIN
+    } else {
+        n as i64
+    }
+}
+
 /// Deepest table nesting converted to a reply (Redis's reply conversion stops at the Lua stack
 /// limit; a table holding itself must not recurse forever).
 const MAX_DEPTH: usize = 100;
@@ -755,16 +767,23 @@ fn lua_to_reply(value: &Value, resp3: bool, depth: usize) -> Reply {
     match value {
         Value::String(s) => Reply::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
         Value::Integer(n) => Reply::Integer(*n),
-        Value::Number(n) => Reply::Integer(*n as i64),
+        Value::Number(n) => Reply::Integer(lua_number_to_integer(*n)),
         Value::Boolean(b) if resp3 => Reply::Bool(*b),
         Value::Boolean(true) => Reply::Integer(1),
         Value::Boolean(false) => Reply::Nil,
         Value::Table(table) => {
+            // Redis reads these as C strings: up to a NUL.
             if let Ok(Value::String(err)) = table.raw_get::<Value>("err") {
-                return Reply::Error(Bytes::copy_from_slice(&err.as_bytes()));
+                return Reply::Error(Bytes::copy_from_slice(super::c_string_prefix(
+                    &err.as_bytes(),
+                    usize::MAX,
+                )));
             }
             if let Ok(Value::String(ok)) = table.raw_get::<Value>("ok") {
-                return Reply::Status(String::from_utf8_lossy(&ok.as_bytes()).into_owned());
+                return Reply::StatusBytes(Bytes::copy_from_slice(super::c_string_prefix(
+                    &ok.as_bytes(),
+                    usize::MAX,
+                )));
             }
             if let Ok(Value::Number(d)) = table.raw_get::<Value>("double") {
                 return Reply::Double(d);

@@ -16,6 +16,8 @@ pub enum Reply {
     Simple(&'static str),
     /// `+...` built at run time (TYPE, INFO-like status lines).
     Status(String),
+    /// `+...` of raw bytes (a script's `{ok=...}`); `\r` and `\n` are sent as spaces.
+    StatusBytes(Bytes),
     /// `-ERR ...` (the full message including its prefix word). Bytes, not text: Redis echoes
     /// what the client sent (an unknown command's name and arguments) as it came.
     Error(Bytes),
@@ -68,16 +70,9 @@ impl Reply {
         match self {
             Reply::Simple(s) => line(out, b'+', s.as_bytes()),
             Reply::Status(s) => line(out, b'+', s.as_bytes()),
-            Reply::Error(s) => {
-                // A newline would end the error line early: Redis replaces them with spaces.
-                let start = out.len() + 1;
-                line(out, b'-', s);
-                for b in &mut out[start..start + s.len()] {
-                    if *b == b'\r' || *b == b'\n' {
-                        *b = b' ';
-                    }
-                }
-            }
+            // A newline would end the line early: Redis replaces them with spaces.
+            Reply::StatusBytes(s) => line_without_newlines(out, b'+', s),
+            Reply::Error(s) => line_without_newlines(out, b'-', s),
             Reply::Integer(n) => line_int(out, b':', *n),
             Reply::Bulk(b) => bulk(out, b),
             Reply::Value(v) => bulk(out, v),
@@ -129,6 +124,17 @@ impl Reply {
                     out.extend_from_slice(b"\r\n");
                 }
             },
+        }
+    }
+}
+
+/// A line of `body` with its `\r` and `\n` sent as spaces.
+fn line_without_newlines(out: &mut BytesMut, tag: u8, body: &[u8]) {
+    let start = out.len() + 1;
+    line(out, tag, body);
+    for b in &mut out[start..start + body.len()] {
+        if *b == b'\r' || *b == b'\n' {
+            *b = b' ';
         }
     }
 }
