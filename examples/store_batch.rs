@@ -46,15 +46,17 @@ fn run(store: &Store, stream: &[u8], op: Op, stages: &[Prefetch]) -> f64 {
             let mut shard = store.lock(store.shard_of(key), None);
             sum += match op {
                 Op::Get => shard.get_live(key, 1_000).map_or(0, |e| e.value.len()),
-                Op::Incr => shard.upsert_live(
-                    key,
-                    1_000,
-                    || Entry::new(Bytes::from_static(b"0"), 0, 0),
-                    |e| {
-                        e.last_access_ms += 1;
-                        e.value.len()
-                    },
-                ),
+                Op::Incr => shard
+                    .upsert_live(
+                        key,
+                        1_000,
+                        || Entry::new(Bytes::from_static(b"0"), 0, 0),
+                        |e| {
+                            e.last_access_ms += 1;
+                            Ok::<_, ()>(e.value.len())
+                        },
+                    )
+                    .unwrap_or(0),
             };
         }
     }
@@ -88,11 +90,11 @@ fn grow_pass(store: &Store, n: usize, passes: usize) {
         }
         for key in batch.chunks_exact(KEY_LEN) {
             let mut shard = store.lock(store.shard_of(key), None);
-            black_box(shard.upsert_live(
+            let _ = black_box(shard.upsert_live(
                 key,
                 1_000,
                 || Entry::new(Bytes::from_static(b"0"), 0, 0),
-                |e| e.value.len(),
+                |e| Ok::<_, ()>(e.value.len()),
             ));
         }
         times.push(started.elapsed().as_nanos() as u64);
