@@ -800,15 +800,28 @@ impl ShardGuard<'_> {
         &mut self.data.map
     }
 
-    /// The live entry for `key` (an expired one is removed first, as Redis's `lookupKey`).
+    /// The live entry for `key` (an expired one is removed first, as Redis's `lookupKey`),
+    /// marked accessed (for LRU).
     pub fn get_live(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
         self.get_live_mut(key, now_ms).map(|e| &*e)
     }
 
-    /// As `get_live`, and marks the entry accessed (for LRU). The caller may change the value
-    /// (keeping the accounting with `upsert_live` or `set_value`) but not `expires_at_ms`: a TTL
-    /// changes through `set_expiry`, which keeps the TTL index in step.
+    /// As `get_live`, without marking the entry accessed: Redis's `LOOKUP_NOTOUCH`, for the
+    /// commands that look at a key without using its value (EXISTS, TYPE, TTL, OBJECT, MEMORY
+    /// USAGE), so that OBJECT IDLETIME and LRU eviction see the last real use.
+    pub fn peek_live(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        self.lookup_live(key, now_ms, false).map(|e| &*e)
+    }
+
+    /// As `get_live`, mutable. The caller may change the value (keeping the accounting with
+    /// `upsert_live`, `set_value` or `modify_value`) but not `expires_at_ms`: a TTL changes
+    /// through `set_expiry`, which keeps the TTL index in step.
     pub fn get_live_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+        self.lookup_live(key, now_ms, true)
+    }
+
+    /// The live entry for `key`, an expired one removed first; `touch` marks it accessed.
+    fn lookup_live(&mut self, key: &[u8], now_ms: u64, touch: bool) -> Option<&mut Entry> {
         // One probe. The borrow checker cannot see that the entry is only returned on the path
         // that does not touch the map again (a conditional return of a borrow), so the entry
         // goes through a raw pointer.
@@ -824,7 +837,9 @@ impl ShardGuard<'_> {
             self.store.expired_total.inc();
             return None;
         }
-        entry.last_access_ms = now_ms;
+        if touch {
+            entry.last_access_ms = now_ms;
+        }
         Some(entry)
     }
 
@@ -885,6 +900,14 @@ impl ShardGuard<'_> {
     /// accounting never sees. A replaced entry keeps the key already stored.
     pub fn insert(&mut self, key: Bytes, mut entry: Entry) -> Option<Entry> {
         entry.value = entry.value.detach();
+        self.insert_owned(key, entry)
+    }
+
+    /// As [`insert`](Self::insert), for an entry whose value owns its allocation already: built
+    /// by the command (SETBIT's padded value), or taken out of a shard with
+    /// [`remove`](Self::remove) (RENAME moves an entry, TTL and last access included, to its new
+    /// key). The value is stored as it is, not copied.
+    pub fn insert_owned(&mut self, key: Bytes, entry: Entry) -> Option<Entry> {
         let has_ttl = entry.expires_at_ms != 0;
         // One probe: the entry goes into the slot that probe reserves when the key is new, and
         // replaces the stored one otherwise.
@@ -937,6 +960,18 @@ impl ShardGuard<'_> {
         self.shard.data_bytes.fetch_sub(old_len, Ordering::Relaxed);
         self.touched(key);
         Ok(())
+    }
+
+    /// Changes the bytes of a stored value in place, its length unchanged (SETBIT within the
+    /// value): no copy unless a reply being written still shares the value's allocation (see
+    /// [`Value::modify`]). Returns false when `key` is not stored.
+    pub fn modify_value(&mut self, key: &[u8], f: impl FnOnce(&mut [u8])) -> bool {
+        let Some(entry) = self.data.map.get_mut(key) else {
+            return false;
+        };
+        entry.value.modify(f);
+        self.touched(key);
+        true
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::ops::Deref;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// The longest value stored inline.
 pub const INLINE_CAP: usize = 23;
@@ -68,6 +68,23 @@ impl Value {
         match self.0 {
             Repr::Inline { .. } => Bytes::copy_from_slice(&self),
             Repr::Shared(data) => data,
+        }
+    }
+
+    /// Changes the bytes in place, the length unchanged: an inline value's own bytes, a long
+    /// one's allocation when nothing else shares it, else (a reply being written still holds
+    /// it) a copy of its own, of exactly its length, which the value keeps from then on.
+    pub fn modify(&mut self, f: impl FnOnce(&mut [u8])) {
+        match &mut self.0 {
+            Repr::Inline { len, bytes } => f(&mut bytes[..usize::from(*len)]),
+            Repr::Shared(data) => {
+                let mut owned = match std::mem::take(data).try_into_mut() {
+                    Ok(owned) => owned,
+                    Err(shared) => BytesMut::from(&shared[..]),
+                };
+                f(&mut owned);
+                *data = owned.freeze();
+            }
         }
     }
 
@@ -157,6 +174,25 @@ mod tests {
         let short = Value::from_owned(buffer.slice(0..5));
         assert!(short.is_inline());
         assert!(!range.contains(&short.as_ptr()));
+    }
+
+    #[test]
+    fn modify_changes_a_value_in_place_unless_a_reply_still_shares_it() {
+        let mut short = Value::copy_from_slice(b"abc");
+        short.modify(|b| b[0] = b'x');
+        assert_eq!(&*short, b"xbc");
+        // Nothing else holds the allocation: the same one is changed.
+        let mut long = Value::copy_from_slice(&[0u8; 100]);
+        let before = long.as_ptr();
+        long.modify(|b| b[99] = 1);
+        assert_eq!(long.as_ptr(), before);
+        assert_eq!(long[99], 1);
+        // A reply holds it: the reply keeps the old bytes, the value gets a copy of its own.
+        let reply = long.to_bytes();
+        long.modify(|b| b[0] = 7);
+        assert_ne!(long.as_ptr(), before);
+        assert_eq!((long[0], long[99], long.len()), (7, 1, 100));
+        assert_eq!((reply[0], reply[99]), (0, 1));
     }
 
     #[test]

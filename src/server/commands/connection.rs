@@ -123,16 +123,25 @@ pub fn hello(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     ])
 }
 
-/// Only database 0 exists. The index is read as Redis's `getIntFromObjectOrReply`: an integer
-/// that does not fit a C `int` has its own error, before the range of databases is checked.
+/// Only database 0 exists.
 pub fn select(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
-    match parse_i64(&args[1]) {
-        Some(0) => Reply::ok(),
-        Some(id) if i32::try_from(id).is_err() => {
-            Reply::error("ERR value is out of range, value must between -2147483648 and 2147483647")
-        }
-        Some(_) => Reply::error("ERR DB index is out of range"),
-        None => Reply::error(ERR_NOT_INTEGER),
+    match check_db_index(&args[1]) {
+        Ok(()) => Reply::ok(),
+        Err(e) => e,
+    }
+}
+
+/// A database index as SELECT and COPY's `DB` read it: Redis's `getIntFromObjectOrReply` (an
+/// integer that does not fit a C `int` has its own error, before the range of databases is
+/// checked), then its `selectDb`, which only database 0 passes here.
+pub(super) fn check_db_index(arg: &[u8]) -> Result<(), Reply> {
+    match parse_i64(arg) {
+        Some(0) => Ok(()),
+        Some(id) if i32::try_from(id).is_err() => Err(Reply::error(
+            "ERR value is out of range, value must between -2147483648 and 2147483647",
+        )),
+        Some(_) => Err(Reply::error("ERR DB index is out of range")),
+        None => Err(Reply::error(ERR_NOT_INTEGER)),
     }
 }
 

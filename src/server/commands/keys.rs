@@ -1,5 +1,8 @@
-//! Keyspace commands: DEL UNLINK EXISTS TYPE EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL
+//! Keyspace commands: DEL UNLINK EXISTS TYPE TOUCH EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL
 //! EXPIRETIME PEXPIRETIME PERSIST DBSIZE FLUSHDB FLUSHALL KEYS SCAN RANDOMKEY.
+//!
+//! As in Redis, EXISTS, TYPE and the TTL family look a key up without marking it used
+//! (`LOOKUP_NOTOUCH`): OBJECT IDLETIME and LRU eviction see the last read or write of its value.
 
 use bytes::Bytes;
 use rand::Rng;
@@ -23,13 +26,22 @@ pub fn del(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 pub fn exists(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let found =
+        args[1..].iter().filter(|key| ctx.lock_key(key).peek_live(key, now).is_some()).count();
+    Reply::Integer(found as i64)
+}
+
+/// Marks each key used now (for LRU and OBJECT IDLETIME); counts those that exist, a key named
+/// twice twice.
+pub fn touch(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
+    let now = ctx.now_ms;
+    let found =
         args[1..].iter().filter(|key| ctx.lock_key(key).get_live(key, now).is_some()).count();
     Reply::Integer(found as i64)
 }
 
 pub fn type_(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let found = ctx.lock_key(&args[1]).get_live(&args[1], now).is_some();
+    let found = ctx.lock_key(&args[1]).peek_live(&args[1], now).is_some();
     Reply::Simple(if found { "string" } else { "none" })
 }
 
@@ -124,7 +136,7 @@ pub fn pexpireat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 fn ttl_generic(ctx: &mut Ctx<'_, '_>, key: &[u8], millis: bool, absolute: bool) -> Reply {
     let now = ctx.now_ms;
     let mut guard = ctx.lock_key(key);
-    let Some(entry) = guard.get_live(key, now) else {
+    let Some(entry) = guard.peek_live(key, now) else {
         return Reply::Integer(-2);
     };
     if entry.expires_at_ms == 0 {

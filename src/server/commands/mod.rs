@@ -1,14 +1,18 @@
-//! The command table and dispatcher. One file per command family (`strings`, `keys`,
-//! `connection`, `server`), each command in three steps: parse (rejecting extra or bad
-//! arguments), apply, reply.
+//! The command table and dispatcher. One file per command family (`strings`, `bits`, `lcs`,
+//! `keys`, `rename`, `object`, `connection`, `server`), each command in three steps: parse
+//! (rejecting extra or bad arguments), apply, reply.
 //!
 //! The dispatcher checks in Redis's order (`processCommand` in `server.c`): unknown command,
 //! arity, authentication, then draining (writes refused) and maxmemory (writes that may grow).
 
+mod bits;
 mod connection;
 mod keys;
+mod lcs;
 mod long_double;
 pub mod multi;
+mod object;
+mod rename;
 pub mod scripts;
 mod server;
 mod strings;
@@ -117,10 +121,47 @@ impl<'c, 'n> Ctx<'c, 'n> {
         }
     }
 
+    /// The locks of the shards two keys live in (RENAME, COPY, LCS), taken with one
+    /// [`lock_many`](Self::lock_many): in ascending order, and one lock when they share a shard.
+    pub fn lock_pair(&self, first: &[u8], second: &[u8]) -> PairLocks<'_, 'n> {
+        let store = &self.node.store;
+        let (a, b) = (store.shard_of(first), store.shard_of(second));
+        let guards = self.lock_many(vec![a, b]);
+        // `lock_many` sorts and deduplicates: one guard for one shard, else the lower first.
+        let (first, second) = match a.cmp(&b) {
+            std::cmp::Ordering::Equal => (0, 0),
+            std::cmp::Ordering::Less => (0, 1),
+            std::cmp::Ordering::Greater => (1, 0),
+        };
+        debug_assert_eq!((guards[first].index, guards[second].index), (a, b));
+        PairLocks { guards, first, second }
+    }
+
     /// Whether the command runs inside a transaction that holds its locks: it must not wait for
     /// memory to be made (eviction takes shard locks).
     pub fn in_transaction(&self) -> bool {
         self.held.is_some()
+    }
+}
+
+/// The shard locks of a two-key command, from [`Ctx::lock_pair`].
+pub struct PairLocks<'g, 'n> {
+    guards: Vec<Locked<'g, 'n>>,
+    /// The position in `guards` of the first key's shard.
+    first: usize,
+    /// The position in `guards` of the second key's shard (`first` when they share one).
+    second: usize,
+}
+
+impl<'n> PairLocks<'_, 'n> {
+    /// The lock of the first key's shard.
+    pub fn first(&mut self) -> &mut ShardGuard<'n> {
+        &mut self.guards[self.first]
+    }
+
+    /// The lock of the second key's shard (the same lock as `first` when they share a shard).
+    pub fn second(&mut self) -> &mut ShardGuard<'n> {
+        &mut self.guards[self.second]
     }
 }
 
@@ -197,6 +238,11 @@ pub enum Growth {
     Double,
     /// Zero padding up to the offset, as SETRANGE writes it.
     Padding,
+    /// Zero padding up to the byte of the bit offset, as SETBIT writes it.
+    BitPadding,
+    /// The source key's value, which COPY stores again under the destination key: known only by
+    /// looking the source up.
+    SourceValue,
 }
 
 /// What a command does to the store: whether draining refuses it and maxmemory checks it.
@@ -253,6 +299,7 @@ macro_rules! cmd {
 
 const NO_KEYS: (i32, i32, i32) = (0, 0, 0);
 const ONE_KEY: (i32, i32, i32) = (1, 1, 1);
+const TWO_KEYS: (i32, i32, i32) = (1, 2, 1);
 const ALL_KEYS: (i32, i32, i32) = (1, -1, 1);
 const PAIRS: (i32, i32, i32) = (1, -1, 2);
 
@@ -286,10 +333,19 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("getrange", 4, Read, ONE_KEY, strings::getrange),
     cmd!("substr", 4, Read, ONE_KEY, strings::getrange),
     cmd!("setrange", 4, WriteGrow(Padding), ONE_KEY, strings::setrange),
+    cmd!("setbit", 4, WriteGrow(BitPadding), ONE_KEY, bits::setbit),
+    cmd!("getbit", 3, Read, ONE_KEY, bits::getbit),
+    cmd!("bitcount", -2, Read, ONE_KEY, bits::bitcount),
+    cmd!("lcs", -3, Read, TWO_KEYS, lcs::lcs),
     cmd!("del", -2, Write, ALL_KEYS, keys::del),
     cmd!("unlink", -2, Write, ALL_KEYS, keys::del),
     cmd!("exists", -2, Read, ALL_KEYS, keys::exists),
     cmd!("type", 2, Read, ONE_KEY, keys::type_),
+    cmd!("touch", -2, Read, ALL_KEYS, keys::touch),
+    cmd!("rename", 3, Write, TWO_KEYS, rename::rename),
+    cmd!("renamenx", 3, Write, TWO_KEYS, rename::renamenx),
+    cmd!("copy", -3, WriteGrow(SourceValue), TWO_KEYS, rename::copy),
+    cmd!("object", -2, Read, NO_KEYS, object::object),
     cmd!("expire", -3, Write, ONE_KEY, keys::expire),
     cmd!("pexpire", -3, Write, ONE_KEY, keys::pexpire),
     cmd!("expireat", -3, Write, ONE_KEY, keys::expireat),
@@ -457,6 +513,8 @@ fn value_growth(ctx: &Ctx<'_, '_>, grows: Growth, args: &[Bytes], keys: &[usize]
         Growth::Integer => MAX_INTEGER_TEXT,
         Growth::Double => MAX_DOUBLE_TEXT,
         Growth::Padding => strings::setrange_growth(ctx, args),
+        Growth::BitPadding => bits::setbit_growth(ctx, args),
+        Growth::SourceValue => rename::copy_growth(ctx, args),
         Growth::Args => {
             let all: usize = args[1..].iter().map(|a| a.len()).sum();
             all - keys.iter().map(|&i| args[i].len()).sum::<usize>()
@@ -489,6 +547,26 @@ pub(super) fn reserve(ctx: &Ctx<'_, '_>, keys: &[&[u8]], growth: usize) -> Resul
     store
         .ensure_memory(incoming, &shards, Some(ctx.task))
         .map_err(|oom| Reply::error(oom.to_string()))
+}
+
+/// For a write that learns under its shard locks that it grows by more than the room made before
+/// it ran: makes room for `growth` value bytes written to `keys` (the caller has let go of its
+/// locks, since eviction takes shard locks itself) and records it; the caller then looks its
+/// keys up again, as they may have changed meanwhile.
+///
+/// Inside a transaction nothing is reserved, only recorded: EXEC made room for the whole
+/// transaction before it took its locks, and Redis checks no command of a running EXEC against
+/// maxmemory; evicting here would take shard locks the transaction holds.
+pub(super) fn reserve_more(
+    ctx: &mut Ctx<'_, '_>,
+    keys: &[&[u8]],
+    growth: usize,
+) -> Result<(), Reply> {
+    if !ctx.in_transaction() {
+        reserve(ctx, keys, growth)?;
+    }
+    ctx.reserved = growth;
+    Ok(())
 }
 
 /// The argument indexes holding keys, from the table's (first, last, step).

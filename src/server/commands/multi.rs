@@ -208,15 +208,16 @@ fn run(ctx: &mut Ctx<'_, '_>, transaction: Transaction) -> Reply {
 }
 
 /// Every shard the transaction's commands and its watched keys live in: the shards of their
-/// keys, or all of them when a command reads or writes without naming keys (DBSIZE, KEYS, SCAN,
-/// RANDOMKEY, FLUSHALL) or names a key outside the table's key positions (MEMORY USAGE).
+/// keys (for MEMORY USAGE and OBJECT, named after the subcommand, outside the table's key
+/// positions), or all of them when a command reads or writes without naming keys (DBSIZE, KEYS,
+/// SCAN, RANDOMKEY, FLUSHALL).
 fn shards(ctx: &Ctx<'_, '_>, transaction: &Transaction) -> Vec<usize> {
     let store = &ctx.node.store;
     let mut shards = Vec::new();
     for (index, args) in &transaction.queued {
         let spec = &COMMANDS[*index as usize];
         let positions = key_positions(spec, args.len());
-        if spec.name == "memory" {
+        if matches!(spec.name, "memory" | "object") {
             shards.extend(args.get(2).map(|key| store.shard_of(key)));
         } else if positions.is_empty() && spec.kind != Kind::Admin {
             return (0..store.shard_count()).collect();

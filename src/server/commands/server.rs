@@ -286,7 +286,7 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 }
 
 /// The flags Redis 7 reports for each command in `COMMAND INFO` (read from redis-server 7.0.15's
-/// own `COMMAND INFO`; none for CLIENT, CONFIG and MEMORY, as there). Only what clients read:
+/// own `COMMAND INFO`; none for CLIENT, CONFIG, MEMORY and OBJECT, as there). Only what clients read:
 /// the node's behaviour follows [`Kind`](super::Kind), not these. `None` for a name not in the
 /// table.
 fn redis_flags(name: &str) -> Option<&'static [&'static str]> {
@@ -296,17 +296,21 @@ fn redis_flags(name: &str) -> Option<&'static [&'static str]> {
         "quit" | "hello" | "auth" => {
             Some(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"])
         }
-        "client" | "config" | "memory" => Some(&[]),
+        "client" | "config" | "memory" | "object" => Some(&[]),
         "get" | "mget" | "strlen" | "exists" | "type" | "ttl" | "pttl" | "expiretime"
-        | "pexpiretime" | "dbsize" => Some(&["readonly", "fast"]),
-        "set" | "setex" | "psetex" | "mset" | "msetnx" | "setrange" => Some(&["write", "denyoom"]),
+        | "pexpiretime" | "dbsize" | "touch" | "getbit" => Some(&["readonly", "fast"]),
+        "set" | "setex" | "psetex" | "mset" | "msetnx" | "setrange" | "copy" | "setbit" => {
+            Some(&["write", "denyoom"])
+        }
         "setnx" | "getset" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" => {
             Some(&["write", "denyoom", "fast"])
         }
         "getdel" | "getex" | "unlink" | "expire" | "pexpire" | "expireat" | "pexpireat"
-        | "persist" => Some(&["write", "fast"]),
-        "getrange" | "substr" | "keys" | "scan" | "randomkey" => Some(&["readonly"]),
-        "del" | "flushdb" | "flushall" => Some(&["write"]),
+        | "persist" | "renamenx" => Some(&["write", "fast"]),
+        "getrange" | "substr" | "keys" | "scan" | "randomkey" | "bitcount" | "lcs" => {
+            Some(&["readonly"])
+        }
+        "del" | "flushdb" | "flushall" | "rename" => Some(&["write"]),
         "info" | "command" => Some(&["loading", "stale"]),
         "multi" | "discard" | "watch" | "unwatch" => {
             Some(&["noscript", "loading", "stale", "fast", "allow_busy"])
@@ -403,7 +407,7 @@ pub fn memory(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     }
     let now = ctx.now_ms;
     let mut guard = ctx.lock_key(&args[2]);
-    match guard.get_live(&args[2], now) {
+    match guard.peek_live(&args[2], now) {
         Some(entry) => Reply::Integer(entry_cost(&args[2], &entry.value) as i64),
         None => Reply::Nil,
     }

@@ -5,7 +5,9 @@
 use bytes::{Bytes, BytesMut};
 
 use super::long_double::{IncrError, incr_by_float};
-use super::{Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, Locked, int_arg, is, parse_i64, wrong_arity};
+use super::{
+    Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, Locked, int_arg, is, parse_i64, reserve_more, wrong_arity,
+};
 use crate::server::resp::{PROTO_MAX_BULK_LEN, Reply};
 use crate::server::store::Entry;
 use crate::server::value::Value;
@@ -377,16 +379,6 @@ pub fn decrby(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     }
 }
 
-/// For a write that learns under its shard lock that it grows by more than the room made before
-/// it ran: makes room for `growth` (the caller has let go of the lock, since eviction takes shard
-/// locks itself) and records it; the caller then looks its value up again, as it may have changed
-/// meanwhile.
-fn reserve_more(ctx: &mut Ctx<'_, '_>, key: &[u8], growth: usize) -> Result<(), Reply> {
-    super::reserve(ctx, &[key], growth)?;
-    ctx.reserved = growth;
-    Ok(())
-}
-
 pub fn incrbyfloat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let key = &args[1];
@@ -406,7 +398,7 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
             // Past the f64 range room was made for (results up to 4934 bytes): make room for
             // what the value grows by before storing it, as SETRANGE does.
             drop(guard);
-            match reserve_more(ctx, key, growth) {
+            match reserve_more(ctx, &[key], growth) {
                 Ok(()) => continue,
                 Err(oom) => return oom,
             }
@@ -527,7 +519,7 @@ pub fn setrange(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
             // The value is shorter than when room was made for this write (another client
             // replaced it): make room for the difference before allocating it.
             drop(guard);
-            match reserve_more(ctx, key, growth) {
+            match reserve_more(ctx, &[key], growth) {
                 Ok(()) => continue,
                 Err(oom) => return oom,
             }
