@@ -2,14 +2,18 @@
 //! `connection`, `server`), each command in three steps: parse (rejecting extra or bad
 //! arguments), apply, reply.
 //!
-//! The dispatcher checks in Redis's order (`processCommand` in `server.c`): unknown command,
-//! arity, authentication, then draining (writes refused) and maxmemory (writes that may grow).
+//! The dispatcher checks in Redis's order (`processCommand` in `server.c`): unknown command or
+//! subcommand, arity, authentication, then draining (writes refused) and maxmemory (writes that
+//! may grow). What it comes to ([`Executed`]) is what INFO commandstats counts: a call, or a
+//! rejection by those checks.
 
 mod connection;
+mod info;
 mod keys;
 mod long_double;
 pub mod multi;
 mod server;
+mod slowlog;
 mod strings;
 
 use std::cell::{RefCell, RefMut};
@@ -18,6 +22,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::LazyLock;
 
 use bytes::Bytes;
+
+pub use super::counters::Outcome;
+pub use connection::ReplyMode;
 
 use super::resp::{Protocol, Reply};
 use super::state::NodeState;
@@ -36,6 +43,10 @@ pub struct ClientState {
     pub multi: Option<multi::Transaction>,
     /// Since WATCH: the keys watched for EXEC.
     pub watch: Option<multi::Watched>,
+    /// `CLIENT REPLY`: which replies the client is sent.
+    pub reply: ReplyMode,
+    /// `CLIENT NO-TOUCH on`: the client's lookups leave the keys' LRU time alone.
+    pub no_touch: bool,
 }
 
 impl ClientState {
@@ -47,6 +58,8 @@ impl ClientState {
             close_after_reply: false,
             multi: None,
             watch: None,
+            reply: ReplyMode::default(),
+            no_touch: false,
         }
     }
 }
@@ -68,6 +81,10 @@ pub struct Ctx<'c, 'n> {
     /// The shards a transaction (EXEC) locked for all of its commands, which take their locks
     /// from here; `None` for a command run on its own, which locks what it needs.
     held: Option<&'c HeldShards<'n>>,
+    /// Set by a command that refused to run as Redis refuses before calling a command (EXEC's
+    /// memory and draining checks, made once its queue is at hand): a rejected call in INFO
+    /// commandstats, not a failed one.
+    pub refused: bool,
 }
 
 impl<'c, 'n> Ctx<'c, 'n> {
@@ -77,15 +94,18 @@ impl<'c, 'n> Ctx<'c, 'n> {
         task: &'n Task,
         now_ms: u64,
     ) -> Self {
-        Self { node, client, task, now_ms, reserved: usize::MAX, held: None }
+        Self { node, client, task, now_ms, reserved: usize::MAX, held: None, refused: false }
     }
 
-    /// The lock of shard `index`: taken now, or lent by the transaction that holds it.
+    /// The lock of shard `index`: taken now, or lent by the transaction that holds it. Its
+    /// lookups touch entries unless the client is in `CLIENT NO-TOUCH` mode.
     pub fn lock_shard(&self, index: usize) -> Locked<'_, 'n> {
-        match self.held {
+        let mut locked = match self.held {
             None => Locked::Own(self.node.store.lock(index, Some(self.task))),
             Some(held) => held.lend(index),
-        }
+        };
+        locked.set_touch(!self.client.no_touch);
+        locked
     }
 
     /// The lock of the shard `key` lives in.
@@ -96,7 +116,7 @@ impl<'c, 'n> Ctx<'c, 'n> {
     /// The locks of every shard in `indices` (deduplicated), taken in ascending order (the one
     /// lock order node-wide) or lent by the transaction.
     pub fn lock_many(&self, mut indices: Vec<usize>) -> Vec<Locked<'_, 'n>> {
-        match self.held {
+        let mut locked: Vec<Locked<'_, 'n>> = match self.held {
             None => self
                 .node
                 .store
@@ -109,7 +129,11 @@ impl<'c, 'n> Ctx<'c, 'n> {
                 indices.dedup();
                 indices.into_iter().map(|i| held.lend(i)).collect()
             }
+        };
+        for guard in &mut locked {
+            guard.set_touch(!self.client.no_touch);
         }
+        locked
     }
 
     /// Whether the command runs inside a transaction that holds its locks: it must not wait for
@@ -165,6 +189,13 @@ impl<'n> Deref for Locked<'_, 'n> {
             Locked::Own(guard) => guard,
             Locked::Held(guard) => guard,
         }
+    }
+}
+
+impl Locked<'_, '_> {
+    fn set_touch(&mut self, touch: bool) {
+        let guard: &mut ShardGuard<'_> = self;
+        guard.set_touch(touch);
     }
 }
 
@@ -300,17 +331,127 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("keys", 2, Read, NO_KEYS, keys::keys),
     cmd!("scan", -2, Read, NO_KEYS, keys::scan),
     cmd!("randomkey", 1, Read, NO_KEYS, keys::randomkey),
-    cmd!("info", -1, Admin, NO_KEYS, server::info),
+    cmd!("info", -1, Admin, NO_KEYS, info::info),
     cmd!("config", -2, Admin, NO_KEYS, server::config),
     cmd!("command", -1, Admin, NO_KEYS, server::command),
     cmd!("memory", -2, Admin, NO_KEYS, server::memory),
     cmd!("time", 1, Admin, NO_KEYS, server::time),
+    cmd!("slowlog", -2, Admin, NO_KEYS, slowlog::slowlog),
     cmd!("multi", 1, Admin, NO_KEYS, multi::multi),
     cmd!("exec", 1, Admin, NO_KEYS, multi::exec),
     cmd!("discard", 1, Admin, NO_KEYS, multi::discard),
     cmd!("watch", -2, Admin, ALL_KEYS, multi::watch),
     cmd!("unwatch", 1, Admin, NO_KEYS, multi::unwatch),
 ];
+
+/// One subcommand of a container command (CLIENT, CONFIG, COMMAND, MEMORY, SLOWLOG). Redis 7
+/// resolves it before running anything: an unknown one is `-ERR unknown subcommand ...`, and its
+/// own arity is checked (`'client|id'`), both rejections; and it counts on a line of its own in
+/// INFO commandstats (`cmdstat_client|list`).
+pub struct SubcommandSpec {
+    /// `container|name`, lowercase, as Redis names it.
+    pub name: &'static str,
+    /// Redis arity, the container's name included.
+    pub arity: i32,
+    /// Key positions for COMMAND GETKEYS (first, last, step), counted from the container's name.
+    pub keys: (i32, i32, i32),
+}
+
+impl SubcommandSpec {
+    /// The container's name (`client`).
+    pub fn container(&self) -> &'static str {
+        self.name.split_once('|').map_or(self.name, |(container, _)| container)
+    }
+
+    /// The subcommand's own name (`list`).
+    pub fn short_name(&self) -> &'static str {
+        self.name.split_once('|').map_or(self.name, |(_, sub)| sub)
+    }
+}
+
+macro_rules! sub {
+    ($name:literal, $arity:expr) => {
+        SubcommandSpec { name: $name, arity: $arity, keys: NO_KEYS }
+    };
+    ($name:literal, $arity:expr, $keys:expr) => {
+        SubcommandSpec { name: $name, arity: $arity, keys: $keys }
+    };
+}
+
+/// Every subcommand the node knows, grouped by container, with redis-server 7.0.15's arities
+/// (`client|setinfo` and `client|no-touch` are Redis 7.2's).
+pub static SUBCOMMANDS: &[SubcommandSpec] = &[
+    sub!("client|id", 2),
+    sub!("client|setname", 3),
+    sub!("client|getname", 2),
+    sub!("client|list", -2),
+    sub!("client|kill", -3),
+    sub!("client|info", 2),
+    sub!("client|setinfo", 4),
+    sub!("client|reply", 3),
+    sub!("client|no-evict", 3),
+    sub!("client|no-touch", 3),
+    sub!("client|help", 2),
+    sub!("config|get", -3),
+    sub!("config|set", -4),
+    sub!("config|resetstat", 2),
+    sub!("config|help", 2),
+    sub!("command|count", 2),
+    sub!("command|info", -2),
+    sub!("command|docs", -2),
+    sub!("command|getkeys", -4),
+    sub!("command|list", -2),
+    sub!("command|help", 2),
+    sub!("memory|usage", -3, (2, 2, 1)),
+    sub!("memory|help", 2),
+    sub!("slowlog|get", -2),
+    sub!("slowlog|len", 2),
+    sub!("slowlog|reset", 2),
+    sub!("slowlog|help", 2),
+];
+
+/// Per command-table index: the range of `SUBCOMMANDS` that are its subcommands (empty for a
+/// command that is not a container).
+static SUBCOMMAND_RANGES: LazyLock<Vec<std::ops::Range<usize>>> = LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .map(|spec| {
+            let first = SUBCOMMANDS.iter().position(|s| s.container() == spec.name);
+            let count = SUBCOMMANDS.iter().filter(|s| s.container() == spec.name).count();
+            first.map_or(0..0, |first| first..first + count)
+        })
+        .collect()
+});
+
+/// The subcommands of the command at table index `index` (none unless it is a container), each
+/// with its index in `SUBCOMMANDS`.
+pub fn subcommands_of(index: u16) -> impl Iterator<Item = (usize, &'static SubcommandSpec)> {
+    SUBCOMMAND_RANGES[index as usize].clone().map(|j| (j, &SUBCOMMANDS[j]))
+}
+
+/// The subcommand `name` (any case) of the command at table index `index`, by its index in
+/// `SUBCOMMANDS`.
+pub fn lookup_subcommand(index: u16, name: &[u8]) -> Option<usize> {
+    subcommands_of(index).find(|(_, s)| is(name, s.short_name())).map(|(j, _)| j)
+}
+
+/// How many lines INFO commandstats can have: one per command, then one per subcommand.
+pub fn stat_slots() -> usize {
+    COMMANDS.len() + SUBCOMMANDS.len()
+}
+
+/// The name a commandstats slot is reported under (`get`, `client|list`).
+pub fn stat_name(slot: usize) -> &'static str {
+    match COMMANDS.get(slot) {
+        Some(spec) => spec.name,
+        None => SUBCOMMANDS[slot - COMMANDS.len()].name,
+    }
+}
+
+/// The commandstats slot of subcommand `j` (an index in `SUBCOMMANDS`).
+fn subcommand_slot(j: usize) -> u16 {
+    (COMMANDS.len() + j) as u16
+}
 
 /// Name -> table index. foldhash, not the default SipHash: this lookup runs once per command.
 static BY_NAME: LazyLock<HashMap<&'static str, u16, foldhash::fast::FixedState>> =
@@ -372,33 +513,76 @@ pub fn wrong_arity(name: &str) -> Reply {
     Reply::error(format!("ERR wrong number of arguments for '{name}' command"))
 }
 
+/// What one command came to.
+#[derive(Debug)]
+pub struct Executed {
+    /// Its command table index; `None` for a name the table does not know.
+    pub index: Option<u16>,
+    /// Its INFO commandstats slot (a subcommand's for a container command, see [`stat_name`]);
+    /// `None` for an unknown command or subcommand, which Redis counts only in errorstats.
+    pub stat: Option<u16>,
+    /// Whether it ran, was refused, or was queued by MULTI.
+    pub outcome: Outcome,
+    pub reply: Reply,
+}
+
+impl Executed {
+    fn rejected(index: Option<u16>, stat: Option<u16>, reply: Reply) -> Self {
+        Self { index, stat, outcome: Outcome::Rejected, reply }
+    }
+}
+
 /// Executes one command, `index` being `lookup(&args[0])` (the connection looks each name up
 /// once, for the prefetch and for this). `args` is never empty (the parser skips empty frames).
 ///
 /// Inside MULTI a command that passes these checks is queued instead (see [`multi`]), and one
 /// refused by them fails the transaction.
-pub fn execute(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> (Option<u16>, Reply) {
-    let (index, reply) = dispatch(ctx, index, args);
-    if matches!(reply, Reply::Error(_)) && ctx.client.multi.is_some() {
-        let queued_command = index.is_none_or(|i| !multi::runs_in_multi(COMMANDS[i as usize].name));
+pub fn execute(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> Executed {
+    let executed = dispatch(ctx, index, args);
+    if matches!(executed.reply, Reply::Error(_)) && ctx.client.multi.is_some() {
+        let queued_command =
+            executed.index.is_none_or(|i| !multi::runs_in_multi(COMMANDS[i as usize].name));
         if queued_command {
             multi::flag_failed(ctx.client);
         }
     }
-    (index, reply)
+    executed
 }
 
-fn dispatch(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> (Option<u16>, Reply) {
+/// The commandstats slot of a known command: its own, or, for a container called with a
+/// subcommand, the subcommand's, checked as Redis checks it before running anything (unknown
+/// subcommand: no slot to count under; wrong arity: a rejection counted on the subcommand).
+fn resolve_subcommand(index: u16, args: &[Bytes]) -> Result<u16, (Option<u16>, Reply)> {
+    if args.len() < 2 || SUBCOMMAND_RANGES[index as usize].is_empty() {
+        return Ok(index);
+    }
+    let Some(j) = lookup_subcommand(index, &args[1]) else {
+        return Err((None, unknown_subcommand(&args[1], COMMANDS[index as usize].name)));
+    };
+    let sub = &SUBCOMMANDS[j];
+    let argc = args.len() as i32;
+    if (sub.arity > 0 && argc != sub.arity) || argc < -sub.arity {
+        return Err((Some(subcommand_slot(j)), wrong_arity(sub.name)));
+    }
+    Ok(subcommand_slot(j))
+}
+
+fn dispatch(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> Executed {
     let Some(index) = index else {
-        return (None, unknown_command(args));
+        return Executed::rejected(None, None, unknown_command(args));
     };
     let spec = &COMMANDS[index as usize];
     let argc = args.len() as i32;
     if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
-        return (Some(index), wrong_arity(spec.name));
+        return Executed::rejected(Some(index), Some(index), wrong_arity(spec.name));
     }
+    let stat = match resolve_subcommand(index, args) {
+        Ok(stat) => stat,
+        Err((stat, reply)) => return Executed::rejected(Some(index), stat, reply),
+    };
+    let rejected = |reply: Reply| Executed::rejected(Some(index), Some(stat), reply);
     if !ctx.client.authenticated && !spec.no_auth {
-        return (Some(index), Reply::error("NOAUTH Authentication required."));
+        return rejected(Reply::error("NOAUTH Authentication required."));
     }
     if ctx.client.multi.is_some() && !multi::runs_in_multi(spec.name) {
         // Redis refuses every queued command while memory cannot be made under maxmemory (a
@@ -406,15 +590,16 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> (Optio
         if ctx.node.store.maxmemory() != 0
             && let Err(oom) = ctx.node.store.ensure_memory(0, &[], Some(ctx.task))
         {
-            return (Some(index), Reply::error(oom.to_string()));
+            return rejected(Reply::error(oom.to_string()));
         }
         if matches!(spec.kind, Kind::Write | Kind::WriteGrow(_)) && ctx.node.is_draining() {
-            return (Some(index), Reply::error(ERR_DRAINING));
+            return rejected(Reply::error(ERR_DRAINING));
         }
-        return (Some(index), multi::queue(ctx.client, index, args));
+        let reply = multi::queue(ctx.client, index, stat, args);
+        return Executed { index: Some(index), stat: Some(stat), outcome: Outcome::Queued, reply };
     }
     if matches!(spec.kind, Kind::Write | Kind::WriteGrow(_)) && ctx.node.is_draining() {
-        return (Some(index), Reply::error(ERR_DRAINING));
+        return rejected(Reply::error(ERR_DRAINING));
     }
     // Without a limit there is nothing to reserve (`ensure_memory` would return at once).
     if let Kind::WriteGrow(grows) = spec.kind
@@ -424,11 +609,45 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> (Optio
         let growth = value_growth(ctx, grows, args, &keys);
         let keys: Vec<&[u8]> = keys.iter().map(|&i| &args[i][..]).collect();
         if let Err(oom) = reserve(ctx, &keys, growth) {
-            return (Some(index), oom);
+            return rejected(oom);
         }
         ctx.reserved = growth;
     }
-    (Some(index), (spec.handler)(ctx, args))
+    let reply = (spec.handler)(ctx, args);
+    let outcome = if ctx.refused { Outcome::Rejected } else { Outcome::Called };
+    Executed { index: Some(index), stat: Some(stat), outcome, reply }
+}
+
+/// Counts a command in INFO commandstats and errorstats (and `/metrics`), `usec` being how long
+/// it ran, and logs it in the slow log if it ran slow.
+pub fn account(node: &NodeState, task: &Task, executed: &Executed, args: &[Bytes], usec: u64) {
+    let error = match &executed.reply {
+        Reply::Error(text) => Some(text),
+        _ => None,
+    };
+    node.counters.record(executed.stat, executed.outcome, usec, error.is_some());
+    if let Some(text) = error {
+        node.counters.record_error(text);
+    }
+    if let (Outcome::Called, Some(index)) = (executed.outcome, executed.index) {
+        slowlog::log_if_slow(node, task, index, args, usec);
+    }
+}
+
+/// Whether a command's calls stay out of the slow log (Redis's `skip_slowlog` flag: EXEC, whose
+/// commands are logged one by one).
+pub fn skips_slowlog(index: u16) -> bool {
+    COMMANDS[index as usize].name == "exec"
+}
+
+/// The positions of the arguments the slow log shows as `(redacted)`: passwords (Redis's
+/// `redactClientCommandArgument`, called by AUTH and HELLO as they read their arguments).
+pub fn secret_arguments(index: u16, args: &[Bytes]) -> Vec<usize> {
+    match COMMANDS[index as usize].name {
+        "auth" => connection::auth_secrets(args),
+        "hello" => connection::hello_secrets(args),
+        _ => Vec::new(),
+    }
 }
 
 /// Longest text an integer value can have (`-9223372036854775808`): what INCR and friends may
@@ -480,7 +699,15 @@ fn key_range(
     spec: &CommandSpec,
     argc: usize,
 ) -> std::iter::StepBy<std::ops::RangeInclusive<usize>> {
-    let (first, last, step) = spec.keys;
+    keys_in(spec.keys, argc)
+}
+
+/// The argument indexes a (first, last, step) key spec names among `argc` arguments (`last`
+/// negative: counted back from the end).
+fn keys_in(
+    (first, last, step): (i32, i32, i32),
+    argc: usize,
+) -> std::iter::StepBy<std::ops::RangeInclusive<usize>> {
     if first <= 0 || argc <= first as usize {
         #[allow(clippy::reversed_empty_ranges)]
         return (1..=0).step_by(1);
@@ -672,6 +899,25 @@ mod tests {
         assert_eq!(key_positions(spec(b"mset"), 7), vec![1, 3, 5]);
         assert_eq!(key_positions(spec(b"del"), 4), vec![1, 2, 3]);
         assert_eq!(key_positions(spec(b"ping"), 1), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn subcommands_are_grouped_under_a_container_of_the_table() {
+        for (index, spec) in COMMANDS.iter().enumerate() {
+            let listed: Vec<&str> =
+                SUBCOMMANDS.iter().filter(|s| s.container() == spec.name).map(|s| s.name).collect();
+            let ranged: Vec<&str> = subcommands_of(index as u16).map(|(_, s)| s.name).collect();
+            assert_eq!(ranged, listed, "{}", spec.name);
+        }
+        for sub in SUBCOMMANDS {
+            assert!(lookup(sub.container().as_bytes()).is_some(), "{}", sub.name);
+        }
+        let client = lookup(b"client").expect("client");
+        let list = lookup_subcommand(client, b"LiSt").expect("client|list");
+        assert_eq!(stat_name(subcommand_slot(list) as usize), "client|list");
+        assert_eq!(stat_name(client as usize), "client");
+        assert_eq!(stat_slots(), COMMANDS.len() + SUBCOMMANDS.len());
+        assert_eq!(lookup_subcommand(lookup(b"get").expect("get"), b"list"), None);
     }
 
     #[test]
