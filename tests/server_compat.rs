@@ -428,7 +428,7 @@ async fn every_container_command_answers_help() {
         b"-ERR wrong number of arguments for 'config|help' command\r\n",
     )
     .await;
-    for (command, lines) in [("CLIENT", 33), ("COMMAND", 15), ("MEMORY", 6)] {
+    for (command, lines) in [("CLIENT", 39), ("COMMAND", 19), ("MEMORY", 6), ("SLOWLOG", 12)] {
         let usage =
             format!("+{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n");
         let expected = format!("*{lines}\r\n{usage}").into_bytes();

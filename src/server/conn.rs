@@ -42,15 +42,18 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         };
         match read {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(n) => {
+                node.counters.net_input_bytes.add(n as u64);
+                node.counters.reads.inc();
+            }
         }
         let mut close = false;
         // Per-read bookkeeping is done once for the whole pipelined batch, not per command.
-        let mut executed = 0u64;
-        // Each command's duration runs from the end of the previous one (or the read) to its
-        // reply: parse plus execution, one clock read per command. The TTL clock (wall time, in
-        // ms) is read once per batch and carried forward by that same monotonic clock, so a
-        // command costs one clock read, not two.
+        let mut started = false;
+        // Each command's duration runs from the end of the previous one (or the read, or the
+        // parsing of the commands parsed ahead with it) to its reply encoded: one clock read per
+        // command, one more per pipelined chunk. The TTL clock (wall time, in ms) is read once per batch and carried
+        // forward by that same monotonic clock, so a command costs one clock read, not two.
         let batch_start = Instant::now();
         let batch_start_ms = node.store.now_ms();
         let mut mark = batch_start;
@@ -81,17 +84,19 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             }
             if ahead.len() > 1 {
                 commands::prefetch_batch(&node, &ahead);
+                // The first command's time does not include parsing the others.
+                mark = Instant::now();
             }
             for (index, args) in ahead.drain(..) {
                 if task.is_killed() {
                     // CLIENT KILL: nothing more runs, nothing more is answered.
                     break 'batch;
                 }
-                if executed == 0 {
+                if !started {
                     task.set_state(TaskState::Executing);
                     node.tasks.touch_client_activity();
+                    started = true;
                 }
-                executed += 1;
                 let now_ms = batch_start_ms + (mark - batch_start).as_millis() as u64;
                 // Shown by the task dump while it runs (waiting for a lock included), and by
                 // CLIENT LIST's `cmd=` afterwards.
@@ -109,26 +114,35 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 };
                 let Some(entered) = entered else {
                     commands::multi::flag_failed(&mut client);
-                    Reply::error(ERR_BUSY).encode(client.proto, &mut output);
+                    node.counters.record_error(ERR_BUSY.as_bytes());
+                    if client.reply.sends() {
+                        Reply::error(ERR_BUSY).encode(client.proto, &mut output);
+                    }
+                    client.reply.command_done();
                     continue;
                 };
-                let (index, reply) = {
+                let mut executed = {
                     let mut ctx = Ctx::new(&node, &mut client, &task, now_ms);
                     commands::execute(&mut ctx, index, &args)
                 };
                 drop(entered);
                 // EVAL: the script runs on the script thread; its reply is the command's.
-                let reply = match client.deferred.take() {
-                    Some(script) => script.submit(node.clone(), task.clone(), client.id).await,
-                    None => reply,
-                };
-                match index {
+                if let Some(script) = client.deferred.take() {
+                    executed.reply = script.submit(node.clone(), task.clone(), client.id).await;
+                }
+                match executed.index {
                     Some(i) => node.metrics.commands[i as usize].inc(),
                     None => node.metrics.unknown_commands.inc(),
                 };
-                reply.encode(client.proto, &mut output);
+                // `CLIENT REPLY OFF|SKIP`: the reply is made (and counted), not sent.
+                if client.reply.sends() {
+                    executed.reply.encode(client.proto, &mut output);
+                }
+                client.reply.command_done();
                 let done = Instant::now();
-                node.metrics.command_duration.observe((done - mark).as_secs_f64());
+                let took = done - mark;
+                node.metrics.command_duration.observe(took.as_secs_f64());
+                commands::account(&node, &task, &executed, &args, took.as_micros() as u64);
                 mark = done;
                 if client.close_after_reply {
                     // QUIT: what the client sent after it is not run.
@@ -138,7 +152,13 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             }
             if let Some(err) = error {
                 tracing::debug!(%peer, error = %err, "protocol error, closing connection");
-                err.reply().encode(client.proto, &mut output);
+                let reply = err.reply();
+                if let resp::Reply::Error(text) = &reply {
+                    node.counters.record_error(text);
+                }
+                if client.reply.sends() {
+                    reply.encode(client.proto, &mut output);
+                }
                 close = true;
                 break;
             }
@@ -147,9 +167,6 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             }
         }
         ahead.clear();
-        if executed > 0 {
-            node.total_commands.fetch_add(executed, Ordering::Relaxed);
-        }
         if task.is_killed() {
             break;
         }
@@ -198,6 +215,8 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 }
                 task.set_state(settled);
             }
+            node.counters.net_output_bytes.add(output.len() as u64);
+            node.counters.writes.inc();
             output.clear();
         }
         if close {

@@ -1,10 +1,13 @@
 //! Prometheus metrics of the node (`GET /metrics`). Counters are updated on the hot path
 //! (one pre-created counter per command, no label lookup); gauges are set at scrape time from
-//! the store, the task registry and the lock counters.
+//! the store, the task registry and the lock counters. What INFO counts (keyspace hits and
+//! misses, calls per command, errors by code) is read from the node's striped [`Counters`] at
+//! scrape time, since start.
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
@@ -13,7 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::commands::COMMANDS;
+use super::commands::{COMMANDS, stat_name};
+use super::counters::{CallTotals, Counters, StripedCounter};
 use super::spin::SpinOutcome;
 use super::store::Store;
 
@@ -45,6 +49,80 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrefixLabel {
+    /// An error reply's first word (`ERR`, `WRONGPASS`...), Redis's errorstats key.
+    pub prefix: String,
+}
+
+/// One per-command counter of [`InfoCounters`]: its name, its help, and which count it reports.
+type PerCommand = (&'static str, &'static str, fn(&CallTotals) -> u64);
+
+/// INFO's counters as Prometheus counters, read at scrape time: keyspace hits and misses, calls,
+/// rejected and failed calls per command (and subcommand, `client|list`: Redis's commandstats
+/// names; a command appears once it has been called or refused), error replies by their first
+/// word. Since start: `CONFIG RESETSTAT` resets INFO's figures, not these.
+#[derive(Debug)]
+struct InfoCounters {
+    counters: Arc<Counters>,
+    hits: StripedCounter,
+    misses: StripedCounter,
+}
+
+impl InfoCounters {
+    fn counter(
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        value: u64,
+    ) -> Result<(), std::fmt::Error> {
+        let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(value).encode(metric)
+    }
+}
+
+impl Collector for InfoCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let totals = self.counters.totals(self.hits.get(), self.misses.get());
+        let hits = "Read lookups that found their key (INFO keyspace_hits)";
+        Self::counter(&mut encoder, "mapcache_keyspace_hits", hits, totals.keyspace_hits)?;
+        let misses = "Read lookups that did not find their key (INFO keyspace_misses)";
+        Self::counter(&mut encoder, "mapcache_keyspace_misses", misses, totals.keyspace_misses)?;
+        let per_command: [PerCommand; 3] = [
+            (
+                "mapcache_command_calls",
+                "Calls that ran, by command or subcommand (INFO commandstats calls)",
+                |c| c.calls,
+            ),
+            (
+                "mapcache_command_rejected_calls",
+                "Calls refused before running (arity, auth, memory, draining), by command",
+                |c| c.rejected,
+            ),
+            (
+                "mapcache_command_failed_calls",
+                "Calls that ran and answered an error, by command",
+                |c| c.failed,
+            ),
+        ];
+        for (name, help, value) in per_command {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (slot, calls) in totals.commands.iter().enumerate().filter(|(_, c)| c.any()) {
+                let label = CmdLabel { cmd: stat_name(slot).to_string() };
+                ConstCounter::new(value(calls)).encode(metric.encode_family(&label)?)?;
+            }
+        }
+        let help = "Error replies sent, by their first word (INFO errorstats)";
+        let mut metric =
+            encoder.encode_descriptor("mapcache_error_replies", help, None, MetricType::Counter)?;
+        for (code, &count) in &totals.errors {
+            let label = PrefixLabel { prefix: String::from_utf8_lossy(code).into_owned() };
+            ConstCounter::new(count).encode(metric.encode_family(&label)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// Every metric the node exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -73,8 +151,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(store: &Store) -> Self {
+    pub fn new(store: &Store, counters: &Arc<Counters>) -> Self {
         let mut registry = Registry::default();
+        registry.register_collector(Box::new(InfoCounters {
+            counters: counters.clone(),
+            hits: store.keyspace_hits.clone(),
+            misses: store.keyspace_misses.clone(),
+        }));
         let family = Family::<CmdLabel, Counter>::default();
         let commands = COMMANDS
             .iter()
@@ -85,7 +168,7 @@ impl Metrics {
         let command_duration = AtomicHistogram::default();
         registry.register(
             "mapcache_command_duration_seconds",
-            "Command execution time (parse to reply, excluding network)",
+            "Command execution time (to its reply encoded; parsing and network excluded)",
             command_duration.clone(),
         );
         let maintenance_runs = Family::<KindLabel, Counter>::default();

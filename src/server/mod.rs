@@ -12,6 +12,9 @@
 //! - [`snapshot`]: the snapshot file format, write + verify, restore.
 //! - [`node`]: start, restore, accept, background maintenance, drain.
 //! - [`admin`]: the admin HTTP API.
+//! - [`counters`]: what INFO's stats, commandstats and errorstats count (striped, lock-free).
+//! - [`slowlog`]: the slow log behind `SLOWLOG`.
+//! - [`process`]: the process's memory and CPU time, and the machine, as INFO reports them.
 //! - [`metrics`], [`clock`], [`glob`], [`state`]: Prometheus metrics, injectable time, Redis glob
 //!   patterns, the shared node state and configuration.
 
@@ -19,13 +22,16 @@ pub mod admin;
 pub mod clock;
 pub mod commands;
 pub mod conn;
+pub mod counters;
 pub mod glob;
 pub mod io;
 pub mod metrics;
 pub mod node;
+pub mod process;
 pub mod resp;
 pub mod router;
 pub mod scripting;
+pub mod slowlog;
 pub mod snapshot;
 pub mod spin;
 pub mod state;

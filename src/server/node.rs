@@ -370,11 +370,14 @@ fn next_tick_in(idle: bool, period: Duration, since_expire: Duration) -> Duratio
 
 /// Every tick: start pending compactions/rebuilds on idle shards, advance every evacuation by
 /// `maintenance_budget` buckets (so read-mostly shards finish), and run active expiry every 100 ms.
+/// Every 100 ms too, INFO's instantaneous rates and memory peak take a sample (Redis's cron
+/// does), on the tick's own wake-ups.
 async fn maintenance_loop(node: Arc<NodeState>) {
     let guard = node.tasks.register(TaskKind::Maintenance, None);
     let task = guard.task.clone();
     let period = node.config.maintenance_interval;
     let mut last_expire = Instant::now();
+    let mut last_sample = Instant::now();
     let mut memory = TickMemory::default();
     let mut idle = false;
     loop {
@@ -387,6 +390,10 @@ async fn maintenance_loop(node: Arc<NodeState>) {
         let expire = last_expire.elapsed() >= ACTIVE_EXPIRE_PERIOD;
         if expire {
             last_expire = Instant::now();
+        }
+        if last_sample.elapsed() >= ACTIVE_EXPIRE_PERIOD {
+            last_sample = Instant::now();
+            node.sample_rates();
         }
         // Shard locks are blocking locks: take them on the blocking pool, never on a runtime
         // worker, so a long-held shard cannot stall the admin API or other connections.

@@ -11,7 +11,9 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use super::clock::{Clock, SystemClock};
+use super::counters::{Counters, Totals};
 use super::metrics::{GaugeValues, Metrics};
+use super::slowlog::SlowLog;
 use super::snapshot::SnapshotInfo;
 use super::store::{EvictionPolicy, Store};
 use super::tasks::{Task, Tasks};
@@ -186,9 +188,15 @@ pub struct NodeState {
     pub snapshot_generation: AtomicU64,
     pub requirepass: RwLock<Option<String>>,
     pub started: Instant,
+    /// Random per start, as Redis's `run_id`: tells a restarted node from the one before.
+    pub run_id: String,
     pub next_client_id: AtomicU64,
     pub total_connections: AtomicU64,
-    pub total_commands: AtomicU64,
+    /// Calls, errors and bytes, for INFO and `/metrics` (`total_commands_processed` is the sum of
+    /// the calls).
+    pub counters: Arc<Counters>,
+    /// `SLOWLOG`.
+    pub slowlog: SlowLog,
     /// Lua scripts: the cache, the script thread, and how commands wait for a running script.
     pub scripting: super::scripting::Scripting,
 }
@@ -201,7 +209,8 @@ impl NodeState {
             config.maxmemory,
             config.eviction_policy,
         );
-        let metrics = Metrics::new(&store);
+        let counters = Arc::new(Counters::new(super::commands::stat_slots()));
+        let metrics = Metrics::new(&store, &counters);
         let shards = config.shards;
         Self {
             requirepass: RwLock::new(config.requirepass.clone()),
@@ -221,11 +230,41 @@ impl NodeState {
             last_snapshot: Mutex::new(None),
             snapshot_generation: AtomicU64::new(0),
             started: Instant::now(),
+            run_id: rand::random::<[u8; 20]>().iter().map(|b| format!("{b:02x}")).collect(),
             next_client_id: AtomicU64::new(1),
             total_connections: AtomicU64::new(0),
-            total_commands: AtomicU64::new(0),
+            counters,
+            slowlog: SlowLog::default(),
             scripting: Default::default(),
         }
+    }
+
+    /// Every counter since start, the store's keyspace hits and misses included.
+    pub fn counted_since_start(&self) -> Totals {
+        let store = &self.store;
+        self.counters.totals(store.keyspace_hits.get(), store.keyspace_misses.get())
+    }
+
+    /// Every counter since the last `CONFIG RESETSTAT` (since start before one): what INFO shows.
+    pub fn counted_since_reset(&self) -> Totals {
+        self.counters.since_reset(&self.counted_since_start())
+    }
+
+    /// `CONFIG RESETSTAT`, as Redis's `resetServerStats` with the command and error tables: INFO
+    /// counts from zero again; the Prometheus counters, which never go back, keep counting.
+    pub fn reset_stats(&self) {
+        self.total_connections.store(0, Ordering::Relaxed);
+        let store = &self.store;
+        store.expired_at_reset.store(store.expired_total.get(), Ordering::Relaxed);
+        store.evicted_at_reset.store(store.evicted_total.get(), Ordering::Relaxed);
+        self.counters.reset(self.counted_since_start());
+    }
+
+    /// One 100 ms sample of the instantaneous rates, and of the memory peak (Redis's cron does
+    /// both).
+    pub fn sample_rates(&self) {
+        self.counters.sample_rates(Instant::now(), &self.counted_since_start());
+        self.counters.note_memory(self.store.used_memory() as u64);
     }
 
     pub fn is_ready(&self) -> bool {
@@ -248,7 +287,12 @@ impl NodeState {
     }
 
     pub fn stats(&self, task: Option<&Task>) -> NodeStats {
-        let per_shard = self.store.shard_stats(task);
+        self.stats_of(self.store.shard_stats(task))
+    }
+
+    /// The node's stats from every shard's engine stats (in shard order), read by the caller
+    /// under whichever locks it holds.
+    pub fn stats_of(&self, per_shard: Vec<EngineStats>) -> NodeStats {
         let sum = |f: fn(&EngineStats) -> usize| per_shard.iter().map(f).sum::<usize>();
         let keys = sum(|s| s.len);
         let tombstones = sum(|s| s.tombstones);

@@ -26,6 +26,7 @@ use rand::Rng;
 use smallvec::SmallVec;
 
 use super::clock::Clock;
+use super::counters::StripedCounter;
 use super::router::Router;
 use super::tasks::{Task, TaskState};
 use super::value::Value;
@@ -253,6 +254,11 @@ pub struct Store {
     pub expired_total: Counter,
     /// Keys removed by the eviction policy.
     pub evicted_total: Counter,
+    /// Read lookups that found their key live ([`ShardGuard::lookup_read`]): Redis's
+    /// `keyspace_hits`, since start.
+    pub keyspace_hits: StripedCounter,
+    /// Read lookups that did not: `keyspace_misses`.
+    pub keyspace_misses: StripedCounter,
     /// `expired_total` and `evicted_total` at the last `CONFIG RESETSTAT`: INFO reports the
     /// counts since then, as Redis does, while the Prometheus counters never go back.
     pub expired_at_reset: AtomicU64,
@@ -311,6 +317,8 @@ impl Store {
             policy: AtomicU8::new(policy as u8),
             expired_total: Counter::default(),
             evicted_total: Counter::default(),
+            keyspace_hits: StripedCounter::default(),
+            keyspace_misses: StripedCounter::default(),
             expired_at_reset: AtomicU64::new(0),
             evicted_at_reset: AtomicU64::new(0),
             avg_ttl_ms: AtomicU64::new(0),
@@ -439,7 +447,7 @@ impl Store {
             t.set_holds_lock(Some(index));
             shard.holder.store(t.id, Ordering::SeqCst);
         }
-        ShardGuard { data, shard, index, store: self, task }
+        ShardGuard { data, shard, index, store: self, task, touch: true }
     }
 
     /// Old buckets of shard `index` evacuated so far, as of its last lock release (no lock
@@ -787,9 +795,52 @@ pub struct ShardGuard<'a> {
     pub index: usize,
     store: &'a Store,
     task: Option<&'a Task>,
+    /// Whether a lookup marks the entry accessed (for LRU); off for a client in `CLIENT NO-TOUCH`
+    /// mode (see [`ShardGuard::set_touch`]).
+    touch: bool,
 }
 
 impl ShardGuard<'_> {
+    /// Whether this guard's lookups update the LRU time of the entries they find: a connection
+    /// in `CLIENT NO-TOUCH` mode reads without changing what eviction sees (Redis 7.2's
+    /// `LOOKUP_NOTOUCH`). Entries it stores are new, and as recent as any.
+    pub fn set_touch(&mut self, touch: bool) {
+        self.touch = touch;
+    }
+
+    /// The live entry for `key`, looked up for reading, as Redis's `lookupKeyRead`: counted as a
+    /// keyspace hit or miss (INFO's `keyspace_hits`/`keyspace_misses`). Read commands use this for
+    /// the keys they read (GET, MGET, STRLEN, GETRANGE, EXISTS, TYPE, TTL...), and so do GETEX,
+    /// GETDEL, GETSET and `SET ... GET`, which read with it in Redis too; writes look up with
+    /// [`ShardGuard::get_live`], which counts nothing.
+    pub fn lookup_read(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        self.lookup_read_mut(key, now_ms).map(|e| &*e)
+    }
+
+    /// As `lookup_read`, without marking the entry accessed: Redis's `LOOKUP_NOTOUCH` reads
+    /// (EXISTS, TYPE, TTL...), counted as hits and misses all the same.
+    pub fn peek_read(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        let store = self.store;
+        let entry = self.lookup_live(key, now_ms, false);
+        match entry {
+            Some(_) => store.keyspace_hits.inc(),
+            None => store.keyspace_misses.inc(),
+        }
+        entry.map(|e| &*e)
+    }
+
+    /// As `lookup_read`, for a command that then changes the entry (GETEX), under the rules of
+    /// `get_live_mut`.
+    pub fn lookup_read_mut(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+        let store = self.store;
+        let entry = self.get_live_mut(key, now_ms);
+        match entry {
+            Some(_) => store.keyspace_hits.inc(),
+            None => store.keyspace_misses.inc(),
+        }
+        entry
+    }
+
     pub fn map(&self) -> &Map<Key, Entry> {
         &self.data.map
     }
@@ -837,7 +888,8 @@ impl ShardGuard<'_> {
             self.store.expired_total.inc();
             return None;
         }
-        if touch {
+        // A NO-TOUCH client's guard never marks an access.
+        if touch && self.touch {
             entry.last_access_ms = now_ms;
         }
         Some(entry)
@@ -858,7 +910,7 @@ impl ShardGuard<'_> {
         new: impl Fn() -> Entry,
         f: impl FnOnce(&mut Entry) -> Result<T, E>,
     ) -> Result<T, E> {
-        let (shard, store) = (self.shard, self.store);
+        let (shard, store, touch) = (self.shard, self.store, self.touch);
         let (entry, inserted) =
             self.data.map.get_or_insert_with_borrowed(key, || (Key::from_slice(key), new()));
         let mut dropped_ttl = false;
@@ -872,7 +924,9 @@ impl ShardGuard<'_> {
             *entry = new();
             before
         } else {
-            entry.last_access_ms = now_ms;
+            if touch {
+                entry.last_access_ms = now_ms;
+            }
             entry.value.len()
         };
         debug_assert_eq!(inserted.then_some(entry.expires_at_ms), inserted.then_some(0));

@@ -70,6 +70,9 @@ pub struct Task {
     pub lib: Mutex<ClientLib>,
     /// The RESP version the client chose with `HELLO` (2 until it does).
     resp: AtomicU8,
+    /// The modes `CLIENT NO-EVICT` and `CLIENT NO-TOUCH` set ([`ClientFlags`]), for `CLIENT
+    /// LIST`'s `flags=`.
+    flags: AtomicU8,
     /// When the task started (for `age_ms`).
     pub started: Instant,
     state: AtomicU8,
@@ -90,6 +93,27 @@ pub struct Task {
     waits_lock: AtomicI64,
 }
 
+/// Modes a client set, as `CLIENT LIST` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientFlags {
+    /// `CLIENT NO-EVICT on`: `e`.
+    pub no_evict: bool,
+    /// `CLIENT NO-TOUCH on`: `T`.
+    pub no_touch: bool,
+}
+
+impl ClientFlags {
+    /// `CLIENT LIST`'s `flags=`, in Redis's order (`N` for none).
+    pub fn letters(self) -> &'static str {
+        match (self.no_evict, self.no_touch) {
+            (false, false) => "N",
+            (true, false) => "e",
+            (false, true) => "T",
+            (true, true) => "eT",
+        }
+    }
+}
+
 /// What `CLIENT SETINFO` recorded (empty: not set).
 #[derive(Debug, Clone, Default)]
 pub struct ClientLib {
@@ -108,6 +132,16 @@ impl Task {
     /// Records the RESP version `HELLO` switched the connection to.
     pub fn set_resp(&self, version: u8) {
         self.resp.store(version, Ordering::Relaxed);
+    }
+
+    pub fn client_flags(&self) -> ClientFlags {
+        let bits = self.flags.load(Ordering::Relaxed);
+        ClientFlags { no_evict: bits & 1 != 0, no_touch: bits & 2 != 0 }
+    }
+
+    pub fn set_client_flags(&self, flags: ClientFlags) {
+        let bits = u8::from(flags.no_evict) | u8::from(flags.no_touch) << 1;
+        self.flags.store(bits, Ordering::Relaxed);
     }
 
     pub fn state(&self) -> TaskState {
@@ -270,6 +304,7 @@ impl Tasks {
             name: Mutex::new(None),
             lib: Mutex::new(ClientLib::default()),
             resp: AtomicU8::new(2),
+            flags: AtomicU8::new(0),
             started: Instant::now(),
             state: AtomicU8::new(TaskState::Idle as u8),
             command: AtomicU16::new(NO_COMMAND),

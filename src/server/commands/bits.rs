@@ -101,7 +101,7 @@ pub fn getbit(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let mut guard = ctx.lock_key(&args[1]);
     let set = guard
-        .get_live(&args[1], now)
+        .lookup_read(&args[1], now)
         .and_then(|e| e.value.get(byte))
         .is_some_and(|b| b & mask != 0);
     Reply::Integer(i64::from(set))
@@ -172,7 +172,7 @@ fn popcount(bytes: &[u8]) -> u64 {
 pub fn bitcount(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     // The value is counted after the lock is let go: a long one is shared, not copied.
-    let value = match ctx.lock_key(&args[1]).get_live(&args[1], now) {
+    let value = match ctx.lock_key(&args[1]).lookup_read(&args[1], now) {
         Some(entry) => entry.value.clone(),
         None => return Reply::Integer(0),
     };

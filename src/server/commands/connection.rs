@@ -1,4 +1,5 @@
-//! Connection commands: PING ECHO QUIT HELLO AUTH SELECT CLIENT.
+//! Connection commands: PING ECHO QUIT HELLO AUTH SELECT CLIENT (ID SETNAME GETNAME LIST KILL
+//! INFO SETINFO REPLY NO-EVICT NO-TOUCH).
 
 use bytes::Bytes;
 
@@ -46,6 +47,39 @@ fn check_password(ctx: &mut Ctx<'_, '_>, user: &[u8], password: &[u8]) -> Result
         }
         _ => Err(Reply::error("WRONGPASS invalid username-password pair or user is disabled.")),
     }
+}
+
+/// The arguments of `AUTH` the slow log redacts: the password, and the user name with it, as
+/// Redis's `authCommand` redacts them (not when it refuses more than three arguments).
+pub(super) fn auth_secrets(args: &[Bytes]) -> Vec<usize> {
+    match args.len() {
+        2 => vec![1],
+        3 => vec![1, 2],
+        _ => Vec::new(),
+    }
+}
+
+/// The arguments of `HELLO` the slow log redacts: the user name and password after each `AUTH`
+/// its option loop reads, as Redis's `helloCommand` redacts them (none when the protocol version
+/// is refused first).
+pub(super) fn hello_secrets(args: &[Bytes]) -> Vec<usize> {
+    let mut secrets = Vec::new();
+    if args.get(1).is_some_and(|v| !matches!(parse_i64(v), Some(2 | 3))) {
+        return secrets;
+    }
+    let mut i = 2;
+    while i < args.len() {
+        let more = args.len() - i - 1;
+        if is(&args[i], "AUTH") && more >= 2 {
+            secrets.extend([i + 1, i + 2]);
+            i += 3;
+        } else if is(&args[i], "SETNAME") && more >= 1 {
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    secrets
 }
 
 pub fn auth(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
@@ -206,7 +240,7 @@ fn client_line(ctx: &Ctx<'_, '_>, task: &Task, own: &str) -> String {
     let lib = task.lib.lock();
     let (qbuf, qbuf_free) = task.query_buffer();
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 \
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 \
          qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default \
          redir=-1 resp={} lib-name={} lib-ver={}\n",
         task.id,
@@ -215,6 +249,7 @@ fn client_line(ctx: &Ctx<'_, '_>, task: &Task, own: &str) -> String {
         task.name.lock().clone().unwrap_or_default(),
         task.started.elapsed().as_secs(),
         task.idle_ms() / 1000,
+        task.client_flags().letters(),
         qbuf,
         qbuf_free,
         cmd,
@@ -385,13 +420,94 @@ const CLIENT_HELP: &[&str] = &[
     "    Return information about client connections. Options:",
     "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
     "      Return clients of specified type.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
     "SETNAME <name>",
     "    Assign the name <name> to the current connection.",
     "SETINFO <option> <value>",
     "    Set client meta attr. Options are:",
     "    * LIB-NAME: the client lib name.",
     "    * LIB-VER: the client lib version.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+    "NO-TOUCH (ON|OFF)",
+    "    Will not touch LRU/LFU stats when this mode is on.",
 ];
+
+/// Which replies a client is sent (`CLIENT REPLY`), as Redis's `CLIENT_REPLY_OFF`,
+/// `CLIENT_REPLY_SKIP_NEXT` and `CLIENT_REPLY_SKIP` flags. A reply not sent is still counted
+/// (errorstats), as in Redis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplyMode {
+    /// `CLIENT REPLY OFF`, until `CLIENT REPLY ON`.
+    off: bool,
+    /// The command running now is not answered: it follows `CLIENT REPLY SKIP`, or is one.
+    skip_this: bool,
+    /// `CLIENT REPLY SKIP` ran: the next command is not answered.
+    skip_next: bool,
+}
+
+impl ReplyMode {
+    /// Whether a reply made now is sent.
+    pub fn sends(&self) -> bool {
+        !(self.off || self.skip_this)
+    }
+
+    /// Once a command is done (answered or not, run or refused): a `SKIP` before it moves on to
+    /// the next one (Redis's `resetClient`).
+    pub fn command_done(&mut self) {
+        self.skip_this = std::mem::take(&mut self.skip_next);
+    }
+}
+
+/// `CLIENT REPLY ON|OFF|SKIP`, as Redis 7's `clientCommand`: OFF and SKIP are not answered (SKIP
+/// while OFF changes nothing); ON is, even right after a SKIP.
+fn client_reply(ctx: &mut Ctx<'_, '_>, mode: &[u8]) -> Reply {
+    let reply = &mut ctx.client.reply;
+    if is(mode, "ON") {
+        *reply = ReplyMode::default();
+    } else if is(mode, "OFF") {
+        reply.off = true;
+    } else if is(mode, "SKIP") {
+        reply.skip_this = true;
+        reply.skip_next = !reply.off;
+    } else {
+        return Reply::error(ERR_SYNTAX);
+    }
+    Reply::ok()
+}
+
+/// `on` or `off` (any case), as `CLIENT NO-EVICT|NO-TOUCH` take them; `-ERR syntax error`
+/// otherwise.
+fn on_off(arg: &[u8]) -> Result<bool, Reply> {
+    if is(arg, "ON") {
+        Ok(true)
+    } else if is(arg, "OFF") {
+        Ok(false)
+    } else {
+        Err(Reply::error(ERR_SYNTAX))
+    }
+}
+
+/// `CLIENT NO-EVICT on|off` (Redis 7.0) and `CLIENT NO-TOUCH on|off` (Redis 7.2). No client is
+/// ever evicted here (there is no `maxmemory-clients`), so NO-EVICT is only recorded and shown
+/// (`flags=e`); NO-TOUCH makes the client's lookups leave the keys' LRU time as it was
+/// (`flags=T`).
+fn client_mode(ctx: &mut Ctx<'_, '_>, no_touch: bool, value: &[u8]) -> Reply {
+    let on = match on_off(value) {
+        Ok(on) => on,
+        Err(e) => return e,
+    };
+    let mut flags = ctx.task.client_flags();
+    if no_touch {
+        flags.no_touch = on;
+        ctx.client.no_touch = on;
+    } else {
+        flags.no_evict = on;
+    }
+    ctx.task.set_client_flags(flags);
+    Reply::ok()
+}
 
 pub fn client(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let sub = &args[1];
@@ -426,7 +542,14 @@ pub fn client(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
             return wrong_sub_arity("client", sub);
         }
         set_info(ctx.task, &args[2], &args[3])
-    } else if is(sub, "ID") || is(sub, "GETNAME") || is(sub, "INFO") {
+    } else if is(sub, "REPLY") && argc == 3 {
+        client_reply(ctx, &args[2])
+    } else if is(sub, "NO-EVICT") && argc == 3 {
+        client_mode(ctx, false, &args[2])
+    } else if is(sub, "NO-TOUCH") && argc == 3 {
+        client_mode(ctx, true, &args[2])
+    } else if ["ID", "GETNAME", "INFO", "REPLY", "NO-EVICT", "NO-TOUCH"].iter().any(|s| is(sub, s))
+    {
         wrong_sub_arity("client", sub)
     } else if is(sub, "HELP") {
         super::help("client", args, CLIENT_HELP)

@@ -26,7 +26,7 @@ pub fn del(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 pub fn exists(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let found =
-        args[1..].iter().filter(|key| ctx.lock_key(key).peek_live(key, now).is_some()).count();
+        args[1..].iter().filter(|key| ctx.lock_key(key).peek_read(key, now).is_some()).count();
     Reply::Integer(found as i64)
 }
 
@@ -35,13 +35,13 @@ pub fn exists(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 pub fn touch(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let found =
-        args[1..].iter().filter(|key| ctx.lock_key(key).get_live(key, now).is_some()).count();
+        args[1..].iter().filter(|key| ctx.lock_key(key).lookup_read(key, now).is_some()).count();
     Reply::Integer(found as i64)
 }
 
 pub fn type_(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let found = ctx.lock_key(&args[1]).peek_live(&args[1], now).is_some();
+    let found = ctx.lock_key(&args[1]).peek_read(&args[1], now).is_some();
     Reply::Simple(if found { "string" } else { "none" })
 }
 
@@ -136,7 +136,7 @@ pub fn pexpireat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 fn ttl_generic(ctx: &mut Ctx<'_, '_>, key: &[u8], millis: bool, absolute: bool) -> Reply {
     let now = ctx.now_ms;
     let mut guard = ctx.lock_key(key);
-    let Some(entry) = guard.peek_live(key, now) else {
+    let Some(entry) = guard.peek_read(key, now) else {
         return Reply::Integer(-2);
     };
     if entry.expires_at_ms == 0 {

@@ -56,8 +56,9 @@ pub fn lcs(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let (a, b) = {
         let mut locks = ctx.lock_pair(&args[1], &args[2]);
-        let a = locks.first().get_live(&args[1], now).map(|e| e.value.clone());
-        let b = locks.second().get_live(&args[2], now).map(|e| e.value.clone());
+        // Reads, counted as keyspace hits or misses (Redis's `lookupKeyRead`).
+        let a = locks.first().lookup_read(&args[1], now).map(|e| e.value.clone());
+        let b = locks.second().lookup_read(&args[2], now).map(|e| e.value.clone());
         (a, b)
     };
     let opts = match parse_options(args) {

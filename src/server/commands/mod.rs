@@ -2,11 +2,14 @@
 //! `keys`, `rename`, `object`, `connection`, `server`), each command in three steps: parse
 //! (rejecting extra or bad arguments), apply, reply.
 //!
-//! The dispatcher checks in Redis's order (`processCommand` in `server.c`): unknown command,
-//! arity, authentication, then draining (writes refused) and maxmemory (writes that may grow).
+//! The dispatcher checks in Redis's order (`processCommand` in `server.c`): unknown command or
+//! subcommand, arity, authentication, then draining (writes refused) and maxmemory (writes that
+//! may grow). What it comes to ([`Executed`]) is what INFO commandstats counts: a call, or a
+//! rejection by those checks.
 
 mod bits;
 mod connection;
+mod info;
 mod keys;
 mod lcs;
 mod long_double;
@@ -15,6 +18,7 @@ mod object;
 mod rename;
 pub mod scripts;
 mod server;
+mod slowlog;
 mod strings;
 
 use std::cell::{RefCell, RefMut};
@@ -23,6 +27,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::LazyLock;
 
 use bytes::Bytes;
+
+pub use super::counters::Outcome;
+pub use connection::ReplyMode;
 
 use super::resp::{Protocol, Reply};
 use super::state::NodeState;
@@ -44,6 +51,10 @@ pub struct ClientState {
     /// A script EVAL asked for, which the connection runs on the script thread once the
     /// command returns (see [`scripts::Deferred`]).
     pub deferred: Option<scripts::Deferred>,
+    /// `CLIENT REPLY`: which replies the client is sent.
+    pub reply: ReplyMode,
+    /// `CLIENT NO-TOUCH on`: the client's lookups leave the keys' LRU time alone.
+    pub no_touch: bool,
 }
 
 impl ClientState {
@@ -56,6 +67,8 @@ impl ClientState {
             multi: None,
             watch: None,
             deferred: None,
+            reply: ReplyMode::default(),
+            no_touch: false,
         }
     }
 }
@@ -77,6 +90,10 @@ pub struct Ctx<'c, 'n> {
     /// The shards a transaction (EXEC) locked for all of its commands, which take their locks
     /// from here; `None` for a command run on its own, which locks what it needs.
     held: Option<&'c HeldShards<'n>>,
+    /// Set by a command that refused to run as Redis refuses before calling a command (EXEC's
+    /// memory and draining checks, made once its queue is at hand): a rejected call in INFO
+    /// commandstats, not a failed one.
+    pub refused: bool,
 }
 
 impl<'c, 'n> Ctx<'c, 'n> {
@@ -86,15 +103,18 @@ impl<'c, 'n> Ctx<'c, 'n> {
         task: &'n Task,
         now_ms: u64,
     ) -> Self {
-        Self { node, client, task, now_ms, reserved: usize::MAX, held: None }
+        Self { node, client, task, now_ms, reserved: usize::MAX, held: None, refused: false }
     }
 
-    /// The lock of shard `index`: taken now, or lent by the transaction that holds it.
+    /// The lock of shard `index`: taken now, or lent by the transaction that holds it. Its
+    /// lookups touch entries unless the client is in `CLIENT NO-TOUCH` mode.
     pub fn lock_shard(&self, index: usize) -> Locked<'_, 'n> {
-        match self.held {
+        let mut locked = match self.held {
             None => Locked::Own(self.node.store.lock(index, Some(self.task))),
             Some(held) => held.lend(index),
-        }
+        };
+        locked.set_touch(!self.client.no_touch);
+        locked
     }
 
     /// The lock of the shard `key` lives in.
@@ -105,7 +125,7 @@ impl<'c, 'n> Ctx<'c, 'n> {
     /// The locks of every shard in `indices` (deduplicated), taken in ascending order (the one
     /// lock order node-wide) or lent by the transaction.
     pub fn lock_many(&self, mut indices: Vec<usize>) -> Vec<Locked<'_, 'n>> {
-        match self.held {
+        let mut locked: Vec<Locked<'_, 'n>> = match self.held {
             None => self
                 .node
                 .store
@@ -118,7 +138,11 @@ impl<'c, 'n> Ctx<'c, 'n> {
                 indices.dedup();
                 indices.into_iter().map(|i| held.lend(i)).collect()
             }
+        };
+        for guard in &mut locked {
+            guard.set_touch(!self.client.no_touch);
         }
+        locked
     }
 
     /// The locks of the shards two keys live in (RENAME, COPY, LCS), taken with one
@@ -211,6 +235,13 @@ impl<'n> Deref for Locked<'_, 'n> {
             Locked::Own(guard) => guard,
             Locked::Held(guard) => guard,
         }
+    }
+}
+
+impl Locked<'_, '_> {
+    fn set_touch(&mut self, touch: bool) {
+        let guard: &mut ShardGuard<'_> = self;
+        guard.set_touch(touch);
     }
 }
 
@@ -361,11 +392,12 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("keys", 2, Read, NO_KEYS, keys::keys),
     cmd!("scan", -2, Read, NO_KEYS, keys::scan),
     cmd!("randomkey", 1, Read, NO_KEYS, keys::randomkey),
-    cmd!("info", -1, Admin, NO_KEYS, server::info),
+    cmd!("info", -1, Admin, NO_KEYS, info::info),
     cmd!("config", -2, Admin, NO_KEYS, server::config),
     cmd!("command", -1, Admin, NO_KEYS, server::command),
     cmd!("memory", -2, Admin, NO_KEYS, server::memory),
     cmd!("time", 1, Admin, NO_KEYS, server::time),
+    cmd!("slowlog", -2, Admin, NO_KEYS, slowlog::slowlog),
     cmd!("multi", 1, Admin, NO_KEYS, multi::multi),
     cmd!("exec", 1, Admin, NO_KEYS, multi::exec),
     cmd!("discard", 1, Admin, NO_KEYS, multi::discard),
@@ -377,6 +409,125 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("evalsha_ro", -3, Read, NO_KEYS, scripts::evalsha_ro),
     cmd!("script", -2, Admin, NO_KEYS, scripts::script),
 ];
+
+/// One subcommand of a container command (CLIENT, CONFIG, COMMAND, MEMORY, SLOWLOG). Redis 7
+/// resolves it before running anything: an unknown one is `-ERR unknown subcommand ...`, and its
+/// own arity is checked (`'client|id'`), both rejections; and it counts on a line of its own in
+/// INFO commandstats (`cmdstat_client|list`).
+pub struct SubcommandSpec {
+    /// `container|name`, lowercase, as Redis names it.
+    pub name: &'static str,
+    /// Redis arity, the container's name included.
+    pub arity: i32,
+    /// Key positions for COMMAND GETKEYS (first, last, step), counted from the container's name.
+    pub keys: (i32, i32, i32),
+}
+
+impl SubcommandSpec {
+    /// The container's name (`client`).
+    pub fn container(&self) -> &'static str {
+        self.name.split_once('|').map_or(self.name, |(container, _)| container)
+    }
+
+    /// The subcommand's own name (`list`).
+    pub fn short_name(&self) -> &'static str {
+        self.name.split_once('|').map_or(self.name, |(_, sub)| sub)
+    }
+}
+
+macro_rules! sub {
+    ($name:literal, $arity:expr) => {
+        SubcommandSpec { name: $name, arity: $arity, keys: NO_KEYS }
+    };
+    ($name:literal, $arity:expr, $keys:expr) => {
+        SubcommandSpec { name: $name, arity: $arity, keys: $keys }
+    };
+}
+
+/// Every subcommand the node knows, grouped by container, with redis-server 7.0.15's arities
+/// (`client|setinfo` and `client|no-touch` are Redis 7.2's).
+pub static SUBCOMMANDS: &[SubcommandSpec] = &[
+    sub!("client|id", 2),
+    sub!("client|setname", 3),
+    sub!("client|getname", 2),
+    sub!("client|list", -2),
+    sub!("client|kill", -3),
+    sub!("client|info", 2),
+    sub!("client|setinfo", 4),
+    sub!("client|reply", 3),
+    sub!("client|no-evict", 3),
+    sub!("client|no-touch", 3),
+    sub!("client|help", 2),
+    sub!("config|get", -3),
+    sub!("config|set", -4),
+    sub!("config|resetstat", 2),
+    sub!("config|help", 2),
+    sub!("command|count", 2),
+    sub!("command|info", -2),
+    sub!("command|docs", -2),
+    sub!("command|getkeys", -4),
+    sub!("command|list", -2),
+    sub!("command|help", 2),
+    sub!("memory|usage", -3, (2, 2, 1)),
+    sub!("memory|help", 2),
+    sub!("slowlog|get", -2),
+    sub!("slowlog|len", 2),
+    sub!("slowlog|reset", 2),
+    sub!("slowlog|help", 2),
+    sub!("object|encoding", 3, (2, 2, 1)),
+    sub!("object|freq", 3, (2, 2, 1)),
+    sub!("object|idletime", 3, (2, 2, 1)),
+    sub!("object|refcount", 3, (2, 2, 1)),
+    sub!("object|help", 2),
+    sub!("script|load", 3),
+    sub!("script|exists", -3),
+    sub!("script|flush", -2),
+    sub!("script|kill", 2),
+    sub!("script|help", 2),
+];
+
+/// Per command-table index: the range of `SUBCOMMANDS` that are its subcommands (empty for a
+/// command that is not a container).
+static SUBCOMMAND_RANGES: LazyLock<Vec<std::ops::Range<usize>>> = LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .map(|spec| {
+            let first = SUBCOMMANDS.iter().position(|s| s.container() == spec.name);
+            let count = SUBCOMMANDS.iter().filter(|s| s.container() == spec.name).count();
+            first.map_or(0..0, |first| first..first + count)
+        })
+        .collect()
+});
+
+/// The subcommands of the command at table index `index` (none unless it is a container), each
+/// with its index in `SUBCOMMANDS`.
+pub fn subcommands_of(index: u16) -> impl Iterator<Item = (usize, &'static SubcommandSpec)> {
+    SUBCOMMAND_RANGES[index as usize].clone().map(|j| (j, &SUBCOMMANDS[j]))
+}
+
+/// The subcommand `name` (any case) of the command at table index `index`, by its index in
+/// `SUBCOMMANDS`.
+pub fn lookup_subcommand(index: u16, name: &[u8]) -> Option<usize> {
+    subcommands_of(index).find(|(_, s)| is(name, s.short_name())).map(|(j, _)| j)
+}
+
+/// How many lines INFO commandstats can have: one per command, then one per subcommand.
+pub fn stat_slots() -> usize {
+    COMMANDS.len() + SUBCOMMANDS.len()
+}
+
+/// The name a commandstats slot is reported under (`get`, `client|list`).
+pub fn stat_name(slot: usize) -> &'static str {
+    match COMMANDS.get(slot) {
+        Some(spec) => spec.name,
+        None => SUBCOMMANDS[slot - COMMANDS.len()].name,
+    }
+}
+
+/// The commandstats slot of subcommand `j` (an index in `SUBCOMMANDS`).
+fn subcommand_slot(j: usize) -> u16 {
+    (COMMANDS.len() + j) as u16
+}
 
 /// Name -> table index. foldhash, not the default SipHash: this lookup runs once per command.
 static BY_NAME: LazyLock<HashMap<&'static str, u16, foldhash::fast::FixedState>> =
@@ -438,33 +589,86 @@ pub fn wrong_arity(name: &str) -> Reply {
     Reply::error(format!("ERR wrong number of arguments for '{name}' command"))
 }
 
+/// What one command came to.
+#[derive(Debug)]
+pub struct Executed {
+    /// Its command table index; `None` for a name the table does not know.
+    pub index: Option<u16>,
+    /// Its INFO commandstats slot (a subcommand's for a container command, see [`stat_name`]);
+    /// `None` for an unknown command or subcommand, which Redis counts only in errorstats.
+    pub stat: Option<u16>,
+    /// Whether it ran, was refused, or was queued by MULTI.
+    pub outcome: Outcome,
+    pub reply: Reply,
+}
+
+impl Executed {
+    fn rejected(index: Option<u16>, stat: Option<u16>, reply: Reply) -> Self {
+        Self { index, stat, outcome: Outcome::Rejected, reply }
+    }
+}
+
 /// Executes one command, `index` being `lookup(&args[0])` (the connection looks each name up
 /// once, for the prefetch and for this). `args` is never empty (the parser skips empty frames).
 ///
 /// Inside MULTI a command that passes these checks is queued instead (see [`multi`]), and one
 /// refused by them fails the transaction.
-pub fn execute(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> (Option<u16>, Reply) {
-    let Some(index) = index else {
-        multi::flag_failed(ctx.client);
-        return (None, unknown_command(args));
+pub fn execute(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> Executed {
+    dispatch(ctx, index, args)
+}
+
+/// The commandstats slot of a known command: its own, or, for a container called with a
+/// subcommand, the subcommand's, checked as Redis checks it before running anything (unknown
+/// subcommand: no slot to count under; wrong arity: a rejection counted on the subcommand).
+fn resolve_subcommand(index: u16, args: &[Bytes]) -> Result<u16, (Option<u16>, Reply)> {
+    if args.len() < 2 || SUBCOMMAND_RANGES[index as usize].is_empty() {
+        return Ok(index);
+    }
+    let Some(j) = lookup_subcommand(index, &args[1]) else {
+        return Err((None, unknown_subcommand(&args[1], COMMANDS[index as usize].name)));
     };
-    let spec = &COMMANDS[index as usize];
+    let sub = &SUBCOMMANDS[j];
     let argc = args.len() as i32;
-    // A command refused by these checks (Redis's `rejectCommand`) fails an open transaction;
-    // EXEC refused discards it, with Redis's EXECABORT reply. (A command's own error, such as
-    // MULTI's inside MULTI, does neither.)
-    let refuse = |ctx: &mut Ctx<'_, '_>, error: Reply| match spec.name {
-        "exec" => multi::abort_refused(ctx, error),
+    if (sub.arity > 0 && argc != sub.arity) || argc < -sub.arity {
+        return Err((Some(subcommand_slot(j)), wrong_arity(sub.name)));
+    }
+    Ok(subcommand_slot(j))
+}
+
+/// A command refused by the dispatcher's checks (Redis's `rejectCommand`): it fails an open
+/// transaction; EXEC refused discards it, with Redis's EXECABORT reply. (A command's own error,
+/// such as MULTI's inside MULTI, does neither.)
+fn refused(ctx: &mut Ctx<'_, '_>, index: Option<u16>, stat: Option<u16>, error: Reply) -> Executed {
+    let reply = match index.map(|i| COMMANDS[i as usize].name) {
+        Some("exec") => multi::abort_refused(ctx, error),
         _ => {
             multi::flag_failed(ctx.client);
             error
         }
     };
+    Executed::rejected(index, stat, reply)
+}
+
+fn dispatch(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> Executed {
+    let Some(index) = index else {
+        return refused(ctx, None, None, unknown_command(args));
+    };
+    let spec = &COMMANDS[index as usize];
+    let argc = args.len() as i32;
     if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
-        return (Some(index), refuse(ctx, wrong_arity(spec.name)));
+        return refused(ctx, Some(index), Some(index), wrong_arity(spec.name));
     }
+    let stat = match resolve_subcommand(index, args) {
+        Ok(stat) => stat,
+        Err((stat, reply)) => return refused(ctx, Some(index), stat, reply),
+    };
     if !ctx.client.authenticated && !spec.no_auth {
-        return (Some(index), refuse(ctx, Reply::error("NOAUTH Authentication required.")));
+        return refused(
+            ctx,
+            Some(index),
+            Some(stat),
+            Reply::error("NOAUTH Authentication required."),
+        );
     }
     if ctx.client.multi.is_some() && !multi::runs_in_multi(spec.name) {
         // Redis refuses every queued command while memory cannot be made under maxmemory (a
@@ -472,15 +676,17 @@ pub fn execute(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> (Op
         if ctx.node.store.maxmemory() != 0
             && let Err(oom) = ctx.node.store.ensure_memory(0, &[], Some(ctx.task))
         {
-            return (Some(index), refuse(ctx, Reply::error(oom.to_string())));
+            return refused(ctx, Some(index), Some(stat), Reply::error(oom.to_string()));
         }
         if matches!(spec.kind, Kind::Write | Kind::WriteGrow(_)) && ctx.node.is_draining() {
-            return (Some(index), refuse(ctx, Reply::error(ERR_DRAINING)));
+            return refused(ctx, Some(index), Some(stat), Reply::error(ERR_DRAINING));
         }
-        return (Some(index), multi::queue(ctx.client, index, args));
+        let reply = multi::queue(ctx.client, index, stat, args);
+        return Executed { index: Some(index), stat: Some(stat), outcome: Outcome::Queued, reply };
     }
+    let rejected = |reply: Reply| Executed::rejected(Some(index), Some(stat), reply);
     if matches!(spec.kind, Kind::Write | Kind::WriteGrow(_)) && ctx.node.is_draining() {
-        return (Some(index), Reply::error(ERR_DRAINING));
+        return rejected(Reply::error(ERR_DRAINING));
     }
     // Without a limit there is nothing to reserve (`ensure_memory` would return at once).
     if let Kind::WriteGrow(grows) = spec.kind
@@ -490,11 +696,45 @@ pub fn execute(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> (Op
         let growth = value_growth(ctx, grows, args, &keys);
         let keys: Vec<&[u8]> = keys.iter().map(|&i| &args[i][..]).collect();
         if let Err(oom) = reserve(ctx, &keys, growth) {
-            return (Some(index), oom);
+            return rejected(oom);
         }
         ctx.reserved = growth;
     }
-    (Some(index), (spec.handler)(ctx, args))
+    let reply = (spec.handler)(ctx, args);
+    let outcome = if ctx.refused { Outcome::Rejected } else { Outcome::Called };
+    Executed { index: Some(index), stat: Some(stat), outcome, reply }
+}
+
+/// Counts a command in INFO commandstats and errorstats (and `/metrics`), `usec` being how long
+/// it ran, and logs it in the slow log if it ran slow.
+pub fn account(node: &NodeState, task: &Task, executed: &Executed, args: &[Bytes], usec: u64) {
+    let error = match &executed.reply {
+        Reply::Error(text) => Some(text),
+        _ => None,
+    };
+    node.counters.record(executed.stat, executed.outcome, usec, error.is_some());
+    if let Some(text) = error {
+        node.counters.record_error(text);
+    }
+    if let (Outcome::Called, Some(index)) = (executed.outcome, executed.index) {
+        slowlog::log_if_slow(node, task, index, args, usec);
+    }
+}
+
+/// Whether a command's calls stay out of the slow log (Redis's `skip_slowlog` flag: EXEC, whose
+/// commands are logged one by one).
+pub fn skips_slowlog(index: u16) -> bool {
+    COMMANDS[index as usize].name == "exec"
+}
+
+/// The positions of the arguments the slow log shows as `(redacted)`: passwords (Redis's
+/// `redactClientCommandArgument`, called by AUTH and HELLO as they read their arguments).
+pub fn secret_arguments(index: u16, args: &[Bytes]) -> Vec<usize> {
+    match COMMANDS[index as usize].name {
+        "auth" => connection::auth_secrets(args),
+        "hello" => connection::hello_secrets(args),
+        _ => Vec::new(),
+    }
 }
 
 /// Longest text an integer value can have (`-9223372036854775808`): what INCR and friends may
@@ -578,7 +818,15 @@ fn key_range(
     spec: &CommandSpec,
     argc: usize,
 ) -> std::iter::StepBy<std::ops::RangeInclusive<usize>> {
-    let (first, last, step) = spec.keys;
+    keys_in(spec.keys, argc)
+}
+
+/// The argument indexes a (first, last, step) key spec names among `argc` arguments (`last`
+/// negative: counted back from the end).
+fn keys_in(
+    (first, last, step): (i32, i32, i32),
+    argc: usize,
+) -> std::iter::StepBy<std::ops::RangeInclusive<usize>> {
     if first <= 0 || argc <= first as usize {
         #[allow(clippy::reversed_empty_ranges)]
         return (1..=0).step_by(1);
@@ -770,6 +1018,25 @@ mod tests {
         assert_eq!(key_positions(spec(b"mset"), 7), vec![1, 3, 5]);
         assert_eq!(key_positions(spec(b"del"), 4), vec![1, 2, 3]);
         assert_eq!(key_positions(spec(b"ping"), 1), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn subcommands_are_grouped_under_a_container_of_the_table() {
+        for (index, spec) in COMMANDS.iter().enumerate() {
+            let listed: Vec<&str> =
+                SUBCOMMANDS.iter().filter(|s| s.container() == spec.name).map(|s| s.name).collect();
+            let ranged: Vec<&str> = subcommands_of(index as u16).map(|(_, s)| s.name).collect();
+            assert_eq!(ranged, listed, "{}", spec.name);
+        }
+        for sub in SUBCOMMANDS {
+            assert!(lookup(sub.container().as_bytes()).is_some(), "{}", sub.name);
+        }
+        let client = lookup(b"client").expect("client");
+        let list = lookup_subcommand(client, b"LiSt").expect("client|list");
+        assert_eq!(stat_name(subcommand_slot(list) as usize), "client|list");
+        assert_eq!(stat_name(client as usize), "client");
+        assert_eq!(stat_slots(), COMMANDS.len() + SUBCOMMANDS.len());
+        assert_eq!(lookup_subcommand(lookup(b"get").expect("get"), b"list"), None);
     }
 
     #[test]

@@ -14,19 +14,25 @@
 //! and a dirty client's EXEC runs nothing and answers a null array.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{COMMANDS, ClientState, Ctx, HeldShards, Kind, key_positions, value_growth};
+use super::{
+    COMMANDS, ClientState, Ctx, Executed, HeldShards, Kind, Outcome, key_positions, value_growth,
+};
 use crate::server::resp::Reply;
 use crate::server::state::NodeState;
 use crate::server::store::WatchState;
 use crate::server::tasks::Task;
 
-/// An open transaction: the commands queued since MULTI, each with its table index.
+/// A command queued by MULTI: its table index, its commandstats slot, its arguments.
+type Queued = (u16, u16, Vec<Bytes>);
+
+/// An open transaction: the commands queued since MULTI.
 #[derive(Debug, Default)]
 pub struct Transaction {
-    queued: Vec<(u16, Vec<Bytes>)>,
+    queued: Vec<Queued>,
     /// A command was refused while queueing (Redis's `CLIENT_DIRTY_EXEC`).
     failed: bool,
 }
@@ -44,10 +50,11 @@ pub(super) fn runs_in_multi(name: &str) -> bool {
     matches!(name, "exec" | "discard" | "multi" | "watch" | "quit")
 }
 
-/// Queues a command that passed every check; the reply is `+QUEUED`.
-pub(super) fn queue(client: &mut ClientState, index: u16, args: &[Bytes]) -> Reply {
+/// Queues a command that passed every check (`stat` is its commandstats slot); the reply is
+/// `+QUEUED`.
+pub(super) fn queue(client: &mut ClientState, index: u16, stat: u16, args: &[Bytes]) -> Reply {
     if let Some(transaction) = client.multi.as_mut() {
-        transaction.queued.push((index, args.to_vec()));
+        transaction.queued.push((index, stat, args.to_vec()));
     }
     Reply::Simple("QUEUED")
 }
@@ -148,7 +155,7 @@ fn run(ctx: &mut Ctx<'_, '_>, transaction: Transaction) -> Reply {
     if transaction.failed {
         return Reply::error("EXECABORT Transaction discarded because of previous errors.");
     }
-    let specs = || transaction.queued.iter().map(|(i, args)| (&COMMANDS[*i as usize], args));
+    let specs = || transaction.queued.iter().map(|(i, _, args)| (&COMMANDS[*i as usize], args));
     let writes = specs().any(|(spec, _)| matches!(spec.kind, Kind::Write | Kind::WriteGrow(_)));
     // The whole transaction's growth is made room for before any lock is taken (eviction takes
     // shard locks); each command then runs with its own share recorded.
@@ -167,10 +174,13 @@ fn run(ctx: &mut Ctx<'_, '_>, transaction: Transaction) -> Reply {
         if !keys.is_empty()
             && let Err(Reply::Error(oom)) = super::reserve(ctx, &keys, total)
         {
+            // Redis refuses EXEC before running it (`processCommand`): a rejected call.
+            ctx.refused = true;
             return abort(&oom);
         }
     }
     if writes && ctx.node.is_draining() {
+        ctx.refused = true;
         return abort(&Bytes::from_static(super::ERR_DRAINING.as_bytes()));
     }
     let held = HeldShards::lock(ctx.node, ctx.task, shards(ctx, &transaction));
@@ -194,13 +204,22 @@ fn run(ctx: &mut Ctx<'_, '_>, transaction: Transaction) -> Reply {
         now_ms: ctx.now_ms,
         reserved: usize::MAX,
         held: Some(&held),
+        refused: false,
     };
     let mut replies = Vec::with_capacity(transaction.queued.len());
-    for ((index, args), growth) in transaction.queued.iter().zip(growths) {
+    for ((index, stat, args), growth) in transaction.queued.iter().zip(growths) {
         let spec = &COMMANDS[*index as usize];
         inner.reserved = growth;
         inner.task.set_command(Some(*index));
-        replies.push((spec.handler)(&mut inner, args));
+        // Each command counts as its own call in INFO commandstats and the slow log, as Redis's
+        // `execCommand` calls each one; EXEC counts once more, for all of them.
+        let started = Instant::now();
+        let reply = (spec.handler)(&mut inner, args);
+        let usec = started.elapsed().as_micros() as u64;
+        let executed =
+            Executed { index: Some(*index), stat: Some(*stat), outcome: Outcome::Called, reply };
+        super::account(inner.node, inner.task, &executed, args, usec);
+        replies.push(executed.reply);
         inner.node.metrics.commands[*index as usize].inc();
     }
     inner.task.set_command(super::lookup(b"exec"));
@@ -210,16 +229,16 @@ fn run(ctx: &mut Ctx<'_, '_>, transaction: Transaction) -> Reply {
 /// Every shard the transaction's commands and its watched keys live in: the shards of their
 /// keys (for MEMORY USAGE and OBJECT, named after the subcommand, outside the table's key
 /// positions), or all of them when a command reads or writes without naming keys (DBSIZE, KEYS,
-/// SCAN, RANDOMKEY, FLUSHALL).
+/// SCAN, RANDOMKEY, FLUSHALL; INFO, which reads every shard's figures).
 fn shards(ctx: &Ctx<'_, '_>, transaction: &Transaction) -> Vec<usize> {
     let store = &ctx.node.store;
     let mut shards = Vec::new();
-    for (index, args) in &transaction.queued {
+    for (index, _, args) in &transaction.queued {
         let spec = &COMMANDS[*index as usize];
         let positions = key_positions(spec, args.len());
         if matches!(spec.name, "memory" | "object") {
             shards.extend(args.get(2).map(|key| store.shard_of(key)));
-        } else if positions.is_empty() && spec.kind != Kind::Admin {
+        } else if (positions.is_empty() && spec.kind != Kind::Admin) || spec.name == "info" {
             return (0..store.shard_count()).collect();
         }
         shards.extend(positions.iter().map(|&i| store.shard_of(&args[i])));

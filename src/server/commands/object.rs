@@ -107,7 +107,7 @@ pub fn object(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let store = &ctx.node.store;
     let mut guard = ctx.lock_key(&args[2]);
-    let Some(entry) = guard.peek_live(&args[2], now) else {
+    let Some(entry) = guard.peek_read(&args[2], now) else {
         return Reply::Nil;
     };
     match sub {

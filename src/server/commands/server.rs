@@ -1,108 +1,16 @@
-//! Server commands: INFO CONFIG (GET/SET/RESETSTAT) COMMAND (COUNT/DOCS/INFO) MEMORY USAGE TIME.
-
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+//! Server commands: CONFIG (GET SET RESETSTAT) COMMAND (COUNT DOCS INFO GETKEYS LIST) MEMORY
+//! USAGE TIME. (INFO is in `info.rs`, SLOWLOG in `slowlog.rs`.)
 
 use bytes::Bytes;
 
-use super::connection::REDIS_COMPAT_VERSION;
-use super::{COMMANDS, CommandSpec, Ctx, is, lookup, unknown_subcommand, wrong_sub_arity};
+use super::{
+    COMMANDS, CommandSpec, Ctx, is, lookup, lookup_subcommand, parse_i64, unknown_subcommand,
+    wrong_sub_arity,
+};
 use crate::server::glob::glob_match;
 use crate::server::resp::Reply;
 use crate::server::state::parse_memory;
 use crate::server::store::{EvictionPolicy, entry_cost};
-
-pub fn info(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
-    let node = ctx.node;
-    let wanted: Vec<String> =
-        args[1..].iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
-    let all = wanted.is_empty()
-        || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
-    let want = |section: &str| all || wanted.iter().any(|w| w == section);
-    let stats = node.stats(Some(ctx.task));
-    let mut out = String::new();
-    if want("server") {
-        let uptime = node.started.elapsed().as_secs();
-        let port = ctx.task.local.map_or(0, |a| a.port());
-        let _ = write!(
-            out,
-            "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nmapcache_version:{}\r\nredis_mode:standalone\r\n\
-             os:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{port}\r\nuptime_in_seconds:{uptime}\r\n\
-             uptime_in_days:{}\r\n\r\n",
-            env!("CARGO_PKG_VERSION"),
-            std::env::consts::OS,
-            std::process::id(),
-            uptime / 86_400
-        );
-    }
-    if want("clients") {
-        let _ = write!(
-            out,
-            "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n\r\n",
-            node.tasks.connections()
-        );
-    }
-    if want("memory") {
-        let _ = write!(
-            out,
-            "# Memory\r\nused_memory:{}\r\nused_memory_dataset:{}\r\nmaxmemory:{}\r\nmaxmemory_policy:{}\r\n\
-             mapcache_bytes_allocated:{}\r\n\r\n",
-            stats.memory_bytes,
-            stats.memory_bytes.saturating_sub(stats.bytes_allocated),
-            stats.maxmemory,
-            stats.eviction_policy,
-            stats.bytes_allocated
-        );
-    }
-    if want("persistence") {
-        let last = node.last_snapshot.lock().clone();
-        let _ = write!(
-            out,
-            "# Persistence\r\nloading:{}\r\nrdb_last_save_time:{}\r\nmapcache_snapshot_generation:{}\r\n\r\n",
-            u8::from(!node.is_ready()),
-            last.map_or(0, |s| s.written_at.as_second()),
-            node.snapshot_generation.load(Ordering::Relaxed)
-        );
-    }
-    if want("stats") {
-        let _ = write!(
-            out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\n\
-             evicted_keys:{}\r\nmapcache_tombstones:{}\r\nmapcache_tombstone_ratio:{:.4}\r\n\r\n",
-            node.total_connections.load(Ordering::Relaxed),
-            node.total_commands.load(Ordering::Relaxed),
-            stats
-                .expired_keys_total
-                .saturating_sub(node.store.expired_at_reset.load(Ordering::Relaxed)),
-            stats
-                .evicted_keys_total
-                .saturating_sub(node.store.evicted_at_reset.load(Ordering::Relaxed)),
-            stats.tombstones,
-            stats.tombstone_ratio
-        );
-    }
-    if want("replication") {
-        out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
-    }
-    if want("keyspace") {
-        out.push_str("# Keyspace\r\n");
-        if stats.keys > 0 {
-            let _ = write!(
-                out,
-                "db0:keys={},expires={},avg_ttl={}\r\n",
-                stats.keys,
-                node.store.ttl_keys_unlocked(),
-                node.store.avg_ttl_ms()
-            );
-        }
-        out.push_str("\r\n");
-    }
-    // Redis ends INFO without the last blank line.
-    while out.ends_with("\r\n\r\n") {
-        out.truncate(out.len() - 2);
-    }
-    Reply::Verbatim(out)
-}
 
 /// The parameters CONFIG GET knows, with their current values.
 fn config_params(ctx: &Ctx<'_, '_>) -> Vec<(&'static str, String)> {
@@ -121,6 +29,8 @@ fn config_params(ctx: &Ctx<'_, '_>) -> Vec<(&'static str, String)> {
         ("dir", node.config.data_dir.display().to_string()),
         ("maxmemory-samples", "5".to_string()),
         ("timeout", "0".to_string()),
+        ("slowlog-log-slower-than", node.slowlog.slower_than_us().to_string()),
+        ("slowlog-max-len", node.slowlog.max_len().to_string()),
         ("busy-reply-threshold", busy_ms(node).to_string()),
         ("lua-time-limit", busy_ms(node).to_string()),
     ]
@@ -128,6 +38,23 @@ fn config_params(ctx: &Ctx<'_, '_>) -> Vec<(&'static str, String)> {
 
 fn busy_ms(node: &crate::server::state::NodeState) -> u128 {
     node.scripting.busy_threshold().as_millis()
+}
+
+/// A CONFIG SET value Redis 7 reads as an integer (`INTEGER_CONFIG`: `string2ll`, no units)
+/// within `min..=max`, or its error naming the parameter.
+fn config_integer(name: &str, value: &[u8], min: i64, max: i64) -> Result<i64, Reply> {
+    let failed = |why: String| {
+        Reply::error(format!(
+            "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"
+        ))
+    };
+    match parse_i64(value) {
+        None => Err(failed("argument couldn't be parsed into an integer".to_string())),
+        Some(v) if !(min..=max).contains(&v) => {
+            Err(failed(format!("argument must be between {min} and {max} inclusive")))
+        }
+        Some(v) => Ok(v),
+    }
 }
 
 /// `CONFIG HELP`'s lines for the subcommands this node has (Redis 7's text, REWRITE left out).
@@ -146,6 +73,8 @@ const COMMAND_HELP: &[&str] = &[
     "    Return details about all Redis commands.",
     "COUNT",
     "    Return the total number of commands in this Redis server.",
+    "LIST",
+    "    Return a list of all commands in this Redis server.",
     "INFO [<command-name> ...]",
     "    Return details about multiple Redis commands.",
     "    If no command names are given, documentation details for all",
@@ -154,6 +83,8 @@ const COMMAND_HELP: &[&str] = &[
     "    Return documentation details about multiple Redis commands.",
     "    If no command names are given, documentation details for all",
     "    commands are returned.",
+    "GETKEYS <full-command>",
+    "    Return the keys from a full Redis command.",
 ];
 
 /// `MEMORY HELP`'s lines for the subcommand this node has (Redis 7's text).
@@ -203,7 +134,14 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         // As Redis 7's `configSetCommand`: every name is checked (an unknown one is reported as
         // given, before any bad value), then duplicates (as given), then each value (under the
         // parameter's own name); nothing is applied unless all pass.
-        let settable = ["maxmemory", "maxmemory-policy", "busy-reply-threshold", "lua-time-limit"];
+        let settable = [
+            "maxmemory",
+            "maxmemory-policy",
+            "slowlog-log-slower-than",
+            "slowlog-max-len",
+            "busy-reply-threshold",
+            "lua-time-limit",
+        ];
         let mut names: Vec<&str> = Vec::new();
         for pair in args[2..].chunks(2) {
             let Some(name) = settable.into_iter().find(|n| is(&pair[0], n)) else {
@@ -221,9 +159,19 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         let mut memory = None;
         let mut policy = None;
         let mut busy = None;
+        let mut slower_than = None;
+        let mut max_len = None;
         for (name, pair) in names.into_iter().zip(args[2..].chunks(2)) {
             let value = String::from_utf8_lossy(&pair[1]).into_owned();
             match name {
+                "slowlog-log-slower-than" => match config_integer(name, &pair[1], -1, i64::MAX) {
+                    Ok(v) => slower_than = Some(v),
+                    Err(e) => return e,
+                },
+                "slowlog-max-len" => match config_integer(name, &pair[1], 0, i64::MAX) {
+                    Ok(v) => max_len = Some(v as u64),
+                    Err(e) => return e,
+                },
                 "maxmemory" => match parse_memory(&value) {
                     Ok(v) => memory = Some(v),
                     Err(_) => {
@@ -240,19 +188,12 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
                         ));
                     }
                 },
-                "busy-reply-threshold" | "lua-time-limit" => match value.parse::<i64>() {
-                    Ok(ms) if ms >= 0 => busy = Some(std::time::Duration::from_millis(ms as u64)),
-                    Ok(_) => {
-                        return Reply::error(format!(
-                            "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be between 0 and 9223372036854775807 inclusive"
-                        ));
+                "busy-reply-threshold" | "lua-time-limit" => {
+                    match config_integer(name, &pair[1], 0, i64::MAX) {
+                        Ok(ms) => busy = Some(std::time::Duration::from_millis(ms as u64)),
+                        Err(e) => return e,
                     }
-                    Err(_) => {
-                        return Reply::error(format!(
-                            "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
-                        ));
-                    }
-                },
+                }
                 _ => unreachable!("only settable names are kept"),
             }
         }
@@ -265,18 +206,26 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         if let Some(threshold) = busy {
             ctx.node.scripting.set_busy_threshold(threshold);
         }
+        let slowlog = &ctx.node.slowlog;
+        if let Some(us) = slower_than {
+            slowlog.set_slower_than_us(us);
+        }
+        if let Some(len) = max_len {
+            slowlog.set_max_len(len);
+        }
+        if slower_than.is_some() || max_len.is_some() {
+            // Redis trims the log as each command is considered for it, this one included.
+            slowlog.trim();
+        }
         Reply::ok()
     } else if is(sub, "RESETSTAT") {
         if args.len() != 2 {
             return wrong_sub_arity("config", sub);
         }
-        // Redis's `resetServerStats`, for the figures INFO has. The expired and evicted counts
-        // are also Prometheus counters, which must never go back: INFO subtracts a baseline.
-        let node = ctx.node;
-        node.total_commands.store(0, Ordering::Relaxed);
-        node.total_connections.store(0, Ordering::Relaxed);
-        node.store.expired_at_reset.store(node.store.expired_total.get(), Ordering::Relaxed);
-        node.store.evicted_at_reset.store(node.store.evicted_total.get(), Ordering::Relaxed);
+        // Redis's `resetServerStats`, commandstats and errorstats, for the figures INFO has. The
+        // counts are also Prometheus counters, which must never go back: INFO subtracts a
+        // baseline. The memory peak and the slow log stay, as in Redis 7.0.
+        ctx.node.reset_stats();
         Reply::ok()
     } else if is(sub, "HELP") {
         super::help("config", args, CONFIG_HELP)
@@ -316,6 +265,7 @@ fn redis_flags(name: &str) -> Option<&'static [&'static str]> {
             Some(&["noscript", "loading", "stale", "fast", "allow_busy"])
         }
         "exec" => Some(&["noscript", "loading", "stale", "skip_slowlog"]),
+        "slowlog" => Some(&[]),
         "eval" | "evalsha" => {
             Some(&["noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"])
         }
@@ -330,6 +280,63 @@ fn redis_flags(name: &str) -> Option<&'static [&'static str]> {
         "script" => Some(&[]),
         _ => None,
     }
+}
+
+/// The ACL categories Redis 7 puts each command and subcommand in (read from redis-server
+/// 7.0.15's `COMMAND INFO`; `client|setinfo` and `client|no-touch` from Redis 7.2), without the
+/// `@`: what `COMMAND LIST FILTERBY ACLCAT` matches. `None` for a name the node does not have.
+fn acl_categories(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "ping" | "echo" | "quit" | "hello" | "auth" | "select" => &["fast", "connection"],
+        "client" | "config" | "memory" | "slowlog" => &["slow"],
+        "client|id" | "client|setname" | "client|getname" | "client|info" | "client|setinfo"
+        | "client|reply" | "client|no-touch" | "client|help" => &["slow", "connection"],
+        "client|list" | "client|kill" | "client|no-evict" => {
+            &["admin", "slow", "dangerous", "connection"]
+        }
+        "get" | "mget" | "strlen" => &["read", "string", "fast"],
+        "getrange" | "substr" => &["read", "string", "slow"],
+        "set" | "setex" | "psetex" | "mset" | "msetnx" | "setrange" => &["write", "string", "slow"],
+        "setnx" | "getset" | "getdel" | "getex" | "incr" | "decr" | "incrby" | "decrby"
+        | "incrbyfloat" | "append" => &["write", "string", "fast"],
+        "del" => &["keyspace", "write", "slow"],
+        "unlink" | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist" => {
+            &["keyspace", "write", "fast"]
+        }
+        "exists" | "type" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "dbsize" => {
+            &["keyspace", "read", "fast"]
+        }
+        "flushdb" | "flushall" => &["keyspace", "write", "slow", "dangerous"],
+        "keys" => &["keyspace", "read", "slow", "dangerous"],
+        "scan" | "randomkey" => &["keyspace", "read", "slow"],
+        "info" => &["slow", "dangerous"],
+        "config|get" | "config|set" | "config|resetstat" | "slowlog|get" | "slowlog|len"
+        | "slowlog|reset" => &["admin", "slow", "dangerous"],
+        "config|help" | "memory|help" | "slowlog|help" => &["slow"],
+        "command" | "command|count" | "command|info" | "command|docs" | "command|getkeys"
+        | "command|list" | "command|help" => &["slow", "connection"],
+        "memory|usage" => &["read", "slow"],
+        "time" => &["fast"],
+        "multi" | "discard" | "watch" | "unwatch" => &["fast", "transaction"],
+        "exec" => &["slow", "transaction"],
+        "touch" => &["keyspace", "read", "fast"],
+        "rename" | "copy" => &["keyspace", "write", "slow"],
+        "renamenx" => &["keyspace", "write", "fast"],
+        "object" => &["slow"],
+        "object|encoding" | "object|freq" | "object|idletime" | "object|refcount" => {
+            &["keyspace", "read", "slow"]
+        }
+        "object|help" => &["keyspace", "slow"],
+        "setbit" => &["write", "bitmap", "slow"],
+        "getbit" => &["read", "bitmap", "fast"],
+        "bitcount" => &["read", "bitmap", "slow"],
+        "lcs" => &["read", "string", "slow"],
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "script" | "script|load"
+        | "script|exists" | "script|flush" | "script|kill" | "script|help" => {
+            &["slow", "scripting"]
+        }
+        _ => return None,
+    })
 }
 
 fn command_info(spec: &CommandSpec) -> Reply {
@@ -349,6 +356,89 @@ fn command_info(spec: &CommandSpec) -> Reply {
         Reply::Array(Vec::new()),
         Reply::Set(Vec::new()),
     ])
+}
+
+/// `COMMAND GETKEYS <command> <arg>...`, as Redis 7's `getKeysSubcommandImpl`: the command (or
+/// the subcommand of a container) must exist, have keys, and be given its arity; then its key
+/// arguments, in order.
+fn command_getkeys(args: &[Bytes]) -> Reply {
+    let command = &args[2..];
+    let Some(index) = lookup(&command[0]) else {
+        return Reply::error("ERR Invalid command specified");
+    };
+    let spec = &COMMANDS[index as usize];
+    let (arity, keys) = if command.len() >= 2 && super::subcommands_of(index).next().is_some() {
+        match lookup_subcommand(index, &command[1]) {
+            Some(j) => (super::SUBCOMMANDS[j].arity, super::SUBCOMMANDS[j].keys),
+            None => return Reply::error("ERR Invalid command specified"),
+        }
+    } else {
+        (spec.arity, spec.keys)
+    };
+    if keys.0 <= 0 {
+        return Reply::error("ERR The command has no key arguments");
+    }
+    let argc = command.len() as i32;
+    if (arity > 0 && arity != argc) || argc < -arity {
+        return Reply::error("ERR Invalid number of arguments specified for command");
+    }
+    let found: Vec<Reply> =
+        super::keys_in(keys, command.len()).map(|i| Reply::Bulk(command[i].clone())).collect();
+    if found.is_empty() {
+        return Reply::error("ERR Invalid arguments specified for command");
+    }
+    Reply::Array(found)
+}
+
+/// Which names `COMMAND LIST FILTERBY` keeps.
+enum ListFilter<'a> {
+    /// No modules are loaded: no command is a module's.
+    Module,
+    /// An ACL category, any case, without `@`.
+    AclCategory(&'a [u8]),
+    /// A glob pattern, matched without regard to case.
+    Pattern(Vec<u8>),
+}
+
+impl ListFilter<'_> {
+    fn keeps(&self, name: &str) -> bool {
+        match self {
+            ListFilter::Module => false,
+            ListFilter::AclCategory(category) => {
+                acl_categories(name).unwrap_or_default().iter().any(|c| is(category, c))
+            }
+            ListFilter::Pattern(pattern) => glob_match(pattern, name.as_bytes()),
+        }
+    }
+}
+
+/// `COMMAND LIST [FILTERBY MODULE <name> | ACLCAT <category> | PATTERN <pattern>]`, as Redis 7's
+/// `commandListCommand`: every command and subcommand (`client|list`) by its full name, kept by
+/// the filter if one is given. `FILTERBY` must be followed by exactly its type and argument.
+fn command_list(args: &[Bytes]) -> Reply {
+    let filter = match &args[2..] {
+        [] => None,
+        [filterby, kind, arg] if is(filterby, "FILTERBY") => Some(if is(kind, "MODULE") {
+            ListFilter::Module
+        } else if is(kind, "ACLCAT") {
+            ListFilter::AclCategory(arg)
+        } else if is(kind, "PATTERN") {
+            ListFilter::Pattern(arg.to_ascii_lowercase())
+        } else {
+            return Reply::error(super::ERR_SYNTAX);
+        }),
+        _ => return Reply::error(super::ERR_SYNTAX),
+    };
+    let mut names = Vec::new();
+    for (index, spec) in COMMANDS.iter().enumerate() {
+        let subcommands = super::subcommands_of(index as u16).map(|(_, s)| s.name);
+        for name in std::iter::once(spec.name).chain(subcommands) {
+            if filter.as_ref().is_none_or(|f| f.keeps(name)) {
+                names.push(Reply::bulk_str(name));
+            }
+        }
+    }
+    Reply::Array(names)
 }
 
 pub fn command(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
@@ -372,6 +462,10 @@ pub fn command(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
                 .collect()
         };
         Reply::Array(infos)
+    } else if is(sub, "GETKEYS") {
+        command_getkeys(args)
+    } else if is(sub, "LIST") {
+        command_list(args)
     } else if is(sub, "DOCS") {
         // Documentation is not served; clients (redis-cli) accept an empty map.
         Reply::Map(Vec::new())
@@ -426,6 +520,18 @@ pub fn time(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_command_and_subcommand_has_its_acl_categories() {
+        for spec in COMMANDS {
+            assert!(acl_categories(spec.name).is_some(), "{} has no categories", spec.name);
+        }
+        for sub in super::super::SUBCOMMANDS {
+            assert!(acl_categories(sub.name).is_some(), "{} has no categories", sub.name);
+        }
+        assert_eq!(acl_categories("get"), Some(&["read", "string", "fast"][..]));
+        assert_eq!(acl_categories("nosuch"), None);
+    }
 
     #[test]
     fn every_command_has_its_redis_flags() {

@@ -60,7 +60,7 @@ fn expire_at(
 pub fn get(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let mut guard = ctx.lock_key(&args[1]);
-    match guard.get_live(&args[1], now) {
+    match guard.lookup_read(&args[1], now) {
         Some(entry) => reply_value(&entry.value),
         None => Reply::Nil,
     }
@@ -187,7 +187,9 @@ fn set_generic(ctx: &mut Ctx<'_, '_>, key: Bytes, value: Bytes, opts: SetOptions
         }
         return Reply::ok();
     }
-    let old = guard.get_live(&key, now).cloned();
+    // SET ... GET reads the old value as GET does (a keyspace hit or miss); NX and XX only look.
+    let old = if opts.get { guard.lookup_read(&key, now) } else { guard.get_live(&key, now) };
+    let old = old.cloned();
     let ok_reply = |old: &Option<Entry>| {
         if opts.get {
             old.as_ref().map_or(Reply::Nil, |e| reply_value(&e.value))
@@ -247,7 +249,7 @@ pub fn getset(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 pub fn getdel(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let mut guard = ctx.lock_key(&args[1]);
-    if guard.get_live(&args[1], now).is_none() {
+    if guard.lookup_read(&args[1], now).is_none() {
         return Reply::Nil;
     }
     guard.remove(&args[1]).map_or(Reply::Nil, |e| Reply::Bulk(e.value.into_bytes()))
@@ -260,7 +262,7 @@ pub fn getex(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         Err(e) => return e,
     };
     let mut guard = ctx.lock_key(&args[1]);
-    let Some(entry) = guard.get_live_mut(&args[1], now) else {
+    let Some(entry) = guard.lookup_read_mut(&args[1], now) else {
         return Reply::Nil;
     };
     let expiry = match parsed.expiry(now, "getex") {
@@ -289,7 +291,7 @@ pub fn mget(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         .iter()
         .map(|key| {
             let mut guard = ctx.lock_key(key);
-            guard.get_live(key, now).map_or(Reply::Nil, |e| reply_value(&e.value))
+            guard.lookup_read(key, now).map_or(Reply::Nil, |e| reply_value(&e.value))
         })
         .collect();
     Reply::Array(values)
@@ -436,7 +438,7 @@ pub fn append(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 pub fn strlen(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let mut guard = ctx.lock_key(&args[1]);
-    Reply::Integer(guard.get_live(&args[1], now).map_or(0, |e| e.value.len() as i64))
+    Reply::Integer(guard.lookup_read(&args[1], now).map_or(0, |e| e.value.len() as i64))
 }
 
 pub fn getrange(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
@@ -446,7 +448,7 @@ pub fn getrange(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     };
     let now = ctx.now_ms;
     let mut guard = ctx.lock_key(&args[1]);
-    let Some(entry) = guard.get_live(&args[1], now) else {
+    let Some(entry) = guard.lookup_read(&args[1], now) else {
         return Reply::bulk(Bytes::new());
     };
     let len = entry.value.len() as i64;
