@@ -449,18 +449,7 @@ async fn every_container_command_answers_help() {
 async fn command_info_reports_redis_flags() {
     let node = start().await;
     let mut c = node.raw().await;
-    let info = |name: &str, arity: i32, flags: &[&str], keys: (i32, i32, i32)| {
-        let mut out =
-            format!("*1\r\n*10\r\n${}\r\n{name}\r\n:{arity}\r\n*{}\r\n", name.len(), flags.len());
-        for flag in flags {
-            out.push_str(&format!("+{flag}\r\n"));
-        }
-        out.push_str(&format!(
-            ":{}\r\n:{}\r\n:{}\r\n*0\r\n*0\r\n*0\r\n*0\r\n",
-            keys.0, keys.1, keys.2
-        ));
-        out.into_bytes()
-    };
+    let info = server_support::command_info_reply;
     c.expect(&cmd(&["COMMAND", "INFO", "del"]), &info("del", -2, &["write"], (1, -1, 1))).await;
     let incrbyfloat = info("incrbyfloat", 3, &["write", "denyoom", "fast"], (1, 1, 1));
     c.expect(&cmd(&["COMMAND", "INFO", "incrbyfloat"]), &incrbyfloat).await;

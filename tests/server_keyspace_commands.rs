@@ -819,18 +819,7 @@ type CommandRow<'a> = (&'a str, i32, &'a [&'a str], (i32, i32, i32));
 async fn command_info_reports_redis_flags_for_the_new_commands() {
     let node = start().await;
     let mut c = node.raw().await;
-    let info = |name: &str, arity: i32, flags: &[&str], keys: (i32, i32, i32)| {
-        let mut out =
-            format!("*1\r\n*10\r\n${}\r\n{name}\r\n:{arity}\r\n*{}\r\n", name.len(), flags.len());
-        for flag in flags {
-            out.push_str(&format!("+{flag}\r\n"));
-        }
-        out.push_str(&format!(
-            ":{}\r\n:{}\r\n:{}\r\n*0\r\n*0\r\n*0\r\n*0\r\n",
-            keys.0, keys.1, keys.2
-        ));
-        out.into_bytes()
-    };
+    let info = server_support::command_info_reply;
     let expected: &[CommandRow] = &[
         ("rename", 3, &["write"], (1, 2, 1)),
         ("renamenx", 3, &["write", "fast"], (1, 2, 1)),

@@ -180,3 +180,20 @@ pub fn checklist_item(checklist: &serde_json::Value, name: &str) -> serde_json::
     let items = checklist["items"].as_array().expect("items");
     items.iter().find(|i| i["name"] == name).cloned().expect(name)
 }
+
+/// COMMAND INFO's reply (RESP2) for one command: name, arity, flags, key positions (first, last,
+/// step), and the empty categories, tips, key specs and subcommands this node serves.
+pub fn command_info_reply(
+    name: &str,
+    arity: i32,
+    flags: &[&str],
+    keys: (i32, i32, i32),
+) -> Vec<u8> {
+    let mut out =
+        format!("*1\r\n*10\r\n${}\r\n{name}\r\n:{arity}\r\n*{}\r\n", name.len(), flags.len());
+    for flag in flags {
+        out.push_str(&format!("+{flag}\r\n"));
+    }
+    out.push_str(&format!(":{}\r\n:{}\r\n:{}\r\n*0\r\n*0\r\n*0\r\n*0\r\n", keys.0, keys.1, keys.2));
+    out.into_bytes()
+}
