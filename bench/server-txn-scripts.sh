@@ -54,7 +54,7 @@ for round in $(seq "$ROUNDS"); do
           | tee -a "$work/rows.csv"
       done
       redis-benchmark -p "$port" -c "$C" -n "$N" -P "$P" -r 100000 --csv -q \
-          EVALSHA "$sha" 1 key:__rand_int__ 2>/dev/null \
+          EVALSHA "$sha" 1 script:__rand_int__ 2>/dev/null \
         | tail -n +2 | tr -d '"' | head -1 \
         | awk -F, -v r="$round" -v s="$name" -v p="$P" '{ printf "%s,%s,%s,EVALSHA,%s,%s,%s\n", r, s, p, $2, $5, $7 }' \
         | tee -a "$work/rows.csv"

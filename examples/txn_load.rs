@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 fn transaction(keys: &mut impl Iterator<Item = u64>) -> Vec<u8> {
     let mut out = b"*1\r\n$5\r\nMULTI\r\n".to_vec();
     for key in keys.take(5) {
-        let key = format!("key:{key:012}");
+        let key = format!("txn:{key:012}");
         out.extend(format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len()).as_bytes());
     }
     out.extend(b"*1\r\n$4\r\nEXEC\r\n");

@@ -31,8 +31,14 @@ pub const DEFAULT_BUSY_THRESHOLD: Duration = Duration::from_secs(5);
 pub const ERR_BUSY: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
 
-/// Work for the script thread.
+/// Work for the script thread: one script, run while commands are held off (see
+/// [`Scripting::submit`]).
 pub type Job = Box<dyn FnOnce() + Send>;
+
+/// Scripts run back to back under one hold-off of the commands, when that many are queued:
+/// the hold-off's cost (waiting for the commands in flight) is paid once for them, and other
+/// clients wait for at most this many short scripts.
+const BATCH: usize = 32;
 
 #[derive(Debug)]
 pub struct Scripting {
@@ -119,6 +125,7 @@ impl Scripting {
     /// Enters a command, unless a script waits or runs. `runs_while_busy`: a command that takes
     /// no shard lock and that Redis serves during a busy script (SCRIPT KILL, AUTH, HELLO,
     /// QUIT) enters anyway.
+    #[inline]
     pub fn enter(&self, runs_while_busy: bool) -> Result<InCommand<'_>, Blocked> {
         self.in_commands.fetch_add(1, Ordering::SeqCst);
         let entered = InCommand(self);
@@ -152,16 +159,41 @@ impl Scripting {
         }
     }
 
-    /// Runs `job` on the script thread (started on first use); the job sends its own reply.
-    pub fn submit(&self, job: Job) {
+    /// Runs `job` on the script thread (started on first use), with commands held off
+    /// ([`quiesce`](Self::quiesce) before, [`release`](Self::release) after, once for the
+    /// scripts queued together, at most [`BATCH`]); the job starts its script with
+    /// [`begin_script`](Self::begin_script), takes the locks and sends its own reply.
+    pub fn submit(self: &Arc<Self>, job: Job) {
         let mut runner = self.runner.lock();
         let sender = runner.get_or_insert_with(|| {
             let (sender, jobs) = mpsc::channel::<Job>();
+            // The thread holds the state weakly: it ends when the node's state is dropped
+            // (the sender with it).
+            let scripting = Arc::downgrade(self);
             std::thread::Builder::new()
                 .name("mapcache-scripts".into())
                 .spawn(move || {
-                    for job in jobs {
-                        job();
+                    while let Ok(first) = jobs.recv() {
+                        let mut batch = vec![first];
+                        while batch.len() < BATCH {
+                            match jobs.try_recv() {
+                                Ok(job) => batch.push(job),
+                                Err(_) => break,
+                            }
+                        }
+                        let Some(scripting) = scripting.upgrade() else {
+                            return;
+                        };
+                        scripting.quiesce();
+                        for job in batch {
+                            // A job catches a panic of its script itself; one escaping here must
+                            // still not leave the commands held off.
+                            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err()
+                            {
+                                tracing::error!("a script job panicked");
+                            }
+                        }
+                        scripting.release();
                     }
                 })
                 .expect("spawn the script thread");
@@ -175,20 +207,32 @@ impl Scripting {
         }
     }
 
-    /// On the script thread: stops new commands and waits for those in flight, so that taking
-    /// every shard lock next cannot make a connection thread block behind the script.
-    pub fn quiesce(&self) {
+    /// On the script thread: stops new commands and waits for those in flight (microseconds:
+    /// a command never waits inside), so that taking every shard lock next cannot make a
+    /// connection thread block behind a script.
+    fn quiesce(&self) {
         self.pending.store(true, Ordering::SeqCst);
+        let mut spins = 0u32;
         while self.in_commands.load(Ordering::SeqCst) > 0 {
-            std::thread::sleep(Duration::from_micros(20));
+            if spins < 2_000 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
         }
+    }
+
+    /// On the script thread, before each script: the busy clock starts, and SCRIPT KILL and
+    /// the write mark are the new script's.
+    pub fn begin_script(&self) {
         self.wrote.store(false, Ordering::SeqCst);
         self.kill.store(false, Ordering::SeqCst);
         *self.started.lock() = Some(Instant::now());
     }
 
-    /// On the script thread, once the locks are released: commands may start again.
-    pub fn release(&self) {
+    /// On the script thread, once the batch's scripts are done: commands may start again.
+    fn release(&self) {
         *self.started.lock() = None;
         self.pending.store(false, Ordering::SeqCst);
         self.idle.notify_waiters();

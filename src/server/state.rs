@@ -198,7 +198,7 @@ pub struct NodeState {
     /// `SLOWLOG`.
     pub slowlog: SlowLog,
     /// Lua scripts: the cache, the script thread, and how commands wait for a running script.
-    pub scripting: super::scripting::Scripting,
+    pub scripting: Arc<super::scripting::Scripting>,
 }
 
 impl NodeState {

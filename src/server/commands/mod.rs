@@ -108,6 +108,7 @@ impl<'c, 'n> Ctx<'c, 'n> {
 
     /// The lock of shard `index`: taken now, or lent by the transaction that holds it. Its
     /// lookups touch entries unless the client is in `CLIENT NO-TOUCH` mode.
+    #[inline]
     pub fn lock_shard(&self, index: usize) -> Locked<'_, 'n> {
         let mut locked = match self.held {
             None => Locked::Own(self.node.store.lock(index, Some(self.task))),
@@ -118,6 +119,7 @@ impl<'c, 'n> Ctx<'c, 'n> {
     }
 
     /// The lock of the shard `key` lives in.
+    #[inline]
     pub fn lock_key(&self, key: &[u8]) -> Locked<'_, 'n> {
         self.lock_shard(self.node.store.shard_of(key))
     }
@@ -230,6 +232,7 @@ pub enum Locked<'g, 'n> {
 impl<'n> Deref for Locked<'_, 'n> {
     type Target = ShardGuard<'n>;
 
+    #[inline]
     fn deref(&self) -> &ShardGuard<'n> {
         match self {
             Locked::Own(guard) => guard,
@@ -246,6 +249,7 @@ impl Locked<'_, '_> {
 }
 
 impl<'n> DerefMut for Locked<'_, 'n> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut ShardGuard<'n> {
         match self {
             Locked::Own(guard) => guard,

@@ -239,7 +239,7 @@ impl Deferred {
         let job_node = Arc::clone(&node);
         node.scripting.submit(Box::new(move || {
             let node = job_node;
-            node.scripting.quiesce();
+            node.scripting.begin_script();
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let all = (0..node.store.shard_count()).collect();
                 let held = HeldShards::lock(&node, &task, all);
@@ -249,7 +249,6 @@ impl Deferred {
                 ctx.held = Some(&held);
                 run(&mut ctx, &self.call)
             }));
-            node.scripting.release();
             let reply = ran.unwrap_or_else(|_| {
                 tracing::error!("a script job panicked");
                 Reply::error("ERR the script failed unexpectedly (see the node's log)")
