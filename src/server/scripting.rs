@@ -231,6 +231,13 @@ impl Scripting {
         *self.started.lock() = Some(Instant::now());
     }
 
+    /// On the script thread, after each script and before its reply goes out: no script runs
+    /// (commands still wait for the rest of the batch, but are not answered `-BUSY` for the
+    /// script that ended).
+    pub fn end_script(&self) {
+        *self.started.lock() = None;
+    }
+
     /// On the script thread, once the batch's scripts are done: commands may start again.
     fn release(&self) {
         *self.started.lock() = None;

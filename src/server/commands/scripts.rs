@@ -249,6 +249,7 @@ impl Deferred {
                 ctx.held = Some(&held);
                 run(&mut ctx, &self.call)
             }));
+            node.scripting.end_script();
             let reply = ran.unwrap_or_else(|_| {
                 tracing::error!("a script job panicked");
                 Reply::error("ERR the script failed unexpectedly (see the node's log)")
