@@ -225,6 +225,6 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         }
     }
     // The shards forget the keys this client watched.
-    commands::multi::unwatch_all(&node, &task, &mut client);
+    commands::multi::unwatch_all(&mut Ctx::new(&node, &mut client, &task, 0));
     drop(guard);
 }

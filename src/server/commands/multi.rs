@@ -22,9 +22,7 @@ use super::{
     COMMANDS, ClientState, Ctx, Executed, HeldShards, Kind, Outcome, key_positions, value_growth,
 };
 use crate::server::resp::Reply;
-use crate::server::state::NodeState;
 use crate::server::store::WatchState;
-use crate::server::tasks::Task;
 
 /// A command queued by MULTI: its table index, its commandstats slot, its arguments.
 type Queued = (u16, u16, Vec<Bytes>);
@@ -78,7 +76,7 @@ pub fn discard(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> Reply {
     if ctx.client.multi.take().is_none() {
         return Reply::error("ERR DISCARD without MULTI");
     }
-    unwatch_all(ctx.node, ctx.task, ctx.client);
+    unwatch_all(ctx);
     Reply::ok()
 }
 
@@ -86,36 +84,31 @@ pub fn watch(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     if ctx.client.multi.is_some() {
         return Reply::error("ERR WATCH inside MULTI is not allowed");
     }
-    let watched = ctx.client.watch.get_or_insert_with(Watched::default);
-    let (state, client) = (Arc::clone(&watched.state), ctx.client.id);
+    let mut watched = ctx.client.watch.take().unwrap_or_default();
     for key in &args[1..] {
-        ctx.lock_key(key).watch(key, client, &state, ctx.now_ms);
-        let watched = ctx.client.watch.get_or_insert_with(Watched::default);
+        ctx.lock_key(key).watch(key, ctx.client.id, &watched.state, ctx.now_ms);
         if !watched.keys.contains(key) {
             watched.keys.push(key.clone());
         }
     }
+    ctx.client.watch = Some(watched);
     Reply::ok()
 }
 
 pub fn unwatch(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> Reply {
-    // Queued in MULTI, UNWATCH runs inside EXEC, which holds the watched keys' shards: their
-    // locks come through `ctx`.
-    if let Some(watched) = ctx.client.watch.take() {
-        for key in &watched.keys {
-            ctx.lock_key(key).unwatch(key, ctx.client.id);
-        }
-    }
+    unwatch_all(ctx);
     Reply::ok()
 }
 
 /// Forgets every key the client watches (UNWATCH, EXEC, DISCARD, and the connection's end).
-pub fn unwatch_all(node: &NodeState, task: &Task, client: &mut ClientState) {
-    let Some(watched) = client.watch.take() else {
+/// The locks come through `ctx`: queued in MULTI, UNWATCH runs inside EXEC, which holds the
+/// watched keys' shards.
+pub fn unwatch_all(ctx: &mut Ctx<'_, '_>) {
+    let Some(watched) = ctx.client.watch.take() else {
         return;
     };
     for key in &watched.keys {
-        node.store.lock(node.store.shard_of(key), Some(task)).unwatch(key, client.id);
+        ctx.lock_key(key).unwatch(key, ctx.client.id);
     }
 }
 
@@ -133,7 +126,7 @@ fn abort(error: &Bytes) -> Reply {
 /// discarded because of: <the error>` (an `ERR ` prefix left out), MULTI or not.
 pub(super) fn abort_refused(ctx: &mut Ctx<'_, '_>, error: Reply) -> Reply {
     ctx.client.multi = None;
-    unwatch_all(ctx.node, ctx.task, ctx.client);
+    unwatch_all(ctx);
     match error {
         Reply::Error(text) => abort(&text.slice(if text.starts_with(b"ERR ") { 4 } else { 0 }..)),
         other => other,
@@ -145,7 +138,7 @@ pub fn exec(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> Reply {
         return Reply::error("ERR EXEC without MULTI");
     };
     let reply = run(ctx, transaction);
-    unwatch_all(ctx.node, ctx.task, ctx.client);
+    unwatch_all(ctx);
     reply
 }
 

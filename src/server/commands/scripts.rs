@@ -591,7 +591,7 @@ fn redis_call(
     let mut wire = BytesMut::new();
     reply.encode(proto, &mut wire);
     let mut at = 0;
-    match parse_reply(lua, &wire, &mut at, resp3) {
+    match parse_reply(lua, &wire, &mut at) {
         Ok(Parsed::Value(value)) => Ok(value),
         Ok(Parsed::Error(text)) => Err(text),
         Err(e) => fail(&format!("ERR {e}")),
@@ -623,7 +623,7 @@ enum Parsed {
 /// does: integers to numbers, bulk strings to strings, a nil to `false` (RESP2) or `nil`
 /// (RESP3), arrays to tables, status to `{ok=...}`, errors to `{err=...}` (nested) or an error
 /// (top level); RESP3 maps, sets, doubles and booleans as Redis 7 converts them.
-fn parse_reply(lua: &Lua, wire: &[u8], at: &mut usize, resp3: bool) -> mlua::Result<Parsed> {
+fn parse_reply(lua: &Lua, wire: &[u8], at: &mut usize) -> mlua::Result<Parsed> {
     let line = |at: &mut usize| -> mlua::Result<Vec<u8>> {
         let rest = &wire[*at..];
         let end = memchr::memmem::find(rest, b"\r\n")
@@ -666,7 +666,7 @@ fn parse_reply(lua: &Lua, wire: &[u8], at: &mut usize, resp3: bool) -> mlua::Res
             }
             let items = lua.create_table()?;
             let nested = |at: &mut usize| -> mlua::Result<Value> {
-                Ok(match parse_reply(lua, wire, at, resp3)? {
+                Ok(match parse_reply(lua, wire, at)? {
                     Parsed::Value(v) => v,
                     Parsed::Error(text) => status_table("err", &text)?,
                 })
@@ -710,7 +710,6 @@ fn parse_reply(lua: &Lua, wire: &[u8], at: &mut usize, resp3: bool) -> mlua::Res
         b'(' => status_table("big_number", &head)?,
         _ => return Err(mlua::Error::RuntimeError("unknown reply type".into())),
     };
-    let _ = resp3;
     Ok(Parsed::Value(value))
 }
 
