@@ -84,6 +84,8 @@ struct Call {
     keys: Vec<Bytes>,
     argv: Vec<Bytes>,
     read_only: bool,
+    /// EVAL: the script goes into the cache once it compiled (Redis caches only what compiled).
+    cache: bool,
 }
 
 /// Parses `numkeys key... arg...` after the script or SHA.
@@ -116,14 +118,8 @@ fn eval_generic(ctx: &mut Ctx<'_, '_>, args: &[Bytes], by_sha: bool, read_only: 
         let sha = sha1_hex(&args[1]);
         (sha, args[1].clone())
     };
-    // A script that does not compile is not cached (Redis caches only what compiled).
-    if let Err(reply) = with_vm(|vm| vm.function(&sha, &body).map(drop)) {
-        return reply;
-    }
-    if !by_sha {
-        scripting.store(sha.clone(), body.clone());
-    }
-    let call = Call { sha, body, keys, argv, read_only };
+    // Compiled where it runs (the script thread, or inside EXEC this thread), and cached there.
+    let call = Call { sha, body, keys, argv, read_only, cache: !by_sha };
     if ctx.in_transaction() {
         // Inside EXEC, which holds every shard already (a queued EVAL makes it lock them all):
         // run here, on the connection's thread.
@@ -466,6 +462,9 @@ impl Vm {
             Ok(function) => function,
             Err(reply) => return reply,
         };
+        if call.cache {
+            ctx.node.scripting.store(call.sha.clone(), call.body.clone());
+        }
         let lua = self.lua.clone();
         let set = |name: &str, values: &[Bytes]| -> mlua::Result<()> {
             let table = lua.create_table_with_capacity(values.len(), 0)?;
