@@ -45,7 +45,7 @@ fn run(store: &Store, stream: &[u8], op: Op, stages: &[Prefetch]) -> f64 {
         for key in batch.chunks_exact(KEY_LEN) {
             let mut shard = store.lock(store.shard_of(key), None);
             sum += match op {
-                Op::Get => shard.get_live(key, 1_000).map_or(0, |e| e.value.len()),
+                Op::Get => shard.get_live(key, 1_000).map_or(0, |e| e.value.cost()),
                 Op::Incr => shard
                     .upsert_live(
                         key,
@@ -53,7 +53,7 @@ fn run(store: &Store, stream: &[u8], op: Op, stages: &[Prefetch]) -> f64 {
                         || Entry::new(Bytes::from_static(b"0"), 0, 0),
                         |e| {
                             e.last_access_ms += 1;
-                            Ok::<_, ()>(e.value.len())
+                            Ok::<_, ()>(e.value.cost())
                         },
                     )
                     .unwrap_or(0),
@@ -94,7 +94,7 @@ fn grow_pass(store: &Store, n: usize, passes: usize) {
                 key,
                 1_000,
                 || Entry::new(Bytes::from_static(b"0"), 0, 0),
-                |e| Ok::<_, ()>(e.value.len()),
+                |e| Ok::<_, ()>(e.value.cost()),
             ));
         }
         times.push(started.elapsed().as_nanos() as u64);

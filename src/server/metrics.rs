@@ -142,6 +142,7 @@ pub struct Metrics {
     io_spins: Family<SpinLabel, Counter>,
     keys: Gauge,
     tombstones: Gauge,
+    collection_tombstones: Gauge,
     tombstone_ratio: Gauge<f64, AtomicU64>,
     overflow_buckets: Gauge,
     memory_bytes: Gauge,
@@ -225,6 +226,7 @@ impl Metrics {
             query_buffer_limit_disconnections,
             keys: Gauge::default(),
             tombstones: Gauge::default(),
+            collection_tombstones: Gauge::default(),
             tombstone_ratio: Gauge::default(),
             overflow_buckets: Gauge::default(),
             memory_bytes: Gauge::default(),
@@ -234,12 +236,17 @@ impl Metrics {
             registry,
         };
         let mut metrics = metrics;
-        let gauges: [(&str, &str, Gauge); 7] = [
+        let gauges: [(&str, &str, Gauge); 8] = [
             ("mapcache_keys", "Live keys", metrics.keys.clone()),
             (
                 "mapcache_tombstones",
-                "Engine tombstones (emptyOne slots)",
+                "Engine tombstones (emptyOne slots) of the keyspace",
                 metrics.tombstones.clone(),
+            ),
+            (
+                "mapcache_collection_tombstones",
+                "Engine tombstones inside hashes and sets",
+                metrics.collection_tombstones.clone(),
             ),
             (
                 "mapcache_overflow_buckets",
@@ -300,6 +307,7 @@ impl Metrics {
     pub fn render(&self, snapshot: &GaugeValues) -> String {
         self.keys.set(snapshot.keys as i64);
         self.tombstones.set(snapshot.tombstones as i64);
+        self.collection_tombstones.set(snapshot.collection_tombstones as i64);
         self.tombstone_ratio.set(snapshot.tombstone_ratio);
         self.overflow_buckets.set(snapshot.overflow_buckets as i64);
         self.memory_bytes.set(snapshot.memory_bytes as i64);
@@ -357,6 +365,7 @@ impl SpinCounters {
 pub struct GaugeValues {
     pub keys: usize,
     pub tombstones: usize,
+    pub collection_tombstones: usize,
     pub tombstone_ratio: f64,
     pub overflow_buckets: usize,
     pub memory_bytes: usize,

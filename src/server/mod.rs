@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod clock;
+pub mod collections;
 pub mod commands;
 pub mod conn;
 pub mod counters;

@@ -494,6 +494,11 @@ fn maintenance_tick(node: &NodeState, task: &super::tasks::Task, memory: &mut Ti
             continue;
         };
         guard.tend_ttl_index(node.config.maintenance_budget);
+        if *pending && guard.map().phase() == Phase::Idle {
+            // An operator's compaction or rebuild reaches into the shard's hashes and sets too.
+            guard.rebuild_collections();
+        }
+        guard.tend_collections(node.config.maintenance_budget);
         let map = guard.map_mut();
         if *pending && map.phase() == Phase::Idle {
             let started = match kind {

@@ -6,11 +6,16 @@
 //!
 //! Layout (all integers little-endian):
 //! ```text
-//! header  "MAPCACHE" | version u32 (=1) | shards u32 | created_at_ms u64 | reserved u32 | crc32c(header[0..28]) u32
+//! header  "MAPCACHE" | version u32 (=2) | shards u32 | created_at_ms u64 | reserved u32 | crc32c(header[0..28]) u32
 //! block*  'B' | records u32 | payload_len u32 | crc32c(payload) u32 | payload
-//!         record = key_len u32 | key | value_len u32 | value | expires_at_ms u64 (0 = no TTL)
+//!         record = key_len u32 | key | expires_at_ms u64 (0 = no TTL) | kind u8 | body
+//!           kind 0 (string) body = value_len u32 | value
+//!           kind 1 (hash)   body = fields u32 | (field_len u32 | field | value_len u32 | value)*
+//!           kind 2 (set)    body = members u32 | (member_len u32 | member)*
 //! footer  'E' | total_keys u64 | blocks u32 | crc32c(every byte before this field) u32
 //! ```
+//! Version 1 files (strings only: record = key_len u32 | key | value_len u32 | value |
+//! expires_at_ms u64) are still read.
 //! TTLs are absolute Unix milliseconds, so a restored key expires when it would have.
 
 use std::fs::{self, File};
@@ -21,10 +26,17 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::collections::Collection;
 use super::store::{Entry, Key, Store};
+use super::value::{Value, WrongType};
 
 pub const MAGIC: &[u8; 8] = b"MAPCACHE";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The strings-only format written before hashes and sets, still read.
+const FORMAT_VERSION_STRINGS: u32 = 1;
+const KIND_STRING: u8 = 0;
+const KIND_HASH: u8 = 1;
+const KIND_SET: u8 = 2;
 const HEADER_LEN: usize = 32;
 const BLOCK_HEADER_LEN: usize = 13;
 const FOOTER_LEN: usize = 17;
@@ -56,7 +68,9 @@ pub enum SnapshotError {
     Truncated { at: usize, len: usize },
     #[error("not a mapcache snapshot (bad magic)")]
     BadMagic,
-    #[error("unsupported snapshot format version {0} (this build reads {FORMAT_VERSION})")]
+    #[error(
+        "unsupported snapshot format version {0} (this build reads {FORMAT_VERSION_STRINGS} and {FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u32),
     #[error("header checksum mismatch")]
     HeaderChecksum,
@@ -108,7 +122,8 @@ pub struct SnapshotInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub key: Bytes,
-    pub value: Bytes,
+    /// A string's bytes are still slices of the file (`ShardGuard::insert` copies them).
+    pub value: Value,
     pub expires_at_ms: u64,
 }
 
@@ -218,11 +233,9 @@ fn write_temp_then_rename(
                 .collect()
         };
         for (key, entry) in entries {
-            payload.extend_from_slice(&(key.len() as u32).to_le_bytes());
-            payload.extend_from_slice(&key);
-            payload.extend_from_slice(&(entry.value.len() as u32).to_le_bytes());
-            payload.extend_from_slice(&entry.value);
+            put_bytes(&mut payload, &key);
             payload.extend_from_slice(&entry.expires_at_ms.to_le_bytes());
+            put_value(&mut payload, &entry.value);
             in_block += 1;
             total_keys += 1;
             if payload.len() >= BLOCK_TARGET_BYTES {
@@ -256,6 +269,38 @@ fn write_temp_then_rename(
     // The rename is durable only once the directory entry is.
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
     Ok((final_path.to_path_buf(), total_keys, written, file_crc))
+}
+
+/// `len u32 | bytes`.
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// A record's `kind u8 | body`.
+fn put_value(out: &mut Vec<u8>, value: &Value) {
+    match (value.as_bytes(), value.as_collection()) {
+        (Ok(bytes), _) => {
+            out.push(KIND_STRING);
+            put_bytes(out, bytes);
+        }
+        (Err(WrongType), Some(Collection::Hash(hash))) => {
+            out.push(KIND_HASH);
+            out.extend_from_slice(&(hash.len() as u32).to_le_bytes());
+            for (field, value) in hash.iter() {
+                put_bytes(out, field);
+                put_bytes(out, value.as_bytes().unwrap_or_default());
+            }
+        }
+        (Err(WrongType), Some(Collection::Set(set))) => {
+            out.push(KIND_SET);
+            out.extend_from_slice(&(set.len() as u32).to_le_bytes());
+            for (member, ()) in set.iter() {
+                put_bytes(out, member);
+            }
+        }
+        (Err(WrongType), None) => unreachable!("a value is a string or a collection"),
+    }
 }
 
 fn write_block<W: Write>(out: &mut CrcWriter<W>, payload: &[u8], records: u32) -> io::Result<()> {
@@ -315,7 +360,7 @@ pub fn decode(data: &Bytes) -> Result<Decoded, SnapshotError> {
         return Err(SnapshotError::HeaderChecksum);
     }
     let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_STRINGS {
         return Err(SnapshotError::UnsupportedVersion(version));
     }
     let mut created = [0u8; 8];
@@ -339,19 +384,22 @@ pub fn decode(data: &Bytes) -> Result<Decoded, SnapshotError> {
                 // fit in it is a bad record, not a torn file. Lengths are checked against the
                 // block before anything is taken: a length of 4 GB allocates nothing.
                 let past_block = |_| SnapshotError::Malformed("a record runs past its block");
+                let slice = |rec: &mut Cursor<'_>| -> Result<Bytes, SnapshotError> {
+                    let len = rec.u32().map_err(past_block)? as usize;
+                    let at = payload_start + rec.pos;
+                    rec.take(len).map_err(past_block)?;
+                    Ok(data.slice(at..at + len))
+                };
                 for _ in 0..count {
-                    let key_len = rec.u32().map_err(past_block)? as usize;
-                    let key_at = payload_start + rec.pos;
-                    rec.take(key_len).map_err(past_block)?;
-                    let value_len = rec.u32().map_err(past_block)? as usize;
-                    let value_at = payload_start + rec.pos;
-                    rec.take(value_len).map_err(past_block)?;
-                    let expires_at_ms = rec.u64().map_err(past_block)?;
-                    records.push(Record {
-                        key: data.slice(key_at..key_at + key_len),
-                        value: data.slice(value_at..value_at + value_len),
-                        expires_at_ms,
-                    });
+                    let key = slice(&mut rec)?;
+                    let (value, expires_at_ms) = if version == FORMAT_VERSION_STRINGS {
+                        let value = Value::from_owned(slice(&mut rec)?);
+                        (value, rec.u64().map_err(past_block)?)
+                    } else {
+                        let expires_at_ms = rec.u64().map_err(past_block)?;
+                        (decode_value(&mut rec, &mut |rec| slice(rec))?, expires_at_ms)
+                    };
+                    records.push(Record { key, value, expires_at_ms });
                 }
                 if rec.pos != payload.len() {
                     return Err(SnapshotError::Malformed("block payload longer than its records"));
@@ -380,6 +428,45 @@ pub fn decode(data: &Bytes) -> Result<Decoded, SnapshotError> {
             _ => return Err(SnapshotError::Malformed("unknown block tag")),
         }
     }
+}
+
+/// A version 2 record's `kind u8 | body`; `slice` takes one `len u32 | bytes`.
+fn decode_value(
+    rec: &mut Cursor<'_>,
+    slice: &mut dyn FnMut(&mut Cursor<'_>) -> Result<Bytes, SnapshotError>,
+) -> Result<Value, SnapshotError> {
+    let past_block = |_| SnapshotError::Malformed("a record runs past its block");
+    let kind = rec.u8().map_err(past_block)?;
+    let value = match kind {
+        KIND_STRING => Value::from_owned(slice(rec)?),
+        KIND_HASH => {
+            let mut value = Value::new_hash();
+            let hash = value.as_hash_mut().expect("a new hash");
+            for _ in 0..rec.u32().map_err(past_block)? {
+                let field = slice(rec)?;
+                let element = Value::copy_from_slice(&slice(rec)?);
+                if hash.insert(&field, element).is_some() {
+                    return Err(SnapshotError::Malformed("a hash with a field twice"));
+                }
+            }
+            value
+        }
+        KIND_SET => {
+            let mut value = Value::new_set();
+            let set = value.as_set_mut().expect("a new set");
+            for _ in 0..rec.u32().map_err(past_block)? {
+                if set.insert(&slice(rec)?, ()).is_some() {
+                    return Err(SnapshotError::Malformed("a set with a member twice"));
+                }
+            }
+            value
+        }
+        _ => return Err(SnapshotError::Malformed("unknown value kind")),
+    };
+    if value.as_collection().is_some_and(Collection::is_empty) {
+        return Err(SnapshotError::Malformed("an empty hash or set"));
+    }
+    Ok(value)
 }
 
 pub fn read(path: &Path) -> Result<Decoded, SnapshotError> {
@@ -493,7 +580,7 @@ mod tests {
         let key = Bytes::from("key:7");
         let g = restored.lock(restored.shard_of(&key), None);
         let entry = g.map().get(&key[..]).unwrap();
-        assert_eq!(&*entry.value, b"value:7");
+        assert_eq!(entry.value.as_bytes(), Ok(&b"value:7"[..]));
         assert_eq!(entry.expires_at_ms, 10_007);
     }
 

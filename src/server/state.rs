@@ -143,8 +143,13 @@ pub struct NodeStats {
     pub keys: usize,
     /// Keys with a TTL (the sizes of the shards' TTL indexes).
     pub keys_with_ttl: usize,
+    /// Tombstones of the keyspace's maps (what `tombstone_ratio` and the operator's thresholds
+    /// read).
     pub tombstones: usize,
     pub tombstone_ratio: f64,
+    /// Tombstones inside hashes and sets, each an engine map of its own, purged by the node's
+    /// own upkeep and by compaction.
+    pub collection_tombstones: usize,
     pub fill_ratio: f64,
     pub buckets: usize,
     pub overflow_buckets: usize,
@@ -307,6 +312,7 @@ impl NodeState {
             keys_with_ttl: self.store.ttl_keys_unlocked(),
             tombstones,
             tombstone_ratio: ratio(tombstones, keys + tombstones),
+            collection_tombstones: self.store.collection_tombstones_unlocked(),
             fill_ratio: ratio(keys, current_buckets * 8),
             buckets: sum(|s| s.buckets),
             overflow_buckets: sum(|s| s.overflow_buckets),
@@ -333,6 +339,7 @@ impl NodeState {
         self.metrics.render(&GaugeValues {
             keys: stats.keys,
             tombstones: stats.tombstones,
+            collection_tombstones: stats.collection_tombstones,
             tombstone_ratio: stats.tombstone_ratio,
             overflow_buckets: stats.overflow_buckets,
             memory_bytes: stats.memory_bytes,

@@ -14,7 +14,7 @@
 //! value bytes plus [`ENTRY_OVERHEAD`], and each shard's engine tables count with their
 //! `bytes_allocated`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -26,10 +26,11 @@ use rand::Rng;
 use smallvec::SmallVec;
 
 use super::clock::Clock;
+use super::collections::{Collection, wants_rebuild};
 use super::counters::StripedCounter;
 use super::router::Router;
 use super::tasks::{Task, TaskState};
-use super::value::Value;
+use super::value::{Value, WrongType};
 use crate::engine::{EngineStats, Map, Phase};
 
 /// A stored key: up to 24 bytes inline in the engine's slot (no allocation, and no pointer to
@@ -76,9 +77,10 @@ impl Entry {
     }
 }
 
-/// The accounted cost of one entry.
-pub fn entry_cost(key: &[u8], value: &[u8]) -> usize {
-    key.len() + value.len() + ENTRY_OVERHEAD
+/// The accounted cost of one entry whose value costs `value_cost` ([`Value::cost`]: a string's
+/// length, or what a hash's or a set's elements and tables take).
+pub fn entry_cost(key: &[u8], value_cost: usize) -> usize {
+    key.len() + value_cost + ENTRY_OVERHEAD
 }
 
 /// The accounted cost of one key in the TTL index.
@@ -156,6 +158,11 @@ pub struct ShardData {
     /// `db->watched_keys`). Empty but for transactions in progress: every write checks only
     /// `is_empty` on its way.
     watched: HashMap<Key, Vec<Watcher>, foldhash::fast::FixedState>,
+    /// Engine tombstones inside this shard's hashes and sets, summed exactly.
+    collection_tombstones: usize,
+    /// Keys of the hashes and sets whose map is due a rebuild or has one under way: the
+    /// maintenance tick advances them (see [`ShardGuard::tend_collections`]).
+    upkeep: HashSet<Key, foldhash::fast::FixedState>,
 }
 
 /// The state a client's WATCH shares with the shards it watches keys in: set when any of them
@@ -196,6 +203,8 @@ pub struct Shard {
     /// Old buckets evacuated so far (map and TTL index) as of the last release: the maintenance
     /// tick leaves a shard alone while this moves without it (writes are evacuating it).
     evacuated: AtomicUsize,
+    /// Tombstones inside the shard's hashes and sets as of the last release.
+    collection_tombstones: AtomicUsize,
     /// Keys with a TTL as of the last release. Active expiry skips shards without one, as
     /// Redis's `activeExpireCycle` skips a database whose `expires` dict is empty.
     ttl_keys: AtomicUsize,
@@ -282,6 +291,8 @@ impl Store {
                     map: Map::new(),
                     ttl_index: Map::new(),
                     watched: HashMap::default(),
+                    collection_tombstones: 0,
+                    upkeep: HashSet::default(),
                 };
                 // A node's shards double together, on the thread that serves every client: it
                 // prepares from the engine's mapped-array size on, below the embedded default
@@ -297,6 +308,7 @@ impl Store {
                     len: AtomicUsize::new(0),
                     busy: AtomicBool::new(false),
                     ttl_keys: AtomicUsize::new(0),
+                    collection_tombstones: AtomicUsize::new(0),
                     evacuated: AtomicUsize::new(0),
                     growth_headroom: AtomicUsize::new(table),
                     prepared_bytes: AtomicUsize::new(0),
@@ -511,6 +523,11 @@ impl Store {
 
     /// Keys with a TTL over all shards as of each shard's last lock release (Redis's
     /// `expires=` in INFO keyspace); no lock taken.
+    /// Tombstones inside hashes and sets, as of each shard's last lock release.
+    pub fn collection_tombstones_unlocked(&self) -> usize {
+        self.shards.iter().map(|s| s.collection_tombstones.load(Ordering::Relaxed)).sum()
+    }
+
     pub fn ttl_keys_unlocked(&self) -> usize {
         self.shards.iter().map(|s| s.ttl_keys.load(Ordering::Relaxed)).sum()
     }
@@ -914,27 +931,31 @@ impl ShardGuard<'_> {
         let (entry, inserted) =
             self.data.map.get_or_insert_with_borrowed(key, || (Key::from_slice(key), new()));
         let mut dropped_ttl = false;
+        let mut dropped_tombstones = 0;
         let before = if inserted {
-            shard.data_bytes.fetch_add(entry_cost(key, &[]), Ordering::Relaxed);
+            shard.data_bytes.fetch_add(entry_cost(key, 0), Ordering::Relaxed);
             0
         } else if entry.is_expired(now_ms) {
             store.expired_total.inc();
             dropped_ttl = true;
-            let before = entry.value.len();
+            let before = entry.value.cost();
+            dropped_tombstones = entry.value.tombstones();
             *entry = new();
             before
         } else {
             if touch {
                 entry.last_access_ms = now_ms;
             }
-            entry.value.len()
+            entry.value.cost()
         };
         debug_assert_eq!(inserted.then_some(entry.expires_at_ms), inserted.then_some(0));
         let ttl = entry.expires_at_ms;
         let result = f(&mut *entry);
         debug_assert_eq!(entry.expires_at_ms, ttl, "upsert_live must not re-time {key:?}");
-        shard.data_bytes.fetch_add(entry.value.len(), Ordering::Relaxed);
+        debug_assert!(entry.value.is_string() || result.is_err(), "upsert_live stores strings");
+        shard.data_bytes.fetch_add(entry.value.cost(), Ordering::Relaxed);
         shard.data_bytes.fetch_sub(before, Ordering::Relaxed);
+        self.data.collection_tombstones -= dropped_tombstones;
         if dropped_ttl {
             self.unindex_ttl(key);
         }
@@ -970,7 +991,13 @@ impl ShardGuard<'_> {
             (Key::from_slice(&key), pending.take().expect("taken once"))
         });
         let Some(entry) = pending else {
-            self.shard.data_bytes.fetch_add(entry_cost(&key, &slot.value), Ordering::Relaxed);
+            self.shard.data_bytes.fetch_add(entry_cost(&key, slot.value.cost()), Ordering::Relaxed);
+            let tombstones = slot.value.tombstones();
+            let upkeep = slot.value.as_collection().is_some_and(Collection::needs_upkeep);
+            self.data.collection_tombstones += tombstones;
+            if upkeep {
+                self.data.upkeep.insert(Key::from_slice(&key));
+            }
             if has_ttl {
                 self.index_ttl(Key::from_slice(&key));
             }
@@ -978,10 +1005,16 @@ impl ShardGuard<'_> {
             return None;
         };
         debug_assert!(!inserted);
-        let new_len = entry.value.len();
+        let (new_cost, new_tombstones) = (entry.value.cost(), entry.value.tombstones());
+        let upkeep = entry.value.as_collection().is_some_and(Collection::needs_upkeep);
         let old = std::mem::replace(slot, entry);
-        self.shard.data_bytes.fetch_add(new_len, Ordering::Relaxed);
-        self.shard.data_bytes.fetch_sub(old.value.len(), Ordering::Relaxed);
+        self.shard.data_bytes.fetch_add(new_cost, Ordering::Relaxed);
+        self.shard.data_bytes.fetch_sub(old.value.cost(), Ordering::Relaxed);
+        self.data.collection_tombstones += new_tombstones;
+        self.data.collection_tombstones -= old.value.tombstones();
+        if upkeep {
+            self.data.upkeep.insert(Key::from_slice(&key));
+        }
         self.retime(&key, old.expires_at_ms != 0, has_ttl);
         self.touched(&key);
         Some(old)
@@ -1007,7 +1040,8 @@ impl ShardGuard<'_> {
         let Some(entry) = self.data.map.get_mut(key) else {
             return Err(value);
         };
-        let old_len = entry.value.len();
+        debug_assert!(entry.value.is_string(), "set_value replaces strings");
+        let old_len = entry.value.cost();
         let new_len = value.len();
         entry.value = Value::from_owned(value);
         self.shard.data_bytes.fetch_add(new_len, Ordering::Relaxed);
@@ -1030,12 +1064,119 @@ impl ShardGuard<'_> {
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let (k, old) = self.data.map.remove_entry(key)?;
-        self.shard.data_bytes.fetch_sub(entry_cost(&k, &old.value), Ordering::Relaxed);
+        self.shard.data_bytes.fetch_sub(entry_cost(&k, old.value.cost()), Ordering::Relaxed);
+        if old.value.as_collection().is_some() {
+            self.data.collection_tombstones -= old.value.tombstones();
+            self.data.upkeep.remove(&k[..]);
+        }
         if old.expires_at_ms != 0 {
             self.unindex_ttl(&k);
         }
         self.touched(&k);
         Some(old)
+    }
+
+    /// Runs `f` on the value of the live key `key`, a hash or a set, keeping the accounting, the
+    /// tombstone sum and the watchers exact: HSET, HDEL, SADD, SPOP... When the key is absent
+    /// (or expired) and `create` is given, an entry of `create()` is stored first; without it
+    /// the answer is `Ok(None)` and nothing changes. `f` answers its result and whether it
+    /// changed the collection; a collection left empty is removed, as Redis removes an emptied
+    /// hash or set. `f` meeting a value of another kind answers [`WrongType`] and changes
+    /// nothing.
+    pub fn update_collection<T>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        create: Option<fn() -> Value>,
+        f: impl FnOnce(&mut Value) -> Result<(T, bool), WrongType>,
+    ) -> Result<Option<T>, WrongType> {
+        let created = match (self.get_live_mut(key, now_ms), create) {
+            (Some(_), _) => false,
+            (None, None) => return Ok(None),
+            (None, Some(create)) => {
+                self.insert_owned(Bytes::copy_from_slice(key), Entry::new(create(), 0, now_ms));
+                true
+            }
+        };
+        let entry = self.data.map.get_mut(key).expect("stored above");
+        let (cost, tombstones) = (entry.value.cost(), entry.value.tombstones());
+        let (result, changed) = match f(&mut entry.value) {
+            Ok(done) => done,
+            Err(wrong) => {
+                debug_assert!(!created, "a created value has the kind asked for");
+                return Err(wrong);
+            }
+        };
+        let emptied = entry.value.as_collection().is_some_and(Collection::is_empty);
+        let upkeep = entry.value.as_collection().is_some_and(Collection::needs_upkeep);
+        self.shard.data_bytes.fetch_add(entry.value.cost(), Ordering::Relaxed);
+        self.shard.data_bytes.fetch_sub(cost, Ordering::Relaxed);
+        self.data.collection_tombstones += entry.value.tombstones();
+        self.data.collection_tombstones -= tombstones;
+        if emptied {
+            self.remove(key);
+        } else {
+            if upkeep {
+                self.data.upkeep.insert(Key::from_slice(key));
+            }
+            if changed && !created {
+                self.touched(key);
+            }
+        }
+        Ok(Some(result))
+    }
+
+    /// Advances the rebuilds of this shard's hashes and sets that are due or under way (see
+    /// [`Collection::maintain`]), `budget` old buckets each. Run by the maintenance tick.
+    pub fn tend_collections(&mut self, budget: usize) {
+        let keys: Vec<Key> = self.data.upkeep.iter().take(64).cloned().collect();
+        for key in keys {
+            if !self.maintain_collection(&key, |c| c.maintain(budget)) {
+                self.data.upkeep.remove(&key[..]);
+            }
+        }
+    }
+
+    /// Starts a rebuild of every hash and set of this shard that has tombstones (an operator's
+    /// compaction reaches inside them); the maintenance tick then finishes them.
+    pub fn rebuild_collections(&mut self) {
+        if self.data.collection_tombstones == 0 {
+            return;
+        }
+        let keys: Vec<Key> = (self.data.map.iter())
+            .filter(|(_, e)| e.value.tombstones() > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            if self.maintain_collection(&key, Collection::start_rebuild) {
+                self.data.upkeep.insert(key);
+            }
+        }
+    }
+
+    /// Runs `step` on the collection at `key`, keeping its accounting; answers what `step`
+    /// answers (false when `key` holds no collection).
+    fn maintain_collection(
+        &mut self,
+        key: &[u8],
+        step: impl FnOnce(&mut Collection) -> bool,
+    ) -> bool {
+        let Some(collection) = self.data.map.get_mut(key).and_then(|e| e.value.as_collection_mut())
+        else {
+            return false;
+        };
+        let (cost, tombstones) = (collection.cost(), collection.tombstones());
+        let more = step(collection);
+        self.shard.data_bytes.fetch_add(collection.cost(), Ordering::Relaxed);
+        self.shard.data_bytes.fetch_sub(cost, Ordering::Relaxed);
+        self.data.collection_tombstones += collection.tombstones();
+        self.data.collection_tombstones -= tombstones;
+        more
+    }
+
+    /// Tombstones inside this shard's hashes and sets.
+    pub fn collection_tombstones(&self) -> usize {
+        self.data.collection_tombstones
     }
 
     /// Tells the clients watching `key` that it changed (Redis's `touchWatchedKey`). Called after
@@ -1145,17 +1286,18 @@ impl ShardGuard<'_> {
         }
         self.data.map.clear_and_release();
         self.data.ttl_index.clear_and_release();
+        self.data.collection_tombstones = 0;
+        self.data.upkeep.clear();
         self.shard.data_bytes.store(0, Ordering::Relaxed);
     }
 }
 
 /// A TTL index is rebuilt (shrunk or compacted) when its tombstones outnumber its keys, or when
 /// it has 4 times the buckets its keys need: it only ever takes keys out as they expire, so
-/// without this a burst of TTL keys would keep its largest array for good.
+/// without this a burst of TTL keys would keep its largest array for good. The same rule as a
+/// hash's or a set's ([`wants_rebuild`]).
 fn ttl_index_wants_rebuild(stats: &EngineStats) -> bool {
-    let needed_buckets = stats.len.div_ceil(6).max(1);
-    stats.tombstones > 64.max(stats.len)
-        || (1usize << stats.b) > 4 * needed_buckets.next_power_of_two()
+    wants_rebuild(stats)
 }
 
 impl Drop for ShardGuard<'_> {
@@ -1166,10 +1308,12 @@ impl Drop for ShardGuard<'_> {
             .store(map.bytes_allocated + index.bytes_allocated, Ordering::Relaxed);
         self.shard.len.store(map.len, Ordering::Relaxed);
         self.shard.ttl_keys.store(index.len, Ordering::Relaxed);
+        self.shard.collection_tombstones.store(self.data.collection_tombstones, Ordering::Relaxed);
         self.shard.evacuated.store(map.evacuated + index.evacuated, Ordering::Relaxed);
         let busy = map.phase != Phase::Idle
             || index.phase != Phase::Idle
-            || ttl_index_wants_rebuild(&index);
+            || ttl_index_wants_rebuild(&index)
+            || !self.data.upkeep.is_empty();
         self.shard.busy.store(busy, Ordering::Relaxed);
         self.shard
             .growth_headroom
@@ -1223,10 +1367,10 @@ mod tests {
         g.insert(frame.slice(12..20), Entry::new(frame.slice(20..30), 0, 0));
         for (k, e) in g.map().iter() {
             assert!(!range.contains(&(k.as_ptr() as usize)), "key {k:?} points into the frame");
-            let v = e.value.as_ptr() as usize;
+            let v = e.value.as_bytes().unwrap().as_ptr() as usize;
             assert!(!range.contains(&v), "value of {k:?} points into the frame");
         }
-        assert_eq!(g.map().get(&b"xxx"[..]).map(|e| e.value.len()), Some(4));
+        assert_eq!(g.map().get(&b"xxx"[..]).map(|e| e.value.cost()), Some(4));
     }
 
     #[test]
@@ -1421,7 +1565,7 @@ mod tests {
         assert_eq!(counters(&s), before);
         for key in &keys {
             let mut shard = s.lock(s.shard_of(key), None);
-            assert_eq!(shard.get_live(key, 1_000).map(|e| e.value.len()), Some(key.len()));
+            assert_eq!(shard.get_live(key, 1_000).map(|e| e.value.cost()), Some(key.len()));
         }
     }
 
@@ -1431,7 +1575,9 @@ mod tests {
         let (k, idx) = (b"counter", s.shard_of(b"counter"));
         let zero = || Entry::new(Bytes::from_static(b"0"), 0, 0);
         let bump = |e: &mut Entry| {
-            let next = std::str::from_utf8(&e.value).unwrap().parse::<i64>().unwrap() + 10;
+            let next =
+                std::str::from_utf8(e.value.as_bytes().unwrap()).unwrap().parse::<i64>().unwrap()
+                    + 10;
             e.value = Bytes::from(next.to_string()).into();
             Ok::<_, ()>(next)
         };

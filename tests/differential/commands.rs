@@ -135,7 +135,9 @@ const PATTERNS: &[&[u8]] =
 const IMPLEMENTED: &str = "GET SET SETNX SETEX PSETEX GETSET GETDEL GETEX MGET MSET MSETNX \
     INCR DECR INCRBY DECRBY INCRBYFLOAT APPEND STRLEN GETRANGE SUBSTR SETRANGE DEL UNLINK EXISTS \
     TYPE EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST DBSIZE KEYS \
-    SCAN RANDOMKEY ECHO PING";
+    SCAN RANDOMKEY ECHO PING HSET HMSET HSETNX HGET HMGET HDEL HGETALL HKEYS HVALS HLEN HEXISTS \
+    HSTRLEN HINCRBY HINCRBYFLOAT HRANDFIELD HSCAN SADD SREM SMEMBERS SISMEMBER SMISMEMBER SCARD \
+    SPOP SRANDMEMBER SSCAN SMOVE SINTER SUNION SDIFF SINTERSTORE SUNIONSTORE SDIFFSTORE";
 
 /// Names neither server knows: empty, a NUL, a CRLF (the error quotes it as spaces), and one
 /// longer than the 128 bytes the error quotes.
@@ -173,6 +175,7 @@ pub fn sequence(max_len: usize) -> impl Strategy<Value = Vec<Command>> {
     let command = prop_oneof![
         6 => string_command(),
         4 => keyspace_command(),
+        5 => collection_command(),
         2 => script_command(),
         1 => malformed_command(),
     ];
@@ -264,6 +267,74 @@ fn keyspace_command() -> Part {
             command("FLUSHALL", vec![from(&[b"SYNC", b"ASYNC", b"NOW"])]),
         ]
         .boxed(),
+    ]
+    .boxed()
+}
+
+/// Fields and members: few, so that commands meet each other's, one binary.
+const ELEMENTS: &[&[u8]] = &[b"f1", b"f2", b"f3", b"1", b"\x00\xff\r\n"];
+
+fn element() -> Part {
+    from(ELEMENTS)
+}
+
+fn elements(count: std::ops::Range<usize>) -> Part {
+    vec(element(), count).prop_map(flatten).boxed()
+}
+
+/// Hash and set commands, on the same keys as strings (so every WRONGTYPE path is met). Only
+/// deterministic picks: SPOP takes none or every member (a count of 0 or at least the set's
+/// size), and the random picks of HRANDFIELD and SRANDMEMBER are compared by their shape
+/// (normalise.rs).
+fn collection_command() -> Part {
+    let field_values = vec((element(), value()).prop_map(|(f, v)| flatten(vec![f, v])), 1..4)
+        .prop_map(flatten)
+        .boxed();
+    let random_count =
+        || from(&[b"1", b"2", b"5", b"-1", b"-3", b"0", b"abc", b"-9223372036854775808"]);
+    let collection_scan_options = || {
+        let option = prop_oneof![
+            2 => from(&[b"f*", b"*1", b"*"]).prop_map(|p| prefixed("MATCH", p)),
+            1 => from(&[b"1000", b"0", b"abc"]).prop_map(|n| prefixed("COUNT", n)),
+        ];
+        some_of(option.boxed(), 2)
+    };
+    prop_oneof![
+        6 => command("HSET", vec![key(), field_values.clone()]),
+        1 => command("HSET", vec![key(), element()]),
+        1 => command("HMSET", vec![key(), field_values]),
+        1 => command("HSETNX", vec![key(), element(), value()]),
+        3 => command("HGET", vec![key(), element()]),
+        1 => command("HMGET", vec![key(), elements(1..4)]),
+        3 => command("HDEL", vec![key(), elements(1..4)]),
+        2 => command("HGETALL", vec![key()]),
+        1 => command("HKEYS", vec![key()]),
+        1 => command("HVALS", vec![key()]),
+        1 => command("HLEN", vec![key()]),
+        1 => command("HEXISTS", vec![key(), element()]),
+        1 => command("HSTRLEN", vec![key(), element()]),
+        2 => command("HINCRBY", vec![key(), element(), from(INTEGERS)]),
+        2 => command("HINCRBYFLOAT", vec![key(), element(), from(FLOATS)]),
+        1 => command("HRANDFIELD", vec![key()]),
+        1 => command("HRANDFIELD", vec![key(), random_count(), some_of(from(&[b"WITHVALUES", b"FOO"]), 2)]),
+        1 => command("HSCAN", vec![key(), scan_cursor(), collection_scan_options()]),
+        6 => command("SADD", vec![key(), elements(1..4)]),
+        3 => command("SREM", vec![key(), elements(1..4)]),
+        2 => command("SMEMBERS", vec![key()]),
+        2 => command("SISMEMBER", vec![key(), element()]),
+        1 => command("SMISMEMBER", vec![key(), elements(1..4)]),
+        2 => command("SCARD", vec![key()]),
+        1 => command("SPOP", vec![key(), from(&[b"0", b"100", b"-1", b"abc"])]),
+        1 => command("SRANDMEMBER", vec![key()]),
+        1 => command("SRANDMEMBER", vec![key(), random_count()]),
+        1 => command("SSCAN", vec![key(), scan_cursor(), collection_scan_options()]),
+        1 => command("SMOVE", vec![key(), key(), element()]),
+        1 => command("SINTER", vec![keys(1..4)]),
+        1 => command("SUNION", vec![keys(1..4)]),
+        1 => command("SDIFF", vec![keys(1..4)]),
+        1 => command("SINTERSTORE", vec![key(), keys(1..4)]),
+        1 => command("SUNIONSTORE", vec![key(), keys(1..4)]),
+        1 => command("SDIFFSTORE", vec![key(), keys(1..4)]),
     ]
     .boxed()
 }

@@ -35,7 +35,18 @@ pub fn normalise(command: &[Vec<u8>], reply: &[u8]) -> Vec<u8> {
         (b"PEXPIRETIME", Some(at)) if (0..RELATIVE_HORIZON_SECONDS * 1000).contains(&at) => {
             b":(now + a relative TTL)\r\n".to_vec()
         }
-        (b"KEYS", _) => sorted(reply),
+        (b"KEYS" | b"SMEMBERS" | b"SINTER" | b"SUNION" | b"SDIFF" | b"HKEYS" | b"HVALS", _)
+        | (b"SPOP", _) => sorted(reply),
+        (b"HGETALL", _) => sorted_pairs(reply),
+        (b"HSCAN" | b"SSCAN", _) => sorted_scan_page(reply, name.as_slice() == b"HSCAN"),
+        // Which elements a random pick returns is each server's own; how many is not.
+        (b"HRANDFIELD" | b"SRANDMEMBER", _) => match frame::elements(reply) {
+            Some((b'*', elements)) => {
+                format!("*{} (random picks)\r\n", elements.len()).into_bytes()
+            }
+            _ if frame::bulk_payload(reply).is_some() => b"$(a random pick)\r\n".to_vec(),
+            _ => reply.to_vec(),
+        },
         (b"RANDOMKEY", _) => match frame::bulk_payload(reply) {
             Some(key) if KEYS.contains(&key) => b"$(a key)\r\n".to_vec(),
             _ => reply.to_vec(),
@@ -46,12 +57,40 @@ pub fn normalise(command: &[Vec<u8>], reply: &[u8]) -> Vec<u8> {
 
 /// An array reply with its elements sorted; any other reply as it is.
 fn sorted(reply: &[u8]) -> Vec<u8> {
-    let Some((b'*', mut elements)) = frame::elements(reply) else {
+    let Some((kind @ (b'*' | b'~'), mut elements)) = frame::elements(reply) else {
         return reply.to_vec();
     };
     elements.sort_unstable();
-    let mut out = format!("*{}\r\n", elements.len()).into_bytes();
+    let mut out = format!("{}{}\r\n", kind as char, elements.len()).into_bytes();
     elements.iter().for_each(|e| out.extend_from_slice(e));
+    out
+}
+
+/// An array reply of field, value pairs with the pairs sorted; any other reply as it is.
+fn sorted_pairs(reply: &[u8]) -> Vec<u8> {
+    let (header, elements) = match frame::elements(reply) {
+        Some((b'*', elements)) => (format!("*{}\r\n", elements.len()), elements),
+        Some((b'%', elements)) => (format!("%{}\r\n", elements.len() / 2), elements),
+        _ => return reply.to_vec(),
+    };
+    let mut pairs: Vec<Vec<u8>> = elements.chunks(2).map(|p| p.concat()).collect();
+    pairs.sort_unstable();
+    let mut out = header.into_bytes();
+    pairs.iter().for_each(|p| out.extend_from_slice(p));
+    out
+}
+
+/// A collection's SCAN page (cursor, elements) with its elements (or pairs) sorted.
+fn sorted_scan_page(reply: &[u8], pairs: bool) -> Vec<u8> {
+    let Some((b'*', page)) = frame::elements(reply) else {
+        return reply.to_vec();
+    };
+    let [cursor, items] = page.as_slice() else {
+        return reply.to_vec();
+    };
+    let mut out = b"*2\r\n".to_vec();
+    out.extend_from_slice(cursor);
+    out.extend_from_slice(&if pairs { sorted_pairs(items) } else { sorted(items) });
     out
 }
 

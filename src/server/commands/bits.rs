@@ -43,7 +43,7 @@ pub(super) fn setbit_growth(ctx: &Ctx<'_, '_>, args: &[Bytes]) -> usize {
     };
     let needed = bit_position(offset).0 + 1;
     let current =
-        ctx.lock_key(&args[1]).peek_live(&args[1], ctx.now_ms).map_or(0, |e| e.value.len());
+        ctx.lock_key(&args[1]).peek_live(&args[1], ctx.now_ms).map_or(0, |e| e.value.cost());
     needed.saturating_sub(current)
 }
 
@@ -60,7 +60,11 @@ pub fn setbit(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let key = &args[1];
     loop {
         let mut guard = ctx.lock_key(key);
-        let current = guard.get_live(key, now).map(|e| &e.value[..]);
+        let current = match guard.get_live(key, now).map(|e| e.value.as_bytes()) {
+            Some(Err(wrong)) => return wrong.into(),
+            Some(Ok(bytes)) => Some(bytes),
+            None => None,
+        };
         let len = current.map_or(0, <[u8]>::len);
         if byte < len {
             let old = current.is_some_and(|v| v[byte] & mask != 0);
@@ -100,10 +104,11 @@ pub fn getbit(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let (byte, mask) = bit_position(offset);
     let now = ctx.now_ms;
     let mut guard = ctx.lock_key(&args[1]);
-    let set = guard
-        .lookup_read(&args[1], now)
-        .and_then(|e| e.value.get(byte))
-        .is_some_and(|b| b & mask != 0);
+    let set = match guard.lookup_read(&args[1], now).map(|e| e.value.as_bytes()) {
+        Some(Err(wrong)) => return wrong.into(),
+        Some(Ok(bytes)) => bytes.get(byte).is_some_and(|b| b & mask != 0),
+        None => false,
+    };
     Reply::Integer(i64::from(set))
 }
 
@@ -175,6 +180,10 @@ pub fn bitcount(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let value = match ctx.lock_key(&args[1]).lookup_read(&args[1], now) {
         Some(entry) => entry.value.clone(),
         None => return Reply::Integer(0),
+    };
+    let value = match value.as_bytes() {
+        Ok(bytes) => bytes,
+        Err(wrong) => return wrong.into(),
     };
     let range = match count_range(args, value.len()) {
         Ok(Some(range)) => range,

@@ -41,8 +41,8 @@ pub fn touch(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 
 pub fn type_(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
-    let found = ctx.lock_key(&args[1]).peek_read(&args[1], now).is_some();
-    Reply::Simple(if found { "string" } else { "none" })
+    let mut guard = ctx.lock_key(&args[1]);
+    Reply::Simple(guard.peek_read(&args[1], now).map_or("none", |e| e.value.kind().name()))
 }
 
 /// EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT with Redis 7's NX XX GT LT (`expireGenericCommand`).
@@ -213,7 +213,7 @@ pub fn keys(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 /// (up to the first NUL), an optional sign then decimal digits; "" is cursor 0 and a `-` wraps as
 /// C's unsigned negation does (`-1` is `u64::MAX`). No leading space, nothing after the digits,
 /// no overflow.
-fn parse_cursor(arg: &[u8]) -> Option<u64> {
+pub(super) fn parse_cursor(arg: &[u8]) -> Option<u64> {
     let text = super::c_string_prefix(arg, usize::MAX);
     let (negative, digits) = match text.split_first() {
         Some((b'-', rest)) => (true, rest),
@@ -282,6 +282,11 @@ pub fn scan(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
                 if pattern.is_some_and(|p| !glob_match(p, key)) {
                     return;
                 }
+                // Redis compares the type name case-insensitively; a name no type has keeps
+                // nothing.
+                if type_filter.is_some_and(|t| !is(t, entry.value.kind().name())) {
+                    return;
+                }
                 keys.push(key.clone());
             });
         drop(guard);
@@ -298,10 +303,6 @@ pub fn scan(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
             }
         }
     };
-    // Every value is a string: TYPE string keeps all, any other type none.
-    if type_filter.is_some_and(|t| !is(t, "string")) {
-        keys.clear();
-    }
     Reply::Array(vec![
         Reply::Bulk(Bytes::from(next.to_string())),
         Reply::Array(keys.iter().map(|k| Reply::Bulk(Bytes::copy_from_slice(k))).collect()),

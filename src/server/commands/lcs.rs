@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::{Ctx, ERR_SYNTAX, int_arg, is};
 use crate::server::resp::{PROTO_MAX_BULK_LEN, Reply};
+use crate::server::value::Value;
 
 /// What LCS is asked to report.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -61,11 +62,17 @@ pub fn lcs(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         let b = locks.second().lookup_read(&args[2], now).map(|e| e.value.clone());
         (a, b)
     };
+    let (a, b) = match (a.as_ref().map(Value::as_bytes), b.as_ref().map(Value::as_bytes)) {
+        (Some(Err(_)), _) | (_, Some(Err(_))) => {
+            return Reply::error("ERR The specified keys must contain string values");
+        }
+        (a, b) => (a.and_then(Result::ok), b.and_then(Result::ok)),
+    };
     let opts = match parse_options(args) {
         Ok(opts) => opts,
         Err(e) => return e,
     };
-    let (a, b) = (a.as_deref().unwrap_or_default(), b.as_deref().unwrap_or_default());
+    let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
     // Redis refuses a table (a 32-bit length per pair of prefixes) larger than
     // proto-max-bulk-len before it computes anything, whatever it is asked for.
     let cells = (a.len() as u64 + 1) * (b.len() as u64 + 1);

@@ -9,6 +9,7 @@
 
 mod bits;
 mod connection;
+mod hashes;
 mod info;
 mod keys;
 mod lcs;
@@ -18,6 +19,7 @@ mod object;
 mod rename;
 pub mod scripts;
 mod server;
+mod sets;
 mod slowlog;
 mod strings;
 
@@ -31,10 +33,12 @@ use bytes::Bytes;
 pub use super::counters::Outcome;
 pub use connection::ReplyMode;
 
+use super::collections::{Collection, ELEMENT_OVERHEAD};
 use super::resp::{Protocol, Reply};
 use super::state::NodeState;
 use super::store::{Prefetch, ShardGuard};
 use super::tasks::Task;
+use super::value::Value;
 
 /// Per-connection state the commands read and change.
 #[derive(Debug)]
@@ -278,6 +282,19 @@ pub enum Growth {
     /// The source key's value, which COPY stores again under the destination key: known only by
     /// looking the source up.
     SourceValue,
+    /// Fields and values in pairs after the key (HSET, HMSET, HSETNX): their bytes, each
+    /// field's overhead, and the growth of the hash's own table.
+    Fields,
+    /// Members after the key (SADD): as `Fields`. (SMOVE is not checked against maxmemory, as
+    /// in Redis, where it is not `denyoom`.)
+    Members,
+    /// One field of the hash whose value becomes an integer (HINCRBY).
+    FieldInteger,
+    /// One field of the hash whose value becomes a double (HINCRBYFLOAT).
+    FieldDouble,
+    /// A set computed from the sets at the other keys (SINTERSTORE, SUNIONSTORE, SDIFFSTORE): at
+    /// most what those sets take.
+    SetStore,
 }
 
 /// What a command does to the store: whether draining refuses it and maxmemory checks it.
@@ -372,6 +389,38 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("getbit", 3, Read, ONE_KEY, bits::getbit),
     cmd!("bitcount", -2, Read, ONE_KEY, bits::bitcount),
     cmd!("lcs", -3, Read, TWO_KEYS, lcs::lcs),
+    cmd!("hset", -4, WriteGrow(Fields), ONE_KEY, hashes::hset),
+    cmd!("hmset", -4, WriteGrow(Fields), ONE_KEY, hashes::hmset),
+    cmd!("hsetnx", 4, WriteGrow(Fields), ONE_KEY, hashes::hsetnx),
+    cmd!("hget", 3, Read, ONE_KEY, hashes::hget),
+    cmd!("hmget", -3, Read, ONE_KEY, hashes::hmget),
+    cmd!("hdel", -3, Write, ONE_KEY, hashes::hdel),
+    cmd!("hgetall", 2, Read, ONE_KEY, hashes::hgetall),
+    cmd!("hkeys", 2, Read, ONE_KEY, hashes::hkeys),
+    cmd!("hvals", 2, Read, ONE_KEY, hashes::hvals),
+    cmd!("hlen", 2, Read, ONE_KEY, hashes::hlen),
+    cmd!("hexists", 3, Read, ONE_KEY, hashes::hexists),
+    cmd!("hstrlen", 3, Read, ONE_KEY, hashes::hstrlen),
+    cmd!("hincrby", 4, WriteGrow(FieldInteger), ONE_KEY, hashes::hincrby),
+    cmd!("hincrbyfloat", 4, WriteGrow(FieldDouble), ONE_KEY, hashes::hincrbyfloat),
+    cmd!("hrandfield", -2, Read, ONE_KEY, hashes::hrandfield),
+    cmd!("hscan", -3, Read, ONE_KEY, hashes::hscan),
+    cmd!("sadd", -3, WriteGrow(Members), ONE_KEY, sets::sadd),
+    cmd!("srem", -3, Write, ONE_KEY, sets::srem),
+    cmd!("smembers", 2, Read, ONE_KEY, sets::smembers),
+    cmd!("sismember", 3, Read, ONE_KEY, sets::sismember),
+    cmd!("smismember", -3, Read, ONE_KEY, sets::smismember),
+    cmd!("scard", 2, Read, ONE_KEY, sets::scard),
+    cmd!("spop", -2, Write, ONE_KEY, sets::spop),
+    cmd!("srandmember", -2, Read, ONE_KEY, sets::srandmember),
+    cmd!("sscan", -3, Read, ONE_KEY, sets::sscan),
+    cmd!("smove", 4, Write, TWO_KEYS, sets::smove),
+    cmd!("sinter", -2, Read, ALL_KEYS, sets::sinter),
+    cmd!("sunion", -2, Read, ALL_KEYS, sets::sunion),
+    cmd!("sdiff", -2, Read, ALL_KEYS, sets::sdiff),
+    cmd!("sinterstore", -3, WriteGrow(SetStore), ALL_KEYS, sets::sinterstore),
+    cmd!("sunionstore", -3, WriteGrow(SetStore), ALL_KEYS, sets::sunionstore),
+    cmd!("sdiffstore", -3, WriteGrow(SetStore), ALL_KEYS, sets::sdiffstore),
     cmd!("del", -2, Write, ALL_KEYS, keys::del),
     cmd!("unlink", -2, Write, ALL_KEYS, keys::del),
     cmd!("exists", -2, Read, ALL_KEYS, keys::exists),
@@ -759,12 +808,47 @@ fn value_growth(ctx: &Ctx<'_, '_>, grows: Growth, args: &[Bytes], keys: &[usize]
         Growth::Padding => strings::setrange_growth(ctx, args),
         Growth::BitPadding => bits::setbit_growth(ctx, args),
         Growth::SourceValue => rename::copy_growth(ctx, args),
+        Growth::Fields => {
+            let elements = args.len().saturating_sub(2) / 2;
+            let bytes: usize = args[2..].iter().map(Bytes::len).sum();
+            collection_growth(ctx, &args[1], elements, bytes)
+        }
+        Growth::Members => {
+            let bytes: usize = args[2..].iter().map(Bytes::len).sum();
+            collection_growth(ctx, &args[1], args.len() - 2, bytes)
+        }
+        Growth::FieldInteger => {
+            collection_growth(ctx, &args[1], 1, args[2].len() + MAX_INTEGER_TEXT)
+        }
+        Growth::FieldDouble => collection_growth(ctx, &args[1], 1, args[2].len() + MAX_DOUBLE_TEXT),
+        Growth::SetStore => args[2..]
+            .iter()
+            .map(|key| ctx.lock_key(key).peek_live(key, ctx.now_ms).map_or(0, |e| e.value.cost()))
+            .sum(),
         Growth::Args => {
             let all: usize = args[1..].iter().map(|a| a.len()).sum();
             all - keys.iter().map(|&i| args[i].len()).sum::<usize>()
         }
     }
 }
+
+/// What adding `elements` elements of `bytes` bytes in all to the hash or set at `key` may take:
+/// their bytes and overhead, and, when they may take its map past Go's load factor, the array
+/// of its next doubling (its old array stays until evacuated).
+fn collection_growth(ctx: &Ctx<'_, '_>, key: &[u8], elements: usize, bytes: usize) -> usize {
+    let tables = ctx
+        .lock_key(key)
+        .peek_live(key, ctx.now_ms)
+        .and_then(|e| e.value.as_collection().map(Collection::stats))
+        .map_or(0, |stats| {
+            let capacity = (1usize << stats.b) * 13 / 2;
+            if stats.len + elements > capacity { 2 * stats.bytes_allocated } else { 0 }
+        });
+    bytes + elements * ELEMENT_OVERHEAD + tables + *EMPTY_COLLECTION_COST
+}
+
+/// What a new, empty hash's tables take (a set's take less).
+static EMPTY_COLLECTION_COST: LazyLock<usize> = LazyLock::new(|| Value::new_hash().cost());
 
 /// Makes room under maxmemory (evicting per the policy) for a write of `growth` value bytes to
 /// `keys`: each key may be new (its bytes and the per-entry overhead) and may enter its shard's
@@ -865,6 +949,13 @@ fn prefetch_keys(node: &NodeState, index: Option<u16>, args: &[Bytes], stage: Pr
 
 pub const ERR_DRAINING: &str = "READONLY You can't write against a draining node.";
 pub const ERR_NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+
+/// `-WRONGTYPE`: a command met a key holding another kind of value.
+impl From<crate::server::value::WrongType> for Reply {
+    fn from(wrong: crate::server::value::WrongType) -> Self {
+        Reply::error(wrong.to_string())
+    }
+}
 pub const ERR_SYNTAX: &str = "ERR syntax error";
 
 /// Redis's `string2ll`: an optional `-`, digits, no spaces, no `+`, no leading zeros but "0".

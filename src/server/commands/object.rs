@@ -111,11 +111,18 @@ pub fn object(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         return Reply::Nil;
     };
     match sub {
-        Subcommand::Encoding => Reply::bulk_str(encoding(&entry.value)),
+        // A hash or a set is always an engine map here, never Redis's listpack or intset.
+        Subcommand::Encoding => match entry.value.as_bytes() {
+            Ok(bytes) => Reply::bulk_str(encoding(bytes)),
+            Err(_) => Reply::bulk_str("hashtable"),
+        },
         Subcommand::Freq => Reply::error(ERR_NOT_LFU),
         Subcommand::IdleTime => Reply::Integer(idle_seconds(entry.last_access_ms, now)),
         Subcommand::RefCount => {
-            Reply::Integer(refcount(&entry.value, store.maxmemory(), store.policy()))
+            let value = entry.value.as_bytes().unwrap_or_default();
+            let shared =
+                entry.value.is_string() && refcount(value, store.maxmemory(), store.policy()) != 1;
+            Reply::Integer(if shared { SHARED_REFCOUNT } else { 1 })
         }
     }
 }

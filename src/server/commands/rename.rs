@@ -72,7 +72,7 @@ pub(super) fn copy_growth(ctx: &Ctx<'_, '_>, args: &[Bytes]) -> usize {
     if parse_copy_options(args).is_err() || args[1] == args[2] {
         return 0;
     }
-    ctx.lock_key(&args[1]).peek_live(&args[1], ctx.now_ms).map_or(0, |e| e.value.len())
+    ctx.lock_key(&args[1]).peek_live(&args[1], ctx.now_ms).map_or(0, |e| e.value.cost())
 }
 
 pub fn copy(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
@@ -95,10 +95,10 @@ pub fn copy(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         if locks.second().get_live(dst, now).is_some() && !replace {
             return Reply::Integer(0);
         }
-        if value.len() > ctx.reserved {
+        if value.cost() > ctx.reserved {
             // The source grew after room was made for its copy: make room for what it is now.
             drop(locks);
-            match reserve_more(ctx, &[dst], value.len()) {
+            match reserve_more(ctx, &[dst], value.cost()) {
                 Ok(()) => continue,
                 Err(oom) => return oom,
             }

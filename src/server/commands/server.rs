@@ -278,6 +278,15 @@ fn redis_flags(name: &str) -> Option<&'static [&'static str]> {
             "movablekeys",
         ]),
         "script" => Some(&[]),
+        "hset" | "hmset" | "hsetnx" | "hincrby" | "hincrbyfloat" | "sadd" => {
+            Some(&["write", "denyoom", "fast"])
+        }
+        "hget" | "hmget" | "hlen" | "hexists" | "hstrlen" | "sismember" | "smismember"
+        | "scard" => Some(&["readonly", "fast"]),
+        "hdel" | "srem" | "spop" | "smove" => Some(&["write", "fast"]),
+        "hgetall" | "hkeys" | "hvals" | "hrandfield" | "hscan" | "smembers" | "srandmember"
+        | "sscan" | "sinter" | "sunion" | "sdiff" => Some(&["readonly"]),
+        "sinterstore" | "sunionstore" | "sdiffstore" => Some(&["write", "denyoom"]),
         _ => None,
     }
 }
@@ -328,6 +337,17 @@ fn acl_categories(name: &str) -> Option<&'static [&'static str]> {
         }
         "object|help" => &["keyspace", "slow"],
         "setbit" => &["write", "bitmap", "slow"],
+        "hset" | "hmset" | "hsetnx" | "hdel" | "hincrby" | "hincrbyfloat" => {
+            &["write", "hash", "fast"]
+        }
+        "hget" | "hmget" | "hlen" | "hexists" | "hstrlen" => &["read", "hash", "fast"],
+        "hgetall" | "hkeys" | "hvals" | "hrandfield" | "hscan" => &["read", "hash", "slow"],
+        "sadd" | "srem" | "spop" | "smove" => &["write", "set", "fast"],
+        "smembers" | "srandmember" | "sscan" | "sinter" | "sunion" | "sdiff" => {
+            &["read", "set", "slow"]
+        }
+        "sismember" | "smismember" | "scard" => &["read", "set", "fast"],
+        "sinterstore" | "sunionstore" | "sdiffstore" => &["write", "set", "slow"],
         "getbit" => &["read", "bitmap", "fast"],
         "bitcount" => &["read", "bitmap", "slow"],
         "lcs" => &["read", "string", "slow"],
@@ -502,7 +522,7 @@ pub fn memory(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let mut guard = ctx.lock_key(&args[2]);
     match guard.peek_live(&args[2], now) {
-        Some(entry) => Reply::Integer(entry_cost(&args[2], &entry.value) as i64),
+        Some(entry) => Reply::Integer(entry_cost(&args[2], entry.value.cost()) as i64),
         None => Reply::Nil,
     }
 }

@@ -12,16 +12,16 @@ use crate::server::resp::{PROTO_MAX_BULK_LEN, Reply};
 use crate::server::store::Entry;
 use crate::server::value::Value;
 
-/// A stored value for a reply. An inline one is copied along in the reply, and a short shared
-/// one into a new buffer: cheaper than sharing it, which touches the shared allocation's
-/// reference count (another cache line, written) twice per reply.
+/// A stored string for a reply, or `-WRONGTYPE` for a hash or a set. An inline one is copied
+/// along in the reply, and a short shared one into a new buffer: cheaper than sharing it, which
+/// touches the shared allocation's reference count (another cache line, written) twice per
+/// reply.
 fn reply_value(value: &Value) -> Reply {
-    if value.is_inline() {
-        Reply::Value(value.clone())
-    } else if value.len() <= 64 {
-        Reply::Bulk(Bytes::copy_from_slice(value))
-    } else {
-        Reply::Bulk(value.to_bytes())
+    match value.as_bytes() {
+        Err(wrong) => wrong.into(),
+        Ok(_) if value.is_inline() => Reply::Value(value.clone()),
+        Ok(bytes) if bytes.len() <= 64 => Reply::Bulk(Bytes::copy_from_slice(bytes)),
+        Ok(_) => Reply::Bulk(value.to_bytes()),
     }
 }
 
@@ -189,6 +189,13 @@ fn set_generic(ctx: &mut Ctx<'_, '_>, key: Bytes, value: Bytes, opts: SetOptions
     }
     // SET ... GET reads the old value as GET does (a keyspace hit or miss); NX and XX only look.
     let old = if opts.get { guard.lookup_read(&key, now) } else { guard.get_live(&key, now) };
+    // SET ... GET of a hash or a set is refused whole, as Redis's `getGenericCommand` refuses it
+    // before anything is set; without GET, SET replaces a value of any kind.
+    if opts.get
+        && let Some(Err(wrong)) = old.map(|e| e.value.as_bytes())
+    {
+        return wrong.into();
+    }
     let old = old.cloned();
     let ok_reply = |old: &Option<Entry>| {
         if opts.get {
@@ -249,8 +256,10 @@ pub fn getset(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 pub fn getdel(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let mut guard = ctx.lock_key(&args[1]);
-    if guard.lookup_read(&args[1], now).is_none() {
-        return Reply::Nil;
+    match guard.lookup_read(&args[1], now).map(|e| e.value.as_bytes()) {
+        None => return Reply::Nil,
+        Some(Err(wrong)) => return wrong.into(),
+        Some(Ok(_)) => {}
     }
     guard.remove(&args[1]).map_or(Reply::Nil, |e| Reply::Bulk(e.value.into_bytes()))
 }
@@ -265,6 +274,9 @@ pub fn getex(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let Some(entry) = guard.lookup_read_mut(&args[1], now) else {
         return Reply::Nil;
     };
+    if let Err(wrong) = entry.value.as_bytes() {
+        return wrong.into();
+    }
     let expiry = match parsed.expiry(now, "getex") {
         Ok(expiry) => expiry,
         Err(e) => return e,
@@ -291,7 +303,11 @@ pub fn mget(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         .iter()
         .map(|key| {
             let mut guard = ctx.lock_key(key);
-            guard.lookup_read(key, now).map_or(Reply::Nil, |e| reply_value(&e.value))
+            // MGET answers nil for a hash or a set, as Redis does.
+            guard
+                .lookup_read(key, now)
+                .filter(|e| e.value.is_string())
+                .map_or(Reply::Nil, |e| reply_value(&e.value))
         })
         .collect();
     Reply::Array(values)
@@ -345,7 +361,8 @@ fn incr_generic(ctx: &mut Ctx<'_, '_>, key: &Bytes, by: i64) -> Reply {
     // Read, checked and rewritten in place, or created as "0" first: one probe either way.
     let zero = || Entry::new(Value::copy_from_slice(b"0"), 0, now);
     let updated = guard.upsert_live(key, now, zero, |entry| {
-        let current = parse_i64(&entry.value).ok_or_else(|| Reply::error(ERR_NOT_INTEGER))?;
+        let current =
+            parse_i64(entry.value.as_bytes()?).ok_or_else(|| Reply::error(ERR_NOT_INTEGER))?;
         let next = current
             .checked_add(by)
             .ok_or_else(|| Reply::error("ERR increment or decrement would overflow"))?;
@@ -386,7 +403,11 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let key = &args[1];
     loop {
         let mut guard = ctx.lock_key(key);
-        let current = guard.get_live(key, now).map(|entry| &entry.value[..]);
+        let current = match guard.get_live(key, now).map(|entry| entry.value.as_bytes()) {
+            Some(Err(wrong)) => return wrong.into(),
+            Some(Ok(bytes)) => Some(bytes),
+            None => None,
+        };
         let current_len = current.map_or(0, <[u8]>::len);
         let value = match incr_by_float(current, &args[2]) {
             Ok(text) => Bytes::from(text),
@@ -421,12 +442,16 @@ pub fn append(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
             Reply::Integer(args[2].len() as i64)
         }
         Some(entry) => {
-            let total = entry.value.len() + args[2].len();
+            let current = match entry.value.as_bytes() {
+                Ok(bytes) => bytes,
+                Err(wrong) => return wrong.into(),
+            };
+            let total = current.len() + args[2].len();
             if total > PROTO_MAX_BULK_LEN {
                 return Reply::error(ERR_STRING_TOO_LONG);
             }
             let mut joined = BytesMut::with_capacity(total);
-            joined.extend_from_slice(&entry.value);
+            joined.extend_from_slice(current);
             joined.extend_from_slice(&args[2]);
             // The key was just read under this lock, so it is there.
             let _ = guard.set_value(&args[1], joined.freeze());
@@ -438,7 +463,11 @@ pub fn append(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
 pub fn strlen(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let now = ctx.now_ms;
     let mut guard = ctx.lock_key(&args[1]);
-    Reply::Integer(guard.lookup_read(&args[1], now).map_or(0, |e| e.value.len() as i64))
+    match guard.lookup_read(&args[1], now).map(|e| e.value.as_bytes()) {
+        None => Reply::Integer(0),
+        Some(Ok(bytes)) => Reply::Integer(bytes.len() as i64),
+        Some(Err(wrong)) => wrong.into(),
+    }
 }
 
 pub fn getrange(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
@@ -451,7 +480,10 @@ pub fn getrange(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     let Some(entry) = guard.lookup_read(&args[1], now) else {
         return Reply::bulk(Bytes::new());
     };
-    let len = entry.value.len() as i64;
+    let len = match entry.value.as_bytes() {
+        Ok(bytes) => bytes.len() as i64,
+        Err(wrong) => return wrong.into(),
+    };
     if start < 0 && end < 0 && start > end {
         return Reply::bulk(Bytes::new());
     }
@@ -480,11 +512,15 @@ fn setrange_args(args: &[Bytes]) -> Result<(usize, &Bytes), Reply> {
         o if o < 0 => return Err(Reply::error("ERR offset is out of range")),
         o => o as usize,
     };
-    let patch = &args[3];
+    Ok((offset, &args[3]))
+}
+
+/// SETRANGE's length check, which Redis makes after the key's type check.
+fn setrange_length(offset: usize, patch: &[u8]) -> Result<(), Reply> {
     if !patch.is_empty() && offset.saturating_add(patch.len()) > PROTO_MAX_BULK_LEN {
         return Err(Reply::error(ERR_STRING_TOO_LONG));
     }
-    Ok((offset, patch))
+    Ok(())
 }
 
 /// The bytes SETRANGE would add to the key's value as it is now: the zeros up to `offset` and
@@ -493,11 +529,14 @@ pub(super) fn setrange_growth(ctx: &Ctx<'_, '_>, args: &[Bytes]) -> usize {
     let Ok((offset, patch)) = setrange_args(args) else {
         return 0;
     };
+    if setrange_length(offset, patch).is_err() {
+        return 0;
+    }
     if patch.is_empty() {
         return 0;
     }
     let current =
-        ctx.lock_key(&args[1]).get_live(&args[1], ctx.now_ms).map_or(0, |e| e.value.len());
+        ctx.lock_key(&args[1]).get_live(&args[1], ctx.now_ms).map_or(0, |e| e.value.cost());
     (offset + patch.len()).saturating_sub(current)
 }
 
@@ -511,7 +550,15 @@ pub fn setrange(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     loop {
         let mut guard = ctx.lock_key(key);
         let existing = guard.get_live(key, now).map(|e| e.value.clone());
-        let current = existing.as_ref().map_or(0, |v| v.len());
+        let existing = match existing.as_ref().map(Value::as_bytes) {
+            Some(Err(wrong)) => return wrong.into(),
+            Some(Ok(bytes)) => bytes,
+            None => &[],
+        };
+        if let Err(e) = setrange_length(offset, patch) {
+            return e;
+        }
+        let current = existing.len();
         if patch.is_empty() {
             return Reply::Integer(current as i64);
         }
@@ -526,7 +573,7 @@ pub fn setrange(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
                 Err(oom) => return oom,
             }
         }
-        let mut value = BytesMut::from(existing.as_deref().unwrap_or_default());
+        let mut value = BytesMut::from(existing);
         if value.len() < end {
             value.resize(end, 0);
         }

@@ -75,7 +75,7 @@ impl Reply {
             Reply::Error(s) => line_without_newlines(out, b'-', s),
             Reply::Integer(n) => line_int(out, b':', *n),
             Reply::Bulk(b) => bulk(out, b),
-            Reply::Value(v) => bulk(out, v),
+            Reply::Value(v) => bulk(out, v.as_bytes().unwrap_or_default()),
             Reply::Nil => match proto {
                 Protocol::Resp2 => out.extend_from_slice(b"$-1\r\n"),
                 Protocol::Resp3 => out.extend_from_slice(b"_\r\n"),
