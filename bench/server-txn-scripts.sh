@@ -16,25 +16,10 @@ cd "$(dirname "$0")/.."
 N="${1:-200000}"
 C="${2:-50}"
 ROUNDS="${ROUNDS:-3}"
-BIN="${MAPCACHE_BIN:-target/release/mapcache}"
 LOAD="${TXN_LOAD_BIN:-target/release/examples/txn_load}"
-MC_PORT="${MC_PORT:-16379}"; MC_ADMIN="${MC_ADMIN:-19090}"; REDIS_PORT="${REDIS_PORT:-16380}"
-work="$(mktemp -d)"
-cleanup() {
-  [[ -n "${mc_pid:-}" ]] && kill "$mc_pid" 2>/dev/null || true
-  [[ -n "${redis_pid:-}" ]] && kill "$redis_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$BIN" serve --port "$MC_PORT" --admin-port "$MC_ADMIN" --data-dir "$work/mc" >"$work/mc.out" 2>"$work/mc.err" &
-mc_pid=$!
-redis-server --port "$REDIS_PORT" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
-redis_pid=$!
-for port in "$MC_PORT" "$REDIS_PORT"; do
-  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-done
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+start_both
 
 script='local v = redis.call("incr", KEYS[1]) return redis.call("get", KEYS[1])'
 
@@ -65,18 +50,4 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "$work/rows.csv" <<'PY'
-import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-by = {}
-for r in rows:
-    by.setdefault((r["pipeline"], r["test"], r["server"]), []).append(r)
-print()
-print("median over rounds: pipeline,test,mapcache_ops,redis_ops,ops_ratio,mapcache_p99,redis_p99,p99_ratio")
-for (p, t) in sorted({(p, t) for (p, t, s) in by}, key=lambda k: (int(k[0]), k[1])):
-    mc, rd = by[(p, t, "mapcache")], by[(p, t, "redis")]
-    med = lambda rs, f: statistics.median(float(x[f]) for x in rs)
-    ratio = lambda f: statistics.median(float(a[f]) / float(b[f]) for a, b in zip(mc, rd))
-    print(f"{p},{t},{med(mc,'ops_per_s'):.0f},{med(rd,'ops_per_s'):.0f},{ratio('ops_per_s'):.2f},"
-          f"{med(mc,'p99_ms'):.3f},{med(rd,'p99_ms'):.3f},{ratio('p99_ms'):.2f}")
-PY
+summarise

@@ -585,6 +585,87 @@ mod tests {
     }
 
     #[test]
+    fn hashes_and_sets_round_trip_with_their_ttls() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(4, ManualClock::new(1_000), 0, EvictionPolicy::Noeviction);
+        let mut hash = Value::new_hash();
+        for i in 0..100 {
+            let field = format!("f{i}");
+            hash.as_hash_mut().unwrap().insert(field.as_bytes(), Value::copy_from_slice(b"v"));
+        }
+        let mut set = Value::new_set();
+        set.as_set_mut().unwrap().insert(b"\x00member", ());
+        for (key, value, ttl) in [("h", hash.clone(), 0), ("s", set.clone(), 50_000)] {
+            let key = Bytes::from(key);
+            store.lock(store.shard_of(&key), None).insert(key, Entry::new(value, ttl, 1_000));
+        }
+        let info = write_verified(&store, dir.path(), 1, false).unwrap();
+        let restored = Store::new(2, ManualClock::new(1_000), 0, EvictionPolicy::Noeviction);
+        assert_eq!(load_into(&restored, read(Path::new(&info.path)).unwrap()), 2);
+        for (key, value, ttl) in [("h", hash, 0), ("s", set, 50_000)] {
+            let g = restored.lock(restored.shard_of(key.as_bytes()), None);
+            let entry = g.map().get(key.as_bytes()).unwrap();
+            assert_eq!((&entry.value, entry.expires_at_ms), (&value, ttl), "{key}");
+        }
+    }
+
+    /// A version 2 record as the writer lays it out: key, TTL, then `body` (kind and payload).
+    fn v2_file(body: &[u8]) -> Bytes {
+        let mut payload = Vec::new();
+        put_bytes(&mut payload, b"key");
+        payload.extend_from_slice(&0u64.to_le_bytes());
+        payload.extend_from_slice(body);
+        let mut data = MAGIC.to_vec();
+        data.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        data.extend_from_slice(&1u32.to_le_bytes());
+        data.extend_from_slice(&0u64.to_le_bytes());
+        data.extend_from_slice(&0u32.to_le_bytes());
+        let crc = crc32c::crc32c(&data);
+        data.extend_from_slice(&crc.to_le_bytes());
+        data.push(b'B');
+        data.extend_from_slice(&1u32.to_le_bytes());
+        data.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        data.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        data.extend_from_slice(&payload);
+        data.push(b'E');
+        data.extend_from_slice(&1u64.to_le_bytes());
+        data.extend_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c::crc32c(&data);
+        data.extend_from_slice(&crc.to_le_bytes());
+        Bytes::from(data)
+    }
+
+    #[test]
+    fn malformed_hash_and_set_records_are_refused_whole() {
+        let mut good = vec![KIND_SET];
+        good.extend_from_slice(&1u32.to_le_bytes());
+        put_bytes(&mut good, b"m");
+        assert_eq!(decode(&v2_file(&good)).unwrap().records.len(), 1);
+        let mut twice = vec![KIND_HASH];
+        twice.extend_from_slice(&2u32.to_le_bytes());
+        for _ in 0..2 {
+            put_bytes(&mut twice, b"f");
+            put_bytes(&mut twice, b"v");
+        }
+        let mut empty = vec![KIND_SET];
+        empty.extend_from_slice(&0u32.to_le_bytes());
+        let mut too_many = vec![KIND_SET];
+        too_many.extend_from_slice(&u32::MAX.to_le_bytes());
+        put_bytes(&mut too_many, b"m");
+        for (body, why) in [
+            (&twice[..], "a hash with a field twice"),
+            (&empty[..], "an empty hash or set"),
+            (&[9u8, 0, 0, 0, 0][..], "unknown value kind"),
+            (&too_many[..], "a record runs past its block"),
+        ] {
+            match decode(&v2_file(body)) {
+                Err(SnapshotError::Malformed(reason)) => assert_eq!(reason, why),
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn every_truncation_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let store = filled_store(50);
