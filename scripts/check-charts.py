@@ -58,7 +58,7 @@ NON_DEFAULT_VALUES = {
 }
 
 # The operator's API calls, verb by verb (src/operator/{controller,apply,observe,status,leader}.rs,
-# the rollout step and kube's event Recorder). The chart must grant exactly these: a new call
+# the rollout step and the event recorder). The chart must grant exactly these: a new call
 # needs a line here and in templates/clusterrole.yaml.
 EXPECTED_CLUSTER_RULES = [
     (("mapcache.io",), ("mapcaches",), ("list", "watch")),

@@ -17,6 +17,9 @@ use std::time::Duration;
 struct Fake {
     objects: BTreeMap<String, Value>,
     log: Vec<String>,
+    /// When set, MapCache watches stream every status write back as a MODIFIED event, as a
+    /// real API server does; otherwise every watch stays quiet.
+    cache_events: Option<tokio::sync::broadcast::Sender<Value>>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -44,6 +47,14 @@ async fn handle(State(fake): State<Shared>, method: Method, uri: Uri, body: Byte
     let mut state = fake.lock().expect("state");
     state.log.push(format!("{method} {path}?{query}"));
     if query.contains("watch=true") || query.contains("watch=1") {
+        if let Some(events) = state.cache_events.as_ref().filter(|_| path.ends_with("/mapcaches")) {
+            let modified = futures::stream::unfold(events.subscribe(), |mut events| async move {
+                let object = events.recv().await.ok()?;
+                let line = format!("{}\n", json!({"type": "MODIFIED", "object": object}));
+                Some((Ok::<_, std::io::Error>(Bytes::from(line)), events))
+            });
+            return Response::new(Body::from_stream(modified));
+        }
         drop(state);
         // A watch that stays open and quiet until the operator hangs up.
         return Response::new(Body::from_stream(futures::stream::pending::<
@@ -54,8 +65,18 @@ async fn handle(State(fake): State<Shared>, method: Method, uri: Uri, body: Byte
         let Some(object) = state.objects.get_mut(path.trim_end_matches("/status")) else {
             return not_found();
         };
+        if method == Method::GET {
+            return json_response(StatusCode::OK, object);
+        }
         object["status"] = body["status"].clone();
-        return json_response(StatusCode::OK, object);
+        let version = object["metadata"]["resourceVersion"].as_str().unwrap_or("1");
+        let next = version.parse::<u64>().unwrap_or(1) + 1;
+        object["metadata"]["resourceVersion"] = json!(next.to_string());
+        let object = object.clone();
+        if let Some(events) = &state.cache_events {
+            let _ = events.send(object.clone());
+        }
+        return json_response(StatusCode::OK, &object);
     }
     let segments = path.trim_start_matches('/').split('/').count();
     let is_collection = method == Method::GET && !state.objects.contains_key(&path) && {
@@ -135,7 +156,7 @@ fn fake_with_cache() -> Shared {
     });
     Arc::new(Mutex::new(Fake {
         objects: BTreeMap::from([(CACHE.to_string(), cache)]),
-        log: Vec::new(),
+        ..Fake::default()
     }))
 }
 
@@ -292,4 +313,38 @@ async fn second_replica_waits_and_takes_over_when_the_leader_stops() {
     let stderr = std::fs::read_to_string(operator_log(&kubeconfig, "operator-b")).expect("log");
     assert!(second_exit.status.success(), "{stderr}");
     assert!(stderr.contains("leading"), "{stderr}");
+}
+
+/// Issue #22: the operator's own status write, seen back through its MapCache watch, started
+/// another reconcile (and under client load, whose figures changed every time, another write:
+/// 5-6 reconciles a second). Only spec and child changes trigger one now; the figures are
+/// refreshed on the poll interval (30 s here, well past this test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_own_status_write_does_not_trigger_another_reconcile() {
+    let fake = fake_with_cache();
+    fake.lock().expect("state").cache_events = Some(tokio::sync::broadcast::channel(16).0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = start_fake(fake.clone(), dir.path()).await;
+    let child = spawn_operator(&kubeconfig, "operator-a");
+    // A reconcile lists the cache's pods once (observe) and patches status when it changed.
+    let pod_lists = |f: &Fake| {
+        f.log.iter().filter(|l| l.starts_with("GET /api/v1/namespaces/default/pods?")).count()
+    };
+    let status_writes =
+        |f: &Fake| f.log.iter().filter(|l| l.starts_with(&format!("PATCH {CACHE}/status"))).count();
+    assert!(wait_until(&fake, |f| status_writes(f) == 1).await, "the first reconcile wrote status");
+    // The write went back out as a watch event at once; give a second reconcile, if one were
+    // coming, ample time to show up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (lists, writes, log) = {
+        let state = fake.lock().expect("state");
+        (pod_lists(&state), status_writes(&state), state.log.clone())
+    };
+    sigterm(&child);
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(exit.status.success());
+    assert_eq!((lists, writes), (1, 1), "one reconcile, one status write: {log:#?}");
 }

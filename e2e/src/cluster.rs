@@ -23,12 +23,41 @@ pub struct ClusterConfig {
     pub mapcache_bin: PathBuf,
     /// State directory (PKI, etcd, logs, PV directories, pods); None: a fresh temporary one.
     pub state_dir: Option<PathBuf>,
+    /// Start from what `state_dir` holds (etcd's objects, the PV directories with the caches'
+    /// snapshots) instead of emptying it.
+    pub keep_state: bool,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        Self { kubelet: true, mapcache_bin: binaries::mapcache(), state_dir: None }
+        Self {
+            kubelet: true,
+            mapcache_bin: binaries::mapcache(),
+            state_dir: None,
+            keep_state: false,
+        }
     }
+}
+
+/// Makes `dir` the state directory of a new cluster: emptied first unless `keep`. A directory
+/// that cannot be emptied is an error naming it: the previous run's etcd and PV directories
+/// left behind (the wipe's error was ignored) brought its caches back, keys and all, into a
+/// cluster that was meant to be fresh.
+pub fn prepare_state_dir(dir: &Path, keep: bool) -> Result<(), String> {
+    if !keep {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(format!(
+                    "cannot empty the state directory {} for a fresh cluster: {error} (is a \
+                     cluster still running on it? --keep-state starts from it instead)",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))
 }
 
 /// The node's name: one node per cluster.
@@ -145,7 +174,7 @@ impl LocalCluster {
         let (temp, state_dir) = match &config.state_dir {
             Some(dir) => {
                 // A fresh state unless the caller keeps it: an old etcd would hold old objects.
-                let _ = std::fs::remove_dir_all(dir);
+                prepare_state_dir(dir, config.keep_state)?;
                 (None, dir.clone())
             }
             None => {
@@ -387,6 +416,48 @@ extern "C" fn stop_shared() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state directory as a run leaves it: etcd's data and a cache's snapshot on its PV.
+    fn previous_run(state: &Path) -> [PathBuf; 2] {
+        let etcd = state.join("control-plane/etcd/member/snap/db");
+        let snapshot = state.join("kubelet/pv/pvc-1/snapshot-000007.mcs");
+        for file in [&etcd, &snapshot] {
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, b"the previous run's keys").unwrap();
+        }
+        [etcd, snapshot]
+    }
+
+    #[test]
+    fn a_new_cluster_starts_from_an_empty_state_directory() {
+        let temp = tempfile::tempdir().unwrap();
+        let state = temp.path().join("local-cluster");
+        let left = previous_run(&state);
+        prepare_state_dir(&state, false).unwrap();
+        assert!(left.iter().all(|file| !file.exists()), "nothing of the previous run is left");
+        assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
+        prepare_state_dir(&temp.path().join("never-used"), false).unwrap();
+        assert!(temp.path().join("never-used").is_dir());
+    }
+
+    #[test]
+    fn keep_state_starts_from_the_previous_run() {
+        let temp = tempfile::tempdir().unwrap();
+        let state = temp.path().join("local-cluster");
+        let left = previous_run(&state);
+        prepare_state_dir(&state, true).unwrap();
+        assert!(left.iter().all(|file| file.exists()));
+    }
+
+    #[test]
+    fn a_state_directory_that_cannot_be_emptied_is_an_error_naming_it() {
+        let temp = tempfile::tempdir().unwrap();
+        let not_a_directory = temp.path().join("state");
+        std::fs::write(&not_a_directory, b"").unwrap();
+        let error = prepare_state_dir(&not_a_directory, false).unwrap_err();
+        assert!(error.starts_with("cannot empty the state directory"), "{error}");
+        assert!(error.contains(&not_a_directory.display().to_string()), "{error}");
+    }
 
     #[test]
     fn network_leases_are_distinct_and_released_on_drop() {

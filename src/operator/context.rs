@@ -1,8 +1,8 @@
 //! What every reconcile shares: the API client, the event recorder, metrics and an HTTP client
 //! for the cache nodes' admin API.
 
+use crate::operator::events::{Recorder, Reporter};
 use crate::operator::metrics::Metrics;
-use kube::runtime::events::{Recorder, Reporter};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ pub const CONTROLLER_NAME: &str = "mapcache-operator";
 pub struct Context {
     /// The Kubernetes API.
     pub client: kube::Client,
-    /// Publishes Events on the cache objects.
+    /// Publishes Events on the cache objects (one per action; see [`crate::operator::events`]).
     pub recorder: Recorder,
     /// Reconcile metrics (shared with `/metrics`).
     pub metrics: Arc<Metrics>,

@@ -1,6 +1,8 @@
 //! The kube-runtime Controller: watches MapCaches, the children they own and their pods, runs
-//! [`reconcile`](crate::operator::reconcile::reconcile) for each change, and stops gracefully on
-//! SIGTERM/SIGINT (in-flight reconciles finish) or when leadership is lost.
+//! [`reconcile`](crate::operator::reconcile::reconcile) for each change that matters
+//! ([`triggers`](crate::operator::triggers): spec, children, pod readiness; never a status
+//! write), and stops gracefully on SIGTERM/SIGINT (in-flight reconciles finish) or when
+//! leadership is lost.
 
 use crate::operator::OperatorArgs;
 use crate::operator::build::{FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY_LABEL, NAME_LABEL};
@@ -10,6 +12,7 @@ use crate::operator::http::{self, Health};
 use crate::operator::leader::LeaderElector;
 use crate::operator::metrics::Metrics;
 use crate::operator::reconcile::{error_policy, reconcile};
+use crate::operator::triggers::{cache_fingerprint, changes, child_fingerprint, pod_fingerprint};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
@@ -17,8 +20,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,14 +176,30 @@ async fn run_controller(
             }
         };
     }
-    Controller::new(api!(MapCache), caches)
-        .owns(api!(StatefulSet), owned_config.clone())
-        .owns(api!(Service), owned_config.clone())
-        .owns(api!(ConfigMap), owned_config.clone())
-        .owns(api!(Secret), owned_config.clone())
-        .owns(api!(PodDisruptionBudget), owned_config.clone())
-        .owns(api!(NetworkPolicy), owned_config)
-        .watches(api!(Pod), pod_config, |pod: Pod| {
+    macro_rules! owned {
+        ($kind:ty) => {
+            changes(
+                watcher(api!($kind), owned_config.clone()).default_backoff(),
+                child_fingerprint::<$kind>,
+            )
+        };
+    }
+    // The store holds every change (status too): a reconcile reads the cache as it is now. Only
+    // the trigger stream is filtered.
+    let (store, writer) = reflector::store();
+    let caches = changes(
+        watcher(api!(MapCache), caches).default_backoff().reflect(writer),
+        cache_fingerprint,
+    );
+    let pods = changes(watcher(api!(Pod), pod_config).default_backoff(), pod_fingerprint);
+    Controller::for_stream(caches, store)
+        .owns_stream(owned!(StatefulSet))
+        .owns_stream(owned!(Service))
+        .owns_stream(owned!(ConfigMap))
+        .owns_stream(owned!(Secret))
+        .owns_stream(owned!(PodDisruptionBudget))
+        .owns_stream(owned!(NetworkPolicy))
+        .watches_stream(pods, |pod: Pod| {
             let cache = pod.labels().get(INSTANCE_LABEL)?.clone();
             Some(ObjectRef::<MapCache>::new(&cache).within(&pod.namespace()?))
         })

@@ -4,8 +4,10 @@
 //! - [`crd`]: the `MapCache` custom resource (spec, status, schema validation).
 //! - [`validate`] -> [`build`] -> [`apply`] -> [`observe`] -> [`status`]: the reconcile pipeline,
 //!   one module per step, driven by [`reconcile`].
-//! - [`context`]: what every reconcile shares (client, event recorder, metrics, HTTP client).
-//! - [`controller`]: the kube-runtime Controller, its watches and graceful shutdown.
+//! - [`context`]: what every reconcile shares (client, event recorder, metrics, HTTP client);
+//!   [`events`]: the recorder, one Event per action naming its pod.
+//! - [`controller`]: the kube-runtime Controller, its watches and graceful shutdown;
+//!   [`triggers`]: which watch events are worth a reconcile.
 //! - [`leader`]: leader election on a Lease. [`metrics`] and [`http`]: `/metrics`, `/healthz`,
 //!   `/readyz`.
 //! - [`maintain`] and [`rollout`]: tombstone-driven maintenance and hot updates behind the
@@ -19,6 +21,7 @@ pub mod build;
 pub mod context;
 pub mod controller;
 pub mod crd;
+pub mod events;
 pub mod http;
 pub mod leader;
 pub mod maintain;
@@ -28,6 +31,7 @@ pub mod observe;
 pub mod reconcile;
 pub mod rollout;
 pub mod status;
+pub mod triggers;
 pub mod validate;
 
 use std::net::SocketAddr;

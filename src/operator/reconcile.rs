@@ -11,11 +11,12 @@
 use crate::operator::build;
 use crate::operator::context::Context;
 use crate::operator::crd::MapCache;
+use crate::operator::events::{self, Event, EventType};
 use crate::operator::{apply, maintain, observe, rollout, status, validate};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,7 +135,7 @@ async fn run_pipeline(mc: &MapCache, ctx: &Context) -> Result<Action, Error> {
         );
         publish(ctx, mc, EventType::Normal, "RevisionChanged", "Apply", note).await;
     }
-    if mc.status.as_ref() != Some(&new_status) {
+    if status::worth_writing(mc.status.as_ref(), &new_status) {
         status::update_status(&ctx.client, mc, &new_status).await.map_err(Error::UpdateStatus)?;
     }
     let requeue = [maintain_requeue, rollout_requeue]
@@ -163,7 +164,7 @@ async fn reject(
     Ok(Action::await_change())
 }
 
-/// Publishes an Event on the cache; a failure is logged, never fails the reconcile.
+/// Publishes an Event about the cache as a whole; a failure is logged, never fails the reconcile.
 pub async fn publish(
     ctx: &Context,
     mc: &MapCache,
@@ -172,14 +173,19 @@ pub async fn publish(
     action: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    };
+    publish_event(ctx, mc, Event::new(type_, reason, action, note)).await;
+}
+
+/// Publishes `event` on the cache (about one of its pods when it names one); a failure is
+/// logged, never fails the reconcile.
+pub async fn publish_event(ctx: &Context, mc: &MapCache, event: Event) {
     if let Err(error) = ctx.recorder.publish(&event, &mc.object_ref(&())).await {
-        tracing::warn!(cache = %mc.name_any(), %error, reason, "publishing event failed");
+        tracing::warn!(cache = %mc.name_any(), %error, reason = %event.reason, "publishing event failed");
     }
+}
+
+/// A reference to the cache's pod `name`, with the uid `observe` saw.
+pub fn pod_reference(mc: &MapCache, observed: &observe::Observed, name: &str) -> ObjectReference {
+    let uid = observed.pods.iter().find(|p| p.name == name).map(|p| p.uid.as_str());
+    events::pod_reference(mc.namespace(), name, uid)
 }

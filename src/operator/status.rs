@@ -234,6 +234,50 @@ fn status_with_condition(
     status
 }
 
+/// How far a live engine figure (a pod's keys, tombstones, memory, as a fraction of the larger
+/// value; its tombstone ratio, absolute) must move before that change alone is worth a status
+/// write. Under client load the figures move on every poll; writing each move made a status
+/// patch per reconcile. A figure that crosses zero is always written.
+pub const FIGURE_TOLERANCE: f64 = 0.01;
+
+/// Whether `new` says something `old` does not: any field but the live engine figures changed
+/// (a condition, a record, a pod's readiness, a revision), or a figure moved past
+/// [`FIGURE_TOLERANCE`]. When it says nothing new the patch is skipped, so the figures in status
+/// lag the node's by at most the tolerance; any real change writes them fresh.
+pub fn worth_writing(old: Option<&MapCacheStatus>, new: &MapCacheStatus) -> bool {
+    let Some(old) = old else { return true };
+    if without_figures(old) != without_figures(new) {
+        return true;
+    }
+    old.pods.iter().zip(&new.pods).any(|(old, new)| {
+        count_moved(old.keys, new.keys)
+            || count_moved(old.tombstones, new.tombstones)
+            || count_moved(old.memory_bytes, new.memory_bytes)
+            || (old.tombstone_ratio - new.tombstone_ratio).abs() > FIGURE_TOLERANCE
+    })
+}
+
+/// The status with every live figure zeroed: what must match exactly.
+fn without_figures(status: &MapCacheStatus) -> MapCacheStatus {
+    let mut status = status.clone();
+    status.keys = 0;
+    status.tombstones = 0;
+    for pod in &mut status.pods {
+        pod.keys = 0;
+        pod.tombstones = 0;
+        pod.tombstone_ratio = 0.0;
+        pod.memory_bytes = 0;
+    }
+    status
+}
+
+fn count_moved(old: u64, new: u64) -> bool {
+    if (old == 0) != (new == 0) {
+        return true;
+    }
+    old.abs_diff(new) as f64 > old.max(new) as f64 * FIGURE_TOLERANCE
+}
+
 /// The merge patch body: `{"status": ...}` with explicit nulls for cleared optional fields, so
 /// a finished rollout or a vanished revision is removed rather than left behind.
 pub fn patch_body(status: &MapCacheStatus) -> serde_json::Value {
@@ -486,6 +530,69 @@ mod tests {
             (invalid.status.as_str(), invalid.message.as_str()),
             ("True", "spec.image must not be empty")
         );
+    }
+
+    fn pod_with_figures(name: &str, keys: u64, tombstones: u64, memory: u64) -> PodStatus {
+        PodStatus {
+            name: name.into(),
+            ready: true,
+            keys,
+            tombstones,
+            tombstone_ratio: tombstones as f64 / (keys + tombstones) as f64,
+            memory_bytes: memory,
+            ..PodStatus::default()
+        }
+    }
+
+    fn running_status(pods: Vec<PodStatus>) -> MapCacheStatus {
+        let mut status = MapCacheStatus {
+            phase: Some("Running".into()),
+            ready_replicas: 2,
+            pods,
+            ..MapCacheStatus::default()
+        };
+        sum_pod_figures(&mut status);
+        status
+    }
+
+    #[test]
+    fn figures_that_moved_within_the_tolerance_are_not_worth_a_write() {
+        let old = running_status(vec![
+            pod_with_figures("cache-0", 1_000_000, 20_000, 64 << 20),
+            pod_with_figures("cache-1", 900_000, 0, 60 << 20),
+        ]);
+        // Client load between two polls: a few thousand keys, a few hundred tombstones.
+        let new = running_status(vec![
+            pod_with_figures("cache-0", 1_004_000, 20_150, (64 << 20) + 4096),
+            pod_with_figures("cache-1", 899_000, 0, 60 << 20),
+        ]);
+        assert_ne!(old, new);
+        assert!(!worth_writing(Some(&old), &new));
+        assert!(!worth_writing(Some(&old), &old.clone()));
+    }
+
+    #[test]
+    fn a_figure_past_the_tolerance_or_across_zero_or_any_other_change_is_written() {
+        let old = running_status(vec![pod_with_figures("cache-0", 1_000_000, 0, 64 << 20)]);
+        let grown = running_status(vec![pod_with_figures("cache-0", 1_020_000, 0, 64 << 20)]);
+        assert!(worth_writing(Some(&old), &grown), "keys +2%");
+        let tombstones = running_status(vec![pod_with_figures("cache-0", 1_000_000, 1, 64 << 20)]);
+        assert!(worth_writing(Some(&old), &tombstones), "tombstones 0 -> 1");
+        let mut not_ready = old.clone();
+        not_ready.pods[0].ready = false;
+        assert!(worth_writing(Some(&old), &not_ready), "readiness");
+        let mut message = old.clone();
+        set_condition(
+            &mut message.conditions,
+            condition::MAINTENANCE,
+            false,
+            "Idle",
+            "no pod needs maintenance".into(),
+            Some(1),
+            &at(1),
+        );
+        assert!(worth_writing(Some(&old), &message), "a condition");
+        assert!(worth_writing(None, &old), "no status yet");
     }
 
     #[test]

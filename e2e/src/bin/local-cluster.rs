@@ -17,9 +17,13 @@ use std::process::ExitCode;
 )]
 struct Args {
     /// State directory: PKI, etcd, kubeconfigs, every log, PV directories, pods. Emptied at
-    /// start: every run starts from a fresh cluster.
+    /// start (an error if it cannot be): every run starts from a fresh cluster.
     #[arg(long, default_value = "target/local-cluster")]
     state_dir: PathBuf,
+    /// Start from what the state directory holds instead: the previous run's objects (etcd)
+    /// and PV directories, so its caches come back from their snapshots.
+    #[arg(long)]
+    keep_state: bool,
     /// Also install the chart, run the operator and apply manifests/examples/<EXAMPLE>.yaml
     /// (basic, sidecar or tuned) into the namespace `default`.
     #[arg(long)]
@@ -48,6 +52,7 @@ async fn main() -> ExitCode {
     let config = ClusterConfig {
         kubelet: !args.no_kubelet,
         state_dir: Some(state_dir),
+        keep_state: args.keep_state,
         mapcache_bin: args.mapcache_bin.clone().unwrap_or_else(binaries::mapcache),
     };
     let mapcache_bin = config.mapcache_bin.clone();

@@ -168,17 +168,37 @@ pub enum Action {
 /// Why: the threshold crossed with its figure, or why nothing happens.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reason {
-    TombstoneRatio { ratio: f64, threshold: f64 },
-    FillRatio { fill: f64, threshold: f64 },
-    BelowThresholds { ratio: f64, fill: f64 },
+    TombstoneRatio {
+        ratio: f64,
+        threshold: f64,
+    },
+    FillRatio {
+        fill: f64,
+        threshold: f64,
+    },
+    BelowThresholds {
+        ratio: f64,
+        fill: f64,
+    },
     RolloutActive,
     NotReady,
     NoStats,
     InProgress,
-    BelowMinKeys { keys: u64, min_keys: u64 },
-    Hysteresis { trigger: String },
-    Cooldown { remaining: Duration },
-    ConcurrencyLimit { max_concurrent: u32 },
+    BelowMinKeys {
+        keys: u64,
+        min_keys: u64,
+    },
+    Hysteresis {
+        trigger: String,
+    },
+    /// Until when: a fixed time, so the Maintenance condition's message does not change on
+    /// every poll (a countdown did, and each change was a status write).
+    Cooldown {
+        until: Timestamp,
+    },
+    ConcurrencyLimit {
+        max_concurrent: u32,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -206,9 +226,7 @@ impl fmt::Display for Reason {
                     "{trigger}, but the last run did not clear it and the figure has not moved since"
                 )
             }
-            Reason::Cooldown { remaining } => {
-                write!(f, "cooldown: {}s left", remaining.as_secs())
-            }
+            Reason::Cooldown { until } => write!(f, "cooldown until {until:.0}"),
             Reason::ConcurrencyLimit { max_concurrent } => {
                 write!(f, "maxConcurrent {max_concurrent} pods already in maintenance")
             }
@@ -306,7 +324,11 @@ fn decide_one(t: &Thresholds, pod: &PodInput, rollout_active: bool, now: Timesta
         let elapsed = now.duration_since(last.started_at);
         let elapsed = Duration::try_from(elapsed).unwrap_or(Duration::ZERO);
         if elapsed < t.cooldown {
-            return none(Reason::Cooldown { remaining: t.cooldown - elapsed });
+            let until = jiff::SignedDuration::try_from(t.cooldown)
+                .ok()
+                .and_then(|cooldown| last.started_at.checked_add(cooldown).ok())
+                .unwrap_or(now);
+            return none(Reason::Cooldown { until });
         }
     }
     Decision { pod: String::new(), action: Action::Start(kind), reason, figures: None }

@@ -8,11 +8,12 @@
 use super::decide::{self, Action, Decision, Figures, LastRun, PodInput, Thresholds};
 use crate::operator::context::Context;
 use crate::operator::crd::{MaintenanceRecord, MapCache, MapCacheStatus, PodStatus};
+use crate::operator::events::Event;
 use crate::operator::node_client::{
     MaintenanceKind, MaintenanceProgress, NodeClient, NodeError, NodeStats,
 };
 use crate::operator::observe::{Observed, ObservedPod};
-use crate::operator::reconcile::publish;
+use crate::operator::reconcile::{pod_reference, publish_event};
 use crate::operator::status::{condition, set_condition, sum_pod_figures};
 use futures::future::join_all;
 use jiff::Timestamp;
@@ -72,6 +73,7 @@ pub async fn run(
 
     // Figures, and the ends of runs this operator started.
     let mut inputs = Vec::with_capacity(observed.pods.len());
+    let mut running_pods = Vec::new();
     for (pod, polled) in observed.pods.iter().zip(&polled) {
         let Some(pod_status) = status.pods.iter_mut().find(|p| p.name == pod.name) else {
             continue;
@@ -86,9 +88,16 @@ pub async fn run(
                         MaintenanceKind::Compact => "Compacted",
                         MaintenanceKind::Rebuild => "Rebuilt",
                     };
-                    publish(ctx, mc, EventType::Normal, reason, "Maintain", finished.note).await;
+                    let event = Event::new(EventType::Normal, reason, "Maintain", finished.note);
+                    publish_event(ctx, mc, event.about(pod_reference(mc, observed, &pod.name)))
+                        .await;
                 }
-                progress.is_some_and(|p| p.running) || stats.phase != "idle"
+                let running = maintenance_running(stats, progress);
+                if running {
+                    let kind = progress.and_then(|p| p.kind).map_or("maintenance", |k| k.as_str());
+                    running_pods.push(format!("{}: {kind} running", pod.name));
+                }
+                running
             }
             _ => false,
         };
@@ -111,8 +120,7 @@ pub async fn run(
 
     let rollout_active = status.rollout.is_some() || observed.outdated_pods().next().is_some();
     let decisions = decide::decide(&thresholds, &inputs, rollout_active, now);
-    let mut running: Vec<String> =
-        inputs.iter().filter(|i| i.in_progress).map(|i| format!("{}: running", i.name)).collect();
+    let mut running = running_pods;
     for decision in &decisions {
         let Action::Start(kind) = decision.action else {
             continue;
@@ -147,26 +155,51 @@ pub async fn run(
                     MaintenanceKind::Rebuild => "RebuildStarted",
                 };
                 running.push(format!("{}: {kind} ({})", decision.pod, decision.reason));
-                publish(ctx, mc, EventType::Normal, reason, "Maintain", note).await;
+                let event = Event::new(EventType::Normal, reason, "Maintain", note);
+                publish_event(ctx, mc, event.about(pod_reference(mc, observed, &decision.pod)))
+                    .await;
             }
             Err(error) => {
                 let result = if error.status() == Some(409) { "conflict" } else { "failed" };
                 ctx.metrics.maintenance.count(kind.as_str(), result);
                 let note = format!("{kind} {} not started: {error}", decision.pod);
-                publish(ctx, mc, EventType::Warning, "MaintenanceFailed", "Maintain", note).await;
+                let event = Event::new(EventType::Warning, "MaintenanceFailed", "Maintain", note);
+                publish_event(ctx, mc, event.about(pod_reference(mc, observed, &decision.pod)))
+                    .await;
             }
         }
     }
-    let active = !running.is_empty();
-    let (reason, message) = if active {
-        ("Running", running.join("; "))
-    } else if rollout_active {
-        ("RolloutActive", "maintenance waits for the rollout to finish".to_string())
-    } else {
-        ("Idle", idle_message(&decisions))
-    };
+    let (active, reason, message) = maintenance_condition(&running, rollout_active, &decisions);
     set_maintenance(status, mc, active, reason, message, now);
     Some(if active { REQUEUE_WHILE_RUNNING } else { thresholds.poll_interval })
+}
+
+/// Whether a compaction or rebuild runs on the pod: the node's maintenance run, started through
+/// its admin API (by this operator, or by hand with `mapcache admin compact`). The engine's own
+/// growth (`phase: growing`: a doubling, or a same-size grow for overflow buckets, started by
+/// inserts) is not maintenance and never makes the cache's phase `Maintenance`. When the run's
+/// progress could not be read, an engine phase only maintenance starts stands in for it.
+pub fn maintenance_running(stats: &NodeStats, progress: Option<&MaintenanceProgress>) -> bool {
+    match progress {
+        Some(progress) => progress.running,
+        None => matches!(stats.phase.as_str(), "compacting" | "shrinking"),
+    }
+}
+
+/// The Maintenance condition (status, reason, message): True only while a run is in progress or
+/// was just started (`running`, one entry per pod), as the operator's doing and nothing else.
+pub fn maintenance_condition(
+    running: &[String],
+    rollout_active: bool,
+    decisions: &[Decision],
+) -> (bool, &'static str, String) {
+    if !running.is_empty() {
+        (true, "Running", running.join("; "))
+    } else if rollout_active {
+        (false, "RolloutActive", "maintenance waits for the rollout to finish".into())
+    } else {
+        (false, "Idle", idle_message(decisions))
+    }
 }
 
 fn node_client(
@@ -202,7 +235,8 @@ fn set_maintenance(
     );
 }
 
-/// "no pod needs maintenance" or the first reason a candidate waits (cooldown, hysteresis).
+/// "no pod needs maintenance" or why each candidate waits (cooldown, hysteresis, concurrency),
+/// in words that stay the same from one poll to the next.
 fn idle_message(decisions: &[Decision]) -> String {
     let waiting: Vec<String> = decisions
         .iter()
@@ -214,7 +248,13 @@ fn idle_message(decisions: &[Decision]) -> String {
                     | decide::Reason::ConcurrencyLimit { .. }
             )
         })
-        .map(|d| format!("{}: {}", d.pod, d.reason))
+        .map(|d| match &d.reason {
+            // The trigger's live figure would change the message on every poll.
+            decide::Reason::Hysteresis { .. } => {
+                format!("{}: the last run did not clear its trigger; waiting for it to move", d.pod)
+            }
+            reason => format!("{}: {reason}", d.pod),
+        })
         .collect();
     if waiting.is_empty() { "no pod needs maintenance".into() } else { waiting.join("; ") }
 }
@@ -429,6 +469,71 @@ mod tests {
                 tombstones_after: None,
                 memory_bytes_after: None,
             }
+        );
+    }
+
+    #[test]
+    fn an_engine_growing_by_itself_is_not_maintenance_and_leaves_the_phase_running() {
+        use crate::operator::status::{phase, set_phase};
+        // Inserts made one shard double its array: phase growing, no maintenance run.
+        let growing = NodeStats { phase: "growing".into(), ..stats(500_000, 0, 1 << 26) };
+        let no_run = MaintenanceProgress::default();
+        assert!(!maintenance_running(&growing, Some(&no_run)));
+        assert!(!maintenance_running(&growing, None), "progress unreadable");
+
+        let mut status = MapCacheStatus { ready_replicas: 3, ..MapCacheStatus::default() };
+        let (active, reason, message) = maintenance_condition(&[], false, &[]);
+        let now = Time(now());
+        set_condition(
+            &mut status.conditions,
+            condition::MAINTENANCE,
+            active,
+            reason,
+            message,
+            Some(1),
+            &now,
+        );
+        set_phase(&mut status, 3);
+        assert_eq!(status.phase.as_deref(), Some(phase::RUNNING));
+        let maintenance = &status.conditions[0];
+        assert_eq!(
+            (
+                maintenance.status.as_str(),
+                maintenance.reason.as_str(),
+                maintenance.message.as_str()
+            ),
+            ("False", "Idle", "no pod needs maintenance")
+        );
+    }
+
+    #[test]
+    fn a_compaction_or_rebuild_run_is_maintenance() {
+        let running =
+            MaintenanceProgress { running: true, ..finished_progress(MaintenanceKind::Compact) };
+        let compacting = NodeStats { phase: "compacting".into(), ..stats(1, 1, 1) };
+        assert!(maintenance_running(&stats(1, 1, 1), Some(&running)));
+        assert!(maintenance_running(&compacting, None), "progress unreadable, engine compacting");
+        let (active, reason, message) =
+            maintenance_condition(&["mc-1: compact running".into()], false, &[]);
+        assert_eq!((active, reason, message.as_str()), (true, "Running", "mc-1: compact running"));
+    }
+
+    #[test]
+    fn the_idle_message_stays_the_same_from_poll_to_poll() {
+        let waiting =
+            |reason| Decision { pod: "mc-0".into(), action: Action::None, reason, figures: None };
+        let at = |ratio| {
+            let until = "2026-11-22T03:10:00Z".parse().expect("time");
+            let trigger = decide::Reason::TombstoneRatio { ratio, threshold: 0.25 }.to_string();
+            idle_message(&[
+                waiting(decide::Reason::Cooldown { until }),
+                Decision { pod: "mc-1".into(), ..waiting(decide::Reason::Hysteresis { trigger }) },
+            ])
+        };
+        assert_eq!(at(0.31), at(0.32));
+        assert_eq!(
+            at(0.31),
+            "mc-0: cooldown until 2026-11-22T03:10:00Z; mc-1: the last run did not clear its trigger; waiting for it to move"
         );
     }
 

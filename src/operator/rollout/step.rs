@@ -12,10 +12,12 @@ use super::machine::{self, Action, ChecklistFacts, EvictionOutcome, PodView, Set
 use crate::operator::build::headless_service_name;
 use crate::operator::context::Context;
 use crate::operator::crd::{ChecklistItem, MapCache, MapCacheStatus};
+use crate::operator::events::EventType;
+use crate::operator::events::{self, Event};
 use crate::operator::maintain::duration::parse_duration;
 use crate::operator::node_client::NodeClient;
 use crate::operator::observe::{Observed, ObservedPod};
-use crate::operator::reconcile::publish;
+use crate::operator::reconcile::{pod_reference, publish, publish_event};
 use crate::operator::status::{condition, set_condition, update_status};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
@@ -23,7 +25,6 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::EventType;
 use std::time::Duration;
 
 /// Label put on a pod once it is drained (DESIGN.md section 5, step 1).
@@ -149,7 +150,9 @@ pub async fn run(
                     match outcome {
                         Ok(note) => {
                             current = transition.next.clone();
-                            publish(ctx, mc, EventType::Normal, "Drained", "Rollout", note).await;
+                            let event = Event::new(EventType::Normal, "Drained", "Rollout", note);
+                            publish_event(ctx, mc, event.about(pod_reference(mc, observed, pod)))
+                                .await;
                         }
                         Err(error) => facts.drain_error = Some(error),
                     }
@@ -174,16 +177,26 @@ pub async fn run(
                                 ctx.metrics.rollout.checklist_failure(&item.name);
                             } else {
                                 let note = format!("{pod} (uid {uid}) evicted: {}", item.evidence);
-                                publish(ctx, mc, EventType::Normal, "Evicted", "Rollout", note)
-                                    .await;
+                                let event =
+                                    Event::new(EventType::Normal, "Evicted", "Rollout", note);
+                                let evicted =
+                                    events::pod_reference(mc.namespace(), pod, Some(uid.as_str()));
+                                publish_event(ctx, mc, event.about(evicted)).await;
                             }
                             facts.eviction = Some(outcome);
                             call_again = true;
                         }
                         Err(error) => {
                             let note = format!("evicting {pod}: {error}; retrying");
-                            publish(ctx, mc, EventType::Warning, "EvictionFailed", "Rollout", note)
-                                .await;
+                            let event =
+                                Event::new(EventType::Warning, "EvictionFailed", "Rollout", note)
+                                    .about(events::pod_reference(
+                                        mc.namespace(),
+                                        pod,
+                                        Some(uid.as_str()),
+                                    ))
+                                    .merging_as(format!("evicting {pod}"));
+                            publish_event(ctx, mc, event).await;
                             requeue = min(requeue, machine::REQUEUE_CHECKLIST);
                         }
                     }
@@ -209,8 +222,13 @@ pub async fn run(
                     for item in items {
                         ctx.metrics.rollout.checklist_failure(&item.name);
                         let note = format!("{pod}: {} failing: {}", item.name, item.evidence);
-                        publish(ctx, mc, EventType::Warning, "ChecklistFailed", "Rollout", note)
-                            .await;
+                        // Retried every few seconds with fresh evidence: one Event per pod and
+                        // item, counting the retries.
+                        let event =
+                            Event::new(EventType::Warning, "ChecklistFailed", "Rollout", note)
+                                .about(pod_reference(mc, observed, pod))
+                                .merging_as(format!("{pod}: {}", item.name));
+                        publish_event(ctx, mc, event).await;
                     }
                 }
                 Action::ProceedDespite { pod, items } => {
@@ -221,8 +239,9 @@ pub async fn run(
                         "checklistTimeout passed and onTimeout is Proceed: evicting {pod} with failing items: {}",
                         failing.join("; ")
                     );
-                    publish(ctx, mc, EventType::Warning, "ChecklistOverridden", "Rollout", note)
-                        .await;
+                    let event =
+                        Event::new(EventType::Warning, "ChecklistOverridden", "Rollout", note);
+                    publish_event(ctx, mc, event.about(pod_reference(mc, observed, pod))).await;
                 }
                 Action::Block { pod, item, evidence } => {
                     let already = current.as_ref().and_then(|r| r.blocked_on.as_deref())
@@ -233,7 +252,10 @@ pub async fn run(
                     let note = format!(
                         "rollout blocked at {pod} on {item}: {evidence}; nothing was deleted"
                     );
-                    publish(ctx, mc, EventType::Warning, "RolloutBlocked", "Rollout", note).await;
+                    let event = Event::new(EventType::Warning, "RolloutBlocked", "Rollout", note)
+                        .about(pod_reference(mc, observed, pod))
+                        .merging_as(format!("{pod}: {item}"));
+                    publish_event(ctx, mc, event).await;
                 }
                 Action::PodReplaced { pod, restored_keys } => {
                     ctx.metrics.rollout.pods_replaced.inc();
@@ -242,7 +264,8 @@ pub async fn run(
                         .unwrap_or_default();
                     let note =
                         format!("{pod} replaced on revision {}{keys}", observed.update_revision);
-                    publish(ctx, mc, EventType::Normal, "PodReplaced", "Rollout", note).await;
+                    let event = Event::new(EventType::Normal, "PodReplaced", "Rollout", note);
+                    publish_event(ctx, mc, event.about(pod_reference(mc, observed, pod))).await;
                     facts = Facts::default();
                 }
                 Action::Done => {

@@ -135,14 +135,14 @@ fn table_of_single_pod_cases() {
             Reason::InProgress,
         ),
         (
-            "within cooldown of the last run: wait, with the time left",
+            "within cooldown of the last run: wait, until the cooldown ends",
             PodInput {
                 last_run: Some(compact_run(4, 2_000, Some(0))),
                 ..pod("p", figures(3_000, 1_000, 0.6))
             },
             false,
             Action::None,
-            Reason::Cooldown { remaining: Duration::from_secs(360) },
+            Reason::Cooldown { until: now() + jiff::SignedDuration::from_mins(6) },
         ),
         (
             "cooldown over: acts again",
@@ -329,8 +329,8 @@ fn reasons_read_well_in_events() {
         "tombstone ratio 0.600 >= 0.5"
     );
     assert_eq!(
-        Reason::Cooldown { remaining: Duration::from_secs(90) }.to_string(),
-        "cooldown: 90s left"
+        Reason::Cooldown { until: "2026-11-22T03:06:00.123Z".parse().expect("time") }.to_string(),
+        "cooldown until 2026-11-22T03:06:00Z"
     );
     assert_eq!(one(pod("p", figures(10, 0, 0.5))).reason.to_string(), "10 keys < minKeys 1000");
 }
