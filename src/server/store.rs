@@ -1396,6 +1396,36 @@ mod tests {
     }
 
     #[test]
+    fn a_write_eviction_cannot_make_room_for_evicts_nothing() {
+        for policy in [EvictionPolicy::AllkeysLru, EvictionPolicy::VolatileTtl] {
+            let s = store(0, policy);
+            for i in 0..200 {
+                put(&s, &format!("plain:{i}"), 0);
+                put(&s, &format!("ttl:{i}"), 5_000);
+            }
+            let used = s.used_memory();
+            s.set_maxmemory(used as u64 + 64);
+            // Past maxmemory on its own: refused under every policy, nothing evicted.
+            assert_eq!(s.ensure_memory(used + 65, &[], None), Err(OutOfMemory), "{policy:?}");
+            assert_eq!(s.evicted_total.get(), 0, "{policy:?}");
+            // Room only if keys without a TTL could go too: refused under volatile-ttl alone.
+            let ttl_keys_bytes = 200 * (entry_cost(b"ttl:100", b"v") + ttl_index_cost(b"ttl:100"));
+            let beyond_ttl_keys = ttl_keys_bytes + 64 + 2_000;
+            let refused = s.ensure_memory(beyond_ttl_keys, &[], None);
+            let expected =
+                if policy == EvictionPolicy::VolatileTtl { Err(OutOfMemory) } else { Ok(()) };
+            assert_eq!(refused, expected, "{policy:?}");
+            if policy == EvictionPolicy::VolatileTtl {
+                assert_eq!(s.evicted_total.get(), 0);
+                // What the keys with a TTL can make room for, they do.
+                assert_eq!(s.ensure_memory(2_000, &[], None), Ok(()));
+                assert!(s.evicted_total.get() > 0);
+                assert_eq!(s.len(None) as u64 + s.evicted_total.get(), 400);
+            }
+        }
+    }
+
+    #[test]
     fn volatile_ttl_evicts_only_keys_with_a_ttl() {
         let s = store(0, EvictionPolicy::VolatileTtl);
         for (k, ttl) in [("a", 0), ("b", 5_000), ("c", 0)] {
