@@ -512,3 +512,66 @@ async fn refused_apply_is_an_apply_error_with_a_warning_event() {
         1
     );
 }
+
+/// A pod whose node found snapshots at start and could use none (`restore.outcome: all_corrupt`
+/// in its `/v1/stats`, here from a real node on loopback) sets `SnapshotsCorrupt=True` naming
+/// the pod and its files, with one Warning Event for that start, not one per reconcile.
+#[tokio::test]
+async fn a_pod_that_started_with_every_snapshot_corrupt_sets_a_condition_and_one_event() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("mapcache-000001.snap"), b"not a snapshot").expect("junk");
+    let node = mapcache::server::Node::start(mapcache::server::Config::for_test(dir.path()))
+        .await
+        .expect("node starts");
+    let harness = Harness::new();
+    let mut spec = MapCacheSpec { replicas: 1, ..basic_spec() };
+    spec.engine.admin_port = i32::from(node.admin_addr().port());
+    let (_, first) = harness.reconcile(&cache(spec)).await;
+    let revision = revision_of(&harness.object(STS).expect("sts"));
+    let mut on_loopback = pod(0, true, &revision);
+    on_loopback.status.as_mut().expect("status").pod_ip = Some("127.0.0.1".into());
+    harness.set_pods(vec![on_loopback]);
+
+    let (requests, corrupt) = harness.reconcile(&first).await;
+    let status = corrupt.status.clone().expect("status");
+    let condition =
+        status.conditions.iter().find(|c| c.type_ == "SnapshotsCorrupt").expect("condition");
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_str()),
+        ("True", "SnapshotsCorrupt")
+    );
+    assert!(
+        condition.message.starts_with("cache-0 started empty at ")
+            && condition
+                .message
+                .ends_with(": every snapshot unusable (mapcache-000001.snap truncated)"),
+        "{}",
+        condition.message
+    );
+    let events: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/events") && r.body["reason"] == "SnapshotsCorrupt")
+        .collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].body["type"], "Warning");
+    let note = events[0].body["note"].as_str().expect("note");
+    assert!(note.starts_with("pod cache-0 started EMPTY: none of its 1 snapshots"), "{note}");
+    assert!(note.contains("moved to corrupt/mapcache-000001.snap"), "{note}");
+
+    let (requests, again) = harness.reconcile(&corrupt).await;
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.path.ends_with("/events") && r.body["reason"] == "SnapshotsCorrupt"),
+        "a second Event for the same start"
+    );
+    let condition = again
+        .status
+        .expect("status")
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "SnapshotsCorrupt")
+        .expect("condition");
+    assert_eq!(condition.status, "True");
+    node.abort();
+}

@@ -66,16 +66,19 @@ async fn a_snapshot_write_that_fails_removes_its_temp_file_and_keeps_the_previou
 }
 
 /// Once the new snapshot is written and verified, an older one that cannot be removed (here a
-/// directory that has a snapshot's name) is logged, not reported as a failed snapshot: a drain
-/// would otherwise answer 500 for a good snapshot and the checklist never pass.
+/// directory that has a snapshot's name, older than the two kept) is logged, not reported as a
+/// failed snapshot: a drain would otherwise answer 500 for a good snapshot and the checklist
+/// never pass.
 #[tokio::test]
 async fn a_verified_snapshot_is_not_failed_by_an_older_one_that_cannot_be_removed() {
     let dir = tempfile::tempdir().expect("dir");
-    std::fs::create_dir(dir.path().join("mapcache-000001.snap")).expect("mkdir");
     let node = node_with_keys(dir.path()).await;
+    let (status, first) = post_json(&node.admin_url("/v1/snapshot"), None).await;
+    assert_eq!((status, first["generation"].as_u64()), (200, Some(1)));
+    std::fs::create_dir(dir.path().join("mapcache-000000.snap")).expect("mkdir");
     let (status, second) = post_json(&node.admin_url("/v1/snapshot"), None).await;
     assert_eq!((status, second["generation"].as_u64()), (200, Some(2)));
-    // Three names now: pruning to the newest two tries to remove the directory, and cannot.
+    // Three names now: retention keeps 2 and 1, and tries to remove the directory, and cannot.
     let (status, drained) = post_json(&node.admin_url("/v1/drain"), None).await;
     assert_eq!(status, 200, "{drained}");
     let snap = &drained["snapshot"];
@@ -85,13 +88,28 @@ async fn a_verified_snapshot_is_not_failed_by_an_older_one_that_cannot_be_remove
     );
     assert_eq!(
         file_names(dir.path()),
-        ["mapcache-000001.snap", "mapcache-000002.snap", "mapcache-000003.snap"]
+        ["mapcache-000000.snap", "mapcache-000002.snap", "mapcache-000003.snap"]
     );
     let (_, checklist) = server_support::get_json(
         &node.admin_url("/v1/checklist?quiet_period_ms=0&lock_profile_seconds=0"),
     )
     .await;
     assert_eq!(checklist["items"][4]["passed"], true, "{checklist:#}");
+}
+
+/// A snapshot file that cannot even be read (here a directory with a snapshot's name) is
+/// unusable like a corrupt one: moved aside at start, reported under `io`.
+#[tokio::test]
+async fn an_unreadable_snapshot_is_moved_aside_at_start_under_io() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir(dir.path().join("mapcache-000001.snap")).expect("mkdir");
+    let node = node_with_keys(dir.path()).await;
+    let metrics = get_text(&node.admin_url("/metrics")).await;
+    assert!(metrics.contains("mapcache_snapshot_failures_total{reason=\"io\"} 1"), "{metrics}");
+    assert_eq!(file_names(&dir.path().join("corrupt")), ["mapcache-000001.snap"]);
+    let (status, second) = post_json(&node.admin_url("/v1/snapshot"), None).await;
+    assert_eq!((status, second["generation"].as_u64()), (200, Some(2)));
+    assert_eq!(file_names(dir.path()), ["corrupt", "mapcache-000002.snap"]);
 }
 
 /// The header and footer of a snapshot holding exactly the given blocks' records, with every

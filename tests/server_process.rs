@@ -239,7 +239,7 @@ async fn corrupt_and_torn_snapshots_are_skipped_for_the_previous_good_one() {
     let text = metrics.text().await.expect("text");
     assert!(text.contains("mapcache_snapshot_failures_total{reason=\"checksum\"} 1"), "{text}");
     assert!(text.contains("mapcache_snapshot_failures_total{reason=\"truncated\"} 1"), "{text}");
-    // The next snapshot sorts after every file present, valid or not.
+    // The next snapshot sorts after every file found, valid or not (those are moved aside).
     let (_, next) = post_json(&node.admin_url("/v1/snapshot"), None).await;
     assert_eq!(next["generation"], 4);
 }

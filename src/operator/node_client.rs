@@ -78,8 +78,43 @@ pub struct NodeStats {
     pub phase: String,
     pub evacuated: u64,
     pub to_evacuate: u64,
+    /// What the node's start did with the snapshots it found (absent from older nodes).
+    #[serde(default)]
+    pub restore: RestoreStats,
     #[serde(default)]
     pub shards: Vec<ShardStats>,
+}
+
+/// `restore` inside [`NodeStats`]: how the node's start went with its snapshots.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct RestoreStats {
+    /// `restoring`, `restored`, `no_snapshot`, or `all_corrupt` (there were snapshots and none
+    /// could be used: the node started empty).
+    #[serde(default)]
+    pub outcome: String,
+    /// The generation restored.
+    #[serde(default)]
+    pub generation: Option<u64>,
+    /// The snapshot files that could not be used, newest first.
+    #[serde(default)]
+    pub unusable: Vec<UnusableSnapshot>,
+    /// When the restore finished (RFC 3339): tells one start of the node from the next.
+    #[serde(default)]
+    pub finished_at: Option<String>,
+}
+
+/// One snapshot file the node could not use.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct UnusableSnapshot {
+    pub file: String,
+    /// `truncated`, `checksum`, `format`, `key_count` or `io`.
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub error: String,
+    /// Where the node moved it (`corrupt/<file>`), if it could.
+    #[serde(default)]
+    pub moved_to: Option<String>,
 }
 
 /// One shard's engine stats inside [`NodeStats`].

@@ -19,6 +19,9 @@ pub mod condition {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const MAINTENANCE: &str = "Maintenance";
     pub const ROLLING_UPDATE: &str = "RollingUpdate";
+    /// A pod found snapshots at start and could use none: it started empty (set by the
+    /// maintenance step, which reads the pods' `/v1/stats`).
+    pub const SNAPSHOTS_CORRUPT: &str = "SnapshotsCorrupt";
 }
 
 /// Values of `status.phase`.

@@ -134,6 +134,11 @@ pub struct Metrics {
     pub command_duration: AtomicHistogram,
     pub maintenance_runs: Family<KindLabel, Counter>,
     pub snapshot_failures: Family<ReasonLabel, Counter>,
+    /// 1 when this process found snapshots at start and could use none of them: it started
+    /// empty. Alert on it.
+    pub snapshots_all_corrupt: Gauge,
+    /// Snapshot files moved into `corrupt/` (at start or by retention) as unusable.
+    pub snapshots_moved_aside: Counter,
     /// Connections closed because their unparsed input passed `--client-query-buffer-limit`.
     pub query_buffer_limit_disconnections: Counter,
     /// The connection threads' spin before sleeping (`src/server/spin.rs`), one series per
@@ -187,6 +192,18 @@ impl Metrics {
             "Snapshots that failed to write, verify or restore, by reason",
             snapshot_failures.clone(),
         );
+        let snapshots_all_corrupt = Gauge::default();
+        registry.register(
+            "mapcache_snapshots_all_corrupt",
+            "1 when snapshots were found at start and none could be used: the node started empty",
+            snapshots_all_corrupt.clone(),
+        );
+        let snapshots_moved_aside = Counter::default();
+        registry.register(
+            "mapcache_snapshots_moved_aside",
+            "Unusable snapshot files moved into the data directory's corrupt/, at start or by retention",
+            snapshots_moved_aside.clone(),
+        );
         let query_buffer_limit_disconnections = Counter::default();
         registry.register(
             "mapcache_client_query_buffer_limit_disconnections",
@@ -223,6 +240,8 @@ impl Metrics {
             command_duration,
             maintenance_runs,
             snapshot_failures,
+            snapshots_all_corrupt,
+            snapshots_moved_aside,
             query_buffer_limit_disconnections,
             keys: Gauge::default(),
             tombstones: Gauge::default(),

@@ -192,8 +192,12 @@ impl NodeHandle {
     }
 }
 
-/// Restores the newest valid snapshot into the empty store. Corrupt or torn files are logged,
-/// counted in `mapcache_snapshot_failures_total{reason}` and skipped.
+/// Restores the newest valid snapshot into the empty store. Unusable files are logged, counted
+/// in `mapcache_snapshot_failures_total{reason}` and moved aside. A node that found snapshots
+/// and could use none starts empty, and says so: an ERROR line, `mapcache_snapshots_all_corrupt`
+/// 1, and `restore.outcome: all_corrupt` in `/v1/stats` (which the operator turns into a
+/// condition and an Event). See docs/operations.md, "Snapshots", for why it serves rather than
+/// refuses to start.
 fn restore(node: &NodeState) -> Result<(), SnapshotError> {
     let dir = &node.config.data_dir;
     std::fs::create_dir_all(dir)
@@ -202,29 +206,40 @@ fn restore(node: &NodeState) -> Result<(), SnapshotError> {
     if removed > 0 {
         tracing::warn!(removed, "removed temp files of interrupted snapshot writes");
     }
-    let candidates = snapshot::list(dir)?;
-    if let Some((newest, _)) = candidates.first() {
-        // New snapshots must sort after every file present, valid or not.
-        node.snapshot_generation.store(*newest, Ordering::SeqCst);
+    let started = Instant::now();
+    let report = snapshot::restore(dir, &node.store)?;
+    // New snapshots must sort after every file found, valid or not.
+    node.snapshot_generation.store(report.newest_generation, Ordering::SeqCst);
+    for unusable in &report.unusable {
+        record_unusable(node, unusable, "snapshot is unusable; skipped (trying an older one)");
     }
-    for (generation, path) in candidates {
-        let started = Instant::now();
-        match snapshot::read(&path) {
-            Ok(decoded) => {
-                let loaded = snapshot::load_into(&node.store, decoded);
-                tracing::info!(path = %path.display(), generation, keys = loaded,
-                    ms = started.elapsed().as_millis() as u64, "restored snapshot");
-                return Ok(());
-            }
-            Err(err) => {
-                node.metrics.record_snapshot_failure(err.reason());
-                tracing::error!(path = %path.display(), generation, error = %err,
-                    "snapshot is unusable; skipped (trying an older one)");
-            }
+    let ms = started.elapsed().as_millis() as u64;
+    match report.outcome {
+        snapshot::RestoreOutcome::Restored => {
+            tracing::info!(dir = %dir.display(), generation = report.generation, keys = report.keys,
+                ms, "restored snapshot");
         }
+        snapshot::RestoreOutcome::AllCorrupt => {
+            node.metrics.snapshots_all_corrupt.set(1);
+            tracing::error!(dir = %dir.display(), files = report.unusable.len(),
+                moved_to = snapshot::CORRUPT_DIR,
+                "EVERY SNAPSHOT IS UNUSABLE: starting EMPTY; the files are kept in the data \
+                 directory's corrupt/ for a post-mortem");
+        }
+        _ => tracing::info!(dir = %dir.display(), "no snapshot; starting empty"),
     }
-    tracing::info!(dir = %dir.display(), "no valid snapshot; starting empty");
+    *node.restore.lock() = report;
     Ok(())
+}
+
+/// Logs an unusable snapshot file and counts it (its reason, and its move aside).
+fn record_unusable(node: &NodeState, unusable: &snapshot::Unusable, what: &str) {
+    node.metrics.record_snapshot_failure(unusable.reason);
+    if unusable.moved_to.is_some() {
+        node.metrics.snapshots_moved_aside.inc();
+    }
+    tracing::error!(file = %unusable.file, generation = unusable.generation,
+        error = %unusable.error, moved_to = ?unusable.moved_to, "{what}");
 }
 
 async fn accept_loop(node: Arc<NodeState>, listener: TcpListener, io: Arc<IoThreads>) {
@@ -296,6 +311,9 @@ async fn take_snapshot_to_the_end(node: &Arc<NodeState>) -> Result<SnapshotInfo,
         Ok(info) => {
             node.snapshot_generation.store(generation, Ordering::SeqCst);
             *node.last_snapshot.lock() = Some(info.clone());
+            for unusable in &info.moved_aside {
+                record_unusable(node, unusable, "an older snapshot does not verify; moved aside");
+            }
             tracing::info!(path = %info.path, keys = info.keys, bytes = info.bytes,
                 ms = info.duration_ms, "snapshot written and verified");
         }

@@ -4,6 +4,13 @@
 //! corrupt file is reported and skipped, never half-loaded (records are decoded and checked in
 //! full before the first one is inserted).
 //!
+//! Retention counts verified snapshots only: after a write, the newest [`KEEP_SNAPSHOTS`] files
+//! that verify (the one just written among them) stay, and the older ones go. A file that does
+//! not verify, at start or at retention, is moved aside into `corrupt/` (the newest
+//! [`KEEP_CORRUPT`] of them are kept there for a post-mortem), so it neither counts as one of the
+//! snapshots kept nor is tried again at the next start, and it can never push a valid snapshot
+//! out.
+//!
 //! Layout (all integers little-endian):
 //! ```text
 //! header  "MAPCACHE" | version u32 (=2) | shards u32 | created_at_ms u64 | reserved u32 | crc32c(header[0..28]) u32
@@ -42,8 +49,13 @@ const BLOCK_HEADER_LEN: usize = 13;
 const FOOTER_LEN: usize = 17;
 /// Records are cut into blocks of at most this many payload bytes (one record may exceed it).
 const BLOCK_TARGET_BYTES: usize = 1 << 20;
-/// Snapshots kept on disk after a successful write (the newest ones).
-const KEEP_SNAPSHOTS: usize = 2;
+/// Verified snapshots kept on disk after a successful write (the newest ones).
+pub const KEEP_SNAPSHOTS: usize = 2;
+/// The subdirectory of the data directory unusable snapshot files are moved into.
+pub const CORRUPT_DIR: &str = "corrupt";
+/// Unusable files kept in [`CORRUPT_DIR`] (the newest generations); older ones are removed, so a
+/// disk that keeps corrupting files cannot fill the volume with them.
+pub const KEEP_CORRUPT: usize = 2;
 /// Env var naming a pause, in ms, after each block is written and flushed to the temp file: a
 /// crash-safety test hook, so a test can kill the process while a snapshot is half written.
 pub const BLOCK_DELAY_ENV: &str = "MAPCACHE_SNAPSHOT_BLOCK_DELAY_MS";
@@ -116,8 +128,56 @@ pub struct SnapshotInfo {
     pub verified: bool,
     pub after_writes_stopped: bool,
     pub duration_ms: u64,
+    /// Files retention found unusable after this write and moved aside (or could not).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moved_aside: Vec<Unusable>,
 }
 
+/// A snapshot file that could not be used: why, and where it went.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Unusable {
+    /// The file's name in the data directory.
+    pub file: String,
+    pub generation: u64,
+    /// [`SnapshotError::reason`]: `truncated`, `checksum`, `format`, `key_count` or `io`.
+    pub reason: &'static str,
+    pub error: String,
+    /// Where it was moved (`corrupt/<file>`); `None` when the move failed (logged) and the file
+    /// stayed where it was.
+    pub moved_to: Option<String>,
+}
+
+/// How the node's start went with the snapshots it found.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreOutcome {
+    /// The restore has not finished yet.
+    #[default]
+    Restoring,
+    /// A snapshot was loaded.
+    Restored,
+    /// There was no snapshot: a first start.
+    NoSnapshot,
+    /// There were snapshots and none could be used: the node started empty.
+    AllCorrupt,
+}
+
+/// What `restore` did: `restore` in `/v1/stats`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RestoreReport {
+    pub outcome: RestoreOutcome,
+    /// The generation restored.
+    pub generation: Option<u64>,
+    /// Keys loaded (keys whose TTL passed while the node was down are not).
+    pub keys: u64,
+    /// The files that could not be used, newest first.
+    pub unusable: Vec<Unusable>,
+    pub finished_at: Option<jiff::Timestamp>,
+    /// The highest generation found (usable or not): new snapshots are numbered after it, so
+    /// no two files, moved aside or not, ever share a generation.
+    #[serde(skip)]
+    pub newest_generation: u64,
+}
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -474,12 +534,223 @@ pub fn read(path: &Path) -> Result<Decoded, SnapshotError> {
     decode(&Bytes::from(data))
 }
 
-/// Removes snapshots older than the newest `KEEP_SNAPSHOTS`, and stale temp files.
-pub fn prune(dir: &Path) -> Result<(), SnapshotError> {
-    for (_, path) in list(dir)?.into_iter().skip(KEEP_SNAPSHOTS) {
-        fs::remove_file(&path).map_err(io_err(&path))?;
+/// Retention after generation `newest` was written and verified: walking the files newest
+/// first, the first [`KEEP_SNAPSHOTS`] that verify stay ([`verify_file`]; `newest` is not read
+/// again), each one that does not on the way is moved aside ([`move_aside`]), and every file
+/// past them is removed. Corrupt or junk files therefore never count, and the newest valid
+/// snapshot is never removed. A file that cannot be removed is logged and left.
+pub fn prune(dir: &Path, newest: u64) -> Result<Vec<Unusable>, SnapshotError> {
+    let mut kept = 0;
+    let mut moved_aside = Vec::new();
+    for (generation, path) in list(dir)? {
+        if kept < KEEP_SNAPSHOTS {
+            let verified = if generation == newest { Ok(()) } else { verify_file(&path) };
+            match verified {
+                Ok(()) => kept += 1,
+                Err(err) => moved_aside.push(move_aside(dir, &path, generation, &err)),
+            }
+            continue;
+        }
+        if let Err(err) = fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %err,
+                "a snapshot older than those kept could not be removed");
+        }
     }
-    Ok(())
+    if !moved_aside.is_empty() {
+        trim_corrupt(dir, &moved_aside);
+    }
+    Ok(moved_aside)
+}
+
+/// Moves an unusable snapshot file into `dir/corrupt/` (fsyncing both directories). Never fails: a file that cannot be
+/// moved stays where it is (logged), and says so in the report.
+pub fn move_aside(dir: &Path, path: &Path, generation: u64, err: &SnapshotError) -> Unusable {
+    let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let aside = dir.join(CORRUPT_DIR);
+    let moved = fs::create_dir_all(&aside)
+        .and_then(|()| fs::rename(path, aside.join(&file)))
+        .and_then(|()| File::open(&aside)?.sync_all())
+        .and_then(|()| File::open(dir)?.sync_all());
+    let moved_to = match moved {
+        Ok(()) => Some(format!("{CORRUPT_DIR}/{file}")),
+        Err(move_err) => {
+            tracing::error!(path = %path.display(), error = %move_err,
+                "an unusable snapshot could not be moved aside; it stays, and is never counted");
+            None
+        }
+    };
+    Unusable { file, generation, reason: err.reason(), error: err.to_string(), moved_to }
+}
+
+/// Keeps `dir/corrupt/` to [`KEEP_CORRUPT`] files: every file `just_moved` there (what this
+/// start or this retention found: the evidence of the failure at hand), then the newest
+/// generations of those moved before, while there is room.
+fn trim_corrupt(dir: &Path, just_moved: &[Unusable]) {
+    let Ok(quarantined) = list(&dir.join(CORRUPT_DIR)) else {
+        return;
+    };
+    let fresh = |generation: u64| {
+        just_moved.iter().any(|u| u.generation == generation && u.moved_to.is_some())
+    };
+    let room = KEEP_CORRUPT.saturating_sub(quarantined.iter().filter(|(g, _)| fresh(*g)).count());
+    let older = quarantined.into_iter().filter(|(g, _)| !fresh(*g));
+    for (_, old) in older.skip(room) {
+        if let Err(remove_err) = fs::remove_file(&old) {
+            tracing::warn!(path = %old.display(), error = %remove_err,
+                "an old unusable snapshot could not be removed");
+        }
+    }
+}
+
+/// Checks a snapshot file as [`decode`] does (header, every block's checksum, the footer's
+/// counts, the whole file's checksum) while reading it in 64 KB pieces: retention verifies the
+/// snapshots it keeps without holding any of them in memory. The records themselves are not
+/// parsed: a file whose every checksum matches is the file that was written, and was read back
+/// in full when it was.
+pub fn verify_file(path: &Path) -> Result<(), SnapshotError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len() as usize;
+    let mut input = StreamCursor {
+        reader: io::BufReader::with_capacity(1 << 16, file),
+        path,
+        len,
+        pos: 0,
+        crc: 0,
+    };
+    let mut header = [0u8; HEADER_LEN];
+    input.take(&mut header)?;
+    if &header[..8] != MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let stored_header_crc = u32::from_le_bytes([header[28], header[29], header[30], header[31]]);
+    if crc32c::crc32c(&header[..28]) != stored_header_crc {
+        return Err(SnapshotError::HeaderChecksum);
+    }
+    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_STRINGS {
+        return Err(SnapshotError::UnsupportedVersion(version));
+    }
+    let (mut records, mut blocks) = (0u64, 0usize);
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let mut tag = [0u8; 1];
+        input.take(&mut tag)?;
+        match tag[0] {
+            b'B' => {
+                let mut head = [0u8; BLOCK_HEADER_LEN - 1];
+                input.take(&mut head)?;
+                let count = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+                let payload_len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+                let stored = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+                if input.pos + payload_len > len {
+                    return Err(SnapshotError::Truncated { at: input.pos, len });
+                }
+                let mut block_crc = 0u32;
+                let mut left = payload_len;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    input.take(&mut chunk[..n])?;
+                    block_crc = crc32c::crc32c_append(block_crc, &chunk[..n]);
+                    left -= n;
+                }
+                if block_crc != stored {
+                    return Err(SnapshotError::BlockChecksum { block: blocks });
+                }
+                records += u64::from(count);
+                blocks += 1;
+            }
+            b'E' => {
+                let mut footer = [0u8; 12];
+                input.take(&mut footer)?;
+                let file_crc = input.crc;
+                let mut stored = [0u8; 4];
+                input.take(&mut stored)?;
+                if u32::from_le_bytes(stored) != file_crc {
+                    return Err(SnapshotError::FileChecksum);
+                }
+                if input.pos != len {
+                    return Err(SnapshotError::Malformed("bytes after the footer"));
+                }
+                let mut total = [0u8; 8];
+                total.copy_from_slice(&footer[..8]);
+                let total = u64::from_le_bytes(total);
+                let footer_blocks =
+                    u32::from_le_bytes([footer[8], footer[9], footer[10], footer[11]]);
+                if total != records || footer_blocks as usize != blocks {
+                    return Err(SnapshotError::KeyCount { footer: total, found: records });
+                }
+                return Ok(());
+            }
+            _ => return Err(SnapshotError::Malformed("unknown block tag")),
+        }
+    }
+}
+
+/// [`verify_file`]'s reader: the position and the running checksum of every byte read.
+struct StreamCursor<'p, R> {
+    reader: R,
+    path: &'p Path,
+    /// The file's length, for the `Truncated` error.
+    len: usize,
+    pos: usize,
+    crc: u32,
+}
+
+impl<R: io::Read> StreamCursor<'_, R> {
+    /// Fills `buf`, or fails `Truncated` where the file ends.
+    fn take(&mut self, buf: &mut [u8]) -> Result<(), SnapshotError> {
+        match self.reader.read_exact(buf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(SnapshotError::Truncated { at: self.pos, len: self.len });
+            }
+            Err(e) => return Err(io_err(self.path)(e)),
+        }
+        self.crc = crc32c::crc32c_append(self.crc, buf);
+        self.pos += buf.len();
+        Ok(())
+    }
+}
+
+/// Restores the newest snapshot of `dir` that decodes in full into the (empty) store, trying
+/// older ones in turn. Every file that cannot be used on the way is moved aside
+/// ([`move_aside`]): it is never tried again, and never counted by retention. Files older than
+/// the one restored are left for retention to verify.
+pub fn restore(dir: &Path, store: &Store) -> Result<RestoreReport, SnapshotError> {
+    let candidates = list(dir)?;
+    let mut report = RestoreReport {
+        // A junk name at the very end of the range must not leave no generation to write next.
+        newest_generation: candidates
+            .iter()
+            .map(|(generation, _)| *generation)
+            .filter(|&g| g < u64::MAX)
+            .max()
+            .unwrap_or(0),
+        ..RestoreReport::default()
+    };
+    for (generation, path) in candidates {
+        match read(&path) {
+            Ok(decoded) => {
+                report.keys = load_into(store, decoded) as u64;
+                report.generation = Some(generation);
+                report.outcome = RestoreOutcome::Restored;
+                break;
+            }
+            Err(err) => report.unusable.push(move_aside(dir, &path, generation, &err)),
+        }
+    }
+    if !report.unusable.is_empty() {
+        trim_corrupt(dir, &report.unusable);
+    }
+    if report.outcome != RestoreOutcome::Restored {
+        report.outcome = if report.unusable.is_empty() {
+            RestoreOutcome::NoSnapshot
+        } else {
+            RestoreOutcome::AllCorrupt
+        };
+    }
+    report.finished_at = Some(jiff::Timestamp::now());
+    Ok(report)
 }
 
 /// Removes `*.snap.tmp` left by a crash mid-write.
@@ -515,11 +786,12 @@ pub fn write_verified(
     if !verified {
         return Err(SnapshotError::KeyCount { footer: keys, found: decoded.records.len() as u64 });
     }
-    // The new snapshot is durable and verified: failing to remove an older one is no reason
-    // to report it failed (a drain would then 500 and the checklist never pass).
-    if let Err(err) = prune(dir) {
-        tracing::warn!(error = %err, "snapshot verified, but an older snapshot could not be removed");
-    }
+    // The new snapshot is durable and verified: failing to list or remove an older one is no
+    // reason to report it failed (a drain would then 500 and the checklist never pass).
+    let moved_aside = prune(dir, generation).unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "snapshot verified, but older snapshots could not be listed");
+        Vec::new()
+    });
     Ok(SnapshotInfo {
         path: path.display().to_string(),
         generation,
@@ -530,6 +802,7 @@ pub fn write_verified(
         verified,
         after_writes_stopped,
         duration_ms: started.elapsed().as_millis() as u64,
+        moved_aside,
     })
 }
 
@@ -671,10 +944,15 @@ mod tests {
         let store = filled_store(50);
         let info = write_verified(&store, dir.path(), 1, false).unwrap();
         let data = fs::read(&info.path).unwrap();
+        let cut_file = dir.path().join("cut.snap");
         for cut in 0..data.len() {
             let err = decode(&Bytes::copy_from_slice(&data[..cut])).unwrap_err();
             assert!(matches!(err, SnapshotError::Truncated { .. }), "cut {cut}: {err}");
+            fs::write(&cut_file, &data[..cut]).unwrap();
+            let streamed = verify_file(&cut_file).unwrap_err();
+            assert!(matches!(streamed, SnapshotError::Truncated { .. }), "cut {cut}: {streamed}");
         }
+        assert_eq!(verify_file(Path::new(&info.path)).map_err(|e| e.to_string()), Ok(()));
     }
 
     #[test]
@@ -683,9 +961,12 @@ mod tests {
         let store = filled_store(20);
         let info = write_verified(&store, dir.path(), 1, false).unwrap();
         let data = fs::read(&info.path).unwrap();
+        let bad_file = dir.path().join("bad.snap");
         for at in 0..data.len() {
             let mut bad = data.clone();
             bad[at] ^= 0x40;
+            fs::write(&bad_file, &bad).unwrap();
+            assert!(verify_file(&bad_file).is_err(), "flip at byte {at} passed verify_file");
             assert!(decode(&Bytes::from(bad)).is_err(), "flip at byte {at} went unnoticed");
         }
     }
@@ -695,5 +976,104 @@ mod tests {
         assert_eq!(generation_of(&file_name(17)), Some(17));
         assert_eq!(generation_of("mapcache-000017.snap.tmp"), None);
         assert_eq!(generation_of("other.snap"), None);
+    }
+
+    /// The snapshot files in `dir` and in its `corrupt/`, by generation.
+    fn generations(dir: &Path) -> (Vec<u64>, Vec<u64>) {
+        let of = |d: &Path| {
+            let mut g: Vec<u64> = list(d).unwrap().into_iter().map(|(g, _)| g).collect();
+            g.sort_unstable();
+            g
+        };
+        (of(dir), of(&dir.join(CORRUPT_DIR)))
+    }
+
+    /// Flips one byte in the middle of a file.
+    fn corrupt(path: &Path) {
+        let mut data = fs::read(path).unwrap();
+        let middle = data.len() / 2;
+        data[middle] ^= 0xff;
+        fs::write(path, data).unwrap();
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_verified_snapshots_and_moves_corrupt_ones_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = filled_store(10);
+        write_verified(&store, dir.path(), 1, false).unwrap();
+        write_verified(&store, dir.path(), 2, false).unwrap();
+        corrupt(&dir.path().join(file_name(2)));
+        // Before, the two newest names stayed: 3 and the corrupt 2, and the good 1 went.
+        let info = write_verified(&store, dir.path(), 3, false).unwrap();
+        assert_eq!(generations(dir.path()), (vec![1, 3], vec![2]));
+        assert_eq!(info.moved_aside.len(), 1);
+        let aside = &info.moved_aside[0];
+        assert_eq!(
+            (aside.file.as_str(), aside.generation, aside.reason, aside.moved_to.as_deref()),
+            ("mapcache-000002.snap", 2, "checksum", Some("corrupt/mapcache-000002.snap"))
+        );
+        write_verified(&store, dir.path(), 4, false).unwrap();
+        assert_eq!(generations(dir.path()), (vec![3, 4], vec![2]));
+    }
+
+    #[test]
+    fn a_junk_file_with_a_high_generation_never_pushes_a_valid_snapshot_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = filled_store(10);
+        write_verified(&store, dir.path(), 1, false).unwrap();
+        fs::write(dir.path().join(file_name(999_999)), b"not a snapshot").unwrap();
+        let info = write_verified(&store, dir.path(), 2, false).unwrap();
+        assert_eq!(generations(dir.path()), (vec![1, 2], vec![999_999]));
+        assert_eq!(info.moved_aside[0].reason, "truncated");
+    }
+
+    #[test]
+    fn only_the_newest_unusable_files_are_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = filled_store(10);
+        for generation in 1..=5 {
+            write_verified(&store, dir.path(), generation * 10, false).unwrap();
+            fs::write(dir.path().join(file_name(generation * 10 + 1)), b"junk").unwrap();
+        }
+        write_verified(&store, dir.path(), 60, false).unwrap();
+        let (kept, aside) = generations(dir.path());
+        assert_eq!(kept, [50, 60]);
+        assert_eq!(aside.len(), KEEP_CORRUPT);
+        assert_eq!(aside, [41, 51]);
+    }
+
+    #[test]
+    fn restore_moves_every_unusable_file_aside_and_says_when_none_was_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = filled_store(10);
+        write_verified(&store, dir.path(), 1, false).unwrap();
+        write_verified(&store, dir.path(), 2, false).unwrap();
+        fs::write(dir.path().join(file_name(3)), b"junk").unwrap();
+        corrupt(&dir.path().join(file_name(2)));
+
+        let restored = Store::new(4, ManualClock::new(1_000), 0, EvictionPolicy::Noeviction);
+        let report = restore(dir.path(), &restored).unwrap();
+        assert_eq!(
+            (report.outcome, report.generation, report.keys, report.newest_generation),
+            (RestoreOutcome::Restored, Some(1), 10, 3)
+        );
+        let reasons: Vec<_> = report.unusable.iter().map(|u| (u.generation, u.reason)).collect();
+        assert_eq!(reasons, [(3, "truncated"), (2, "checksum")]);
+        assert_eq!(generations(dir.path()), (vec![1], vec![2, 3]));
+
+        corrupt(&dir.path().join(file_name(1)));
+        let empty = Store::new(4, ManualClock::new(1_000), 0, EvictionPolicy::Noeviction);
+        let report = restore(dir.path(), &empty).unwrap();
+        assert_eq!(
+            (report.outcome, report.generation, report.keys),
+            (RestoreOutcome::AllCorrupt, None, 0)
+        );
+        assert_eq!(report.newest_generation, 1);
+        assert!(empty.is_empty(None));
+        // The file found bad at this start stays aside, with the newest of those found before.
+        assert_eq!(generations(dir.path()), (vec![], vec![1, 3]));
+
+        let report = restore(dir.path(), &empty).unwrap();
+        assert_eq!(report.outcome, RestoreOutcome::NoSnapshot);
     }
 }

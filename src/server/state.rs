@@ -14,7 +14,7 @@ use super::clock::{Clock, SystemClock};
 use super::counters::{Counters, Totals};
 use super::metrics::{GaugeValues, Metrics};
 use super::slowlog::SlowLog;
-use super::snapshot::SnapshotInfo;
+use super::snapshot::{RestoreReport, SnapshotInfo};
 use super::store::{EvictionPolicy, Store};
 use super::tasks::{Task, Tasks};
 use crate::engine::{EngineStats, Phase};
@@ -163,6 +163,9 @@ pub struct NodeStats {
     pub to_evacuate: usize,
     pub expired_keys_total: u64,
     pub evicted_keys_total: u64,
+    /// How the start went with the snapshots on disk: `outcome` is `all_corrupt` when there were
+    /// some and none could be used (the node started empty).
+    pub restore: RestoreReport,
     pub shards: Vec<ShardStats>,
 }
 
@@ -191,6 +194,8 @@ pub struct NodeState {
     pub last_snapshot: Mutex<Option<SnapshotInfo>>,
     /// The newest generation on disk (restored or written).
     pub snapshot_generation: AtomicU64,
+    /// What the restore at start found and did (`restore` in `/v1/stats`).
+    pub restore: Mutex<RestoreReport>,
     pub requirepass: RwLock<Option<String>>,
     pub started: Instant,
     /// Random per start, as Redis's `run_id`: tells a restarted node from the one before.
@@ -234,6 +239,7 @@ impl NodeState {
             snapshot_lock: tokio::sync::Mutex::new(()),
             last_snapshot: Mutex::new(None),
             snapshot_generation: AtomicU64::new(0),
+            restore: Mutex::new(RestoreReport::default()),
             started: Instant::now(),
             run_id: rand::random::<[u8; 20]>().iter().map(|b| format!("{b:02x}")).collect(),
             next_client_id: AtomicU64::new(1),
@@ -326,6 +332,7 @@ impl NodeState {
             to_evacuate: sum(|s| s.to_evacuate),
             expired_keys_total: self.store.expired_total.get(),
             evicted_keys_total: self.store.evicted_total.get(),
+            restore: self.restore.lock().clone(),
             shards: per_shard
                 .into_iter()
                 .enumerate()

@@ -592,6 +592,11 @@ impl Store {
     /// Makes room for a write of about `incoming` bytes under the eviction policy. Must be called
     /// without any shard lock held.
     /// `shards` are the shards the write touches; their possible table growth is reserved too.
+    ///
+    /// A write that can never fit is refused before anything is evicted: one whose bytes alone,
+    /// beside what eviction cannot take back (the engine tables, less the arrays prepared ahead,
+    /// and the keys the policy may not evict), pass maxmemory. Otherwise keys are evicted until
+    /// it fits, however many that takes.
     pub fn ensure_memory(
         &self,
         incoming: usize,
@@ -602,14 +607,26 @@ impl Store {
         if max == 0 {
             return Ok(());
         }
-        // Bounded: each round takes back prepared arrays, or evicts one key, or gives up.
-        for _ in 0..10_000 {
-            let incoming = incoming
+        let needed = |store: &Self| {
+            incoming
                 + shards
                     .iter()
-                    .map(|&s| self.shards[s].growth_headroom.load(Ordering::Relaxed))
-                    .sum::<usize>();
-            if self.used_memory() + incoming <= max {
+                    .map(|&s| store.shards[s].growth_headroom.load(Ordering::Relaxed))
+                    .sum::<usize>()
+        };
+        if self.used_memory() + needed(self) <= max {
+            return Ok(());
+        }
+        if !self.eviction_can_make_room(incoming, max, task) {
+            return Err(OutOfMemory);
+        }
+        // Each round takes back prepared arrays or evicts one key; it ends when the write fits
+        // or nothing more can go. The bound (every key there was, and as many again written
+        // meanwhile by other clients) only stops a node whose clients refill it as fast as
+        // this write evicts.
+        let rounds = 2 * self.len_unlocked() + 1_000;
+        for _ in 0..rounds {
+            if self.used_memory() + needed(self) <= max {
                 return Ok(());
             }
             if !self.release_prepared(task) && !self.evict_one(task) {
@@ -617,6 +634,59 @@ impl Store {
             }
         }
         Err(OutOfMemory)
+    }
+
+    /// Whether evicting what the policy allows could bring the node under `max` with `incoming`
+    /// bytes more. What eviction cannot take back: the engine tables (evicting keys leaves
+    /// tombstones, not a smaller array) less the arrays prepared ahead (`release_prepared`
+    /// gives them back), and the entries the policy may not evict (every one under noeviction,
+    /// those without a TTL under volatile-ttl). Table growth is left out: a shard that evicts
+    /// keys may no longer be about to double.
+    fn eviction_can_make_room(&self, incoming: usize, max: usize, task: Option<&Task>) -> bool {
+        let Some(room) = max.checked_sub(incoming) else {
+            return false;
+        };
+        let tables: usize = self
+            .shards
+            .iter()
+            .map(|s| {
+                s.table_bytes
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(s.prepared_bytes.load(Ordering::Relaxed))
+            })
+            .sum();
+        let data: usize = self.shards.iter().map(|s| s.data_bytes.load(Ordering::Relaxed)).sum();
+        if tables > room {
+            return false;
+        }
+        // The entry bytes that must go for the write to fit.
+        let deficit = (tables + data).saturating_sub(room);
+        match self.policy() {
+            EvictionPolicy::Noeviction => deficit == 0,
+            EvictionPolicy::AllkeysRandom | EvictionPolicy::AllkeysLru => true,
+            EvictionPolicy::VolatileTtl => deficit == 0 || self.volatile_bytes_reach(deficit, task),
+        }
+    }
+
+    /// Whether the entries with a TTL (with their TTL index keys: what volatile-ttl can evict)
+    /// hold at least `target` accounted bytes. Walks the TTL indexes, each shard's lock held
+    /// for its own, and stops as soon as the answer is yes: a write that needs little room
+    /// reads a few keys; only a write that will be refused reads them all.
+    fn volatile_bytes_reach(&self, target: usize, task: Option<&Task>) -> bool {
+        let mut found = 0usize;
+        for i in 0..self.shards.len() {
+            let guard = self.lock(i, task);
+            let data = &*guard.data;
+            for (key, ()) in data.ttl_index.iter() {
+                if let Some(entry) = data.map.get(&key[..]) {
+                    found += entry_cost(key, entry.value.cost()) + ttl_index_cost(key);
+                    if found >= target {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
     }
 
     /// Gives back every array the engine prepared ahead for a coming doubling (see
@@ -1467,6 +1537,36 @@ mod tests {
     fn noeviction_refuses_past_maxmemory() {
         let s = store(1, EvictionPolicy::Noeviction);
         assert_eq!(s.ensure_memory(1_000_000, &[0], None), Err(OutOfMemory));
+    }
+
+    #[test]
+    fn a_write_eviction_cannot_make_room_for_evicts_nothing() {
+        for policy in [EvictionPolicy::AllkeysLru, EvictionPolicy::VolatileTtl] {
+            let s = store(0, policy);
+            for i in 0..200 {
+                put(&s, &format!("plain:{i}"), 0);
+                put(&s, &format!("ttl:{i}"), 5_000);
+            }
+            let used = s.used_memory();
+            s.set_maxmemory(used as u64 + 64);
+            // Past maxmemory on its own: refused under every policy, nothing evicted.
+            assert_eq!(s.ensure_memory(used + 65, &[], None), Err(OutOfMemory), "{policy:?}");
+            assert_eq!(s.evicted_total.get(), 0, "{policy:?}");
+            // Room only if keys without a TTL could go too: refused under volatile-ttl alone.
+            let ttl_keys_bytes = 200 * (entry_cost(b"ttl:100", 1) + ttl_index_cost(b"ttl:100"));
+            let beyond_ttl_keys = ttl_keys_bytes + 64 + 2_000;
+            let refused = s.ensure_memory(beyond_ttl_keys, &[], None);
+            let expected =
+                if policy == EvictionPolicy::VolatileTtl { Err(OutOfMemory) } else { Ok(()) };
+            assert_eq!(refused, expected, "{policy:?}");
+            if policy == EvictionPolicy::VolatileTtl {
+                assert_eq!(s.evicted_total.get(), 0);
+                // What the keys with a TTL can make room for, they do.
+                assert_eq!(s.ensure_memory(2_000, &[], None), Ok(()));
+                assert!(s.evicted_total.get() > 0);
+                assert_eq!(s.len(None) as u64 + s.evicted_total.get(), 400);
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Runs redis-py's transactions, Lock and scripts against a server, as an application would.
+"""Runs redis-py's transactions, Lock, scripts, hashes and sets against a server, as an
+application would.
 
 Usage: redis_py_check.py <host> <port>
 
@@ -312,6 +313,40 @@ def check_queue_time_error(r, other):
     return "queue-time errors raise and apply nothing; a run-time error is one element"
 
 
+def check_hashes_and_sets(r, other):
+    """A session store (a hash per session) and cache tags (a set per tag), as applications use
+    them, in both protocols: redis-py turns RESP3 maps and sets into dicts and sets itself."""
+    r.delete("py:session", "py:tag:a", "py:tag:b", "py:tag:both")
+    session = {"user": "ada", "visits": "1", "cart": "\u00e9\u00e8"}
+    expect("hset mapping", r.hset("py:session", mapping=session), 3)
+    expect("hgetall", r.hgetall("py:session"), session)
+    expect("hincrby", other.hincrby("py:session", "visits", 4), 5)
+    expect("hmget", r.hmget("py:session", ["user", "none"]), ["ada", None])
+    expect("hscan_iter", dict(r.hscan_iter("py:session", match="v*")), {"visits": "5"})
+    expect("hdel", r.hdel("py:session", "cart", "none"), 1)
+    expect("hkeys", sorted(r.hkeys("py:session")), ["user", "visits"])
+    expect("sadd", r.sadd("py:tag:a", "k1", "k2", "k3"), 3)
+    expect("sadd", r.sadd("py:tag:b", "k2", "k3", "k4"), 3)
+    expect("smembers", r.smembers("py:tag:a"), {"k1", "k2", "k3"})
+    expect("sinter", r.sinter("py:tag:a", "py:tag:b"), {"k2", "k3"})
+    expect("sinterstore", r.sinterstore("py:tag:both", ["py:tag:a", "py:tag:b"]), 2)
+    expect("smismember", r.smismember("py:tag:both", ["k1", "k2"]), [0, 1])
+    pipe = r.pipeline()
+    pipe.srem("py:tag:a", "k1")
+    pipe.scard("py:tag:a")
+    pipe.type("py:session")
+    expect("a transaction over both types", pipe.execute(), [1, 2, "hash"])
+    try:
+        r.get("py:session")
+    except ResponseError as e:
+        if not str(e).startswith("WRONGTYPE"):
+            raise CheckFailed(f"GET of a hash: {e}") from e
+    else:
+        raise CheckFailed("GET of a hash did not raise")
+    r.delete("py:session", "py:tag:a", "py:tag:b", "py:tag:both")
+    return "a session hash, tag sets, SINTERSTORE, a transaction over both, WRONGTYPE raised"
+
+
 def run_checks(host, port, protocol):
     """Runs every check with clients speaking RESP`protocol`; False after the first failure."""
     r = client(host, port, protocol)
@@ -326,6 +361,7 @@ def run_checks(host, port, protocol):
         ("Lock", lambda: check_lock(r, other, host, port, protocol)),
         ("register_script", lambda: check_register_script(r, other)),
         ("queue-time errors", lambda: check_queue_time_error(r, other)),
+        ("hashes and sets", lambda: check_hashes_and_sets(r, other)),
     ]
     try:
         for name, check in checks:

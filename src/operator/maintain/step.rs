@@ -6,6 +6,7 @@
 //! (`NoStats`), and the next poll tries again.
 
 use super::decide::{self, Action, Decision, Figures, LastRun, PodInput, Thresholds};
+use super::snapshots::{self, PodRestore};
 use crate::operator::context::Context;
 use crate::operator::crd::{MaintenanceRecord, MapCache, MapCacheStatus, PodStatus};
 use crate::operator::events::Event;
@@ -117,6 +118,7 @@ pub async fn run(
         });
     }
     sum_pod_figures(status);
+    snapshots_corrupt(ctx, mc, observed, &polled, status, now).await;
 
     let rollout_active = status.rollout.is_some() || observed.outdated_pods().next().is_some();
     let decisions = decide::decide(&thresholds, &inputs, rollout_active, now);
@@ -199,6 +201,45 @@ pub fn maintenance_condition(
         (false, "RolloutActive", "maintenance waits for the rollout to finish".into())
     } else {
         (false, "Idle", idle_message(decisions))
+    }
+}
+
+/// Sets the `SnapshotsCorrupt` condition from the pods' `restore` reports, with a Warning Event
+/// for each pod start that found every snapshot unusable ([`snapshots`]).
+async fn snapshots_corrupt(
+    ctx: &Context,
+    mc: &MapCache,
+    observed: &Observed,
+    polled: &[Option<Polled>],
+    status: &mut MapCacheStatus,
+    now: Timestamp,
+) {
+    let pods: Vec<PodRestore<'_>> = observed
+        .pods
+        .iter()
+        .zip(polled)
+        .map(|(pod, polled)| PodRestore {
+            pod: &pod.name,
+            restore: match polled {
+                Some(Polled { stats: Ok(stats), .. }) => Some(&stats.restore),
+                _ => None,
+            },
+        })
+        .collect();
+    let previous = status.conditions.iter().find(|c| c.type_ == condition::SNAPSHOTS_CORRUPT);
+    let verdict = snapshots::evaluate(previous, &pods);
+    set_condition(
+        &mut status.conditions,
+        condition::SNAPSHOTS_CORRUPT,
+        verdict.corrupt,
+        verdict.reason,
+        verdict.message,
+        mc.metadata.generation,
+        &Time(now),
+    );
+    for (pod, note) in verdict.events {
+        let event = Event::new(EventType::Warning, snapshots::REASON, "Restore", note);
+        publish_event(ctx, mc, event.about(pod_reference(mc, observed, &pod))).await;
     }
 }
 
