@@ -85,7 +85,14 @@ pub struct ServeArgs {
     /// Redis's protected mode: while on and no password is set (--requirepass /
     /// MAPCACHE_PASSWORD), clients not on the loopback interface are refused with Redis's
     /// -DENIED error. `no` serves them without a password (CONFIG SET protected-mode, too).
-    #[arg(long, env = "MAPCACHE_PROTECTED_MODE", default_value = "yes", value_parser = parse_yes_no)]
+    #[arg(
+        long,
+        env = "MAPCACHE_PROTECTED_MODE",
+        value_name = "yes|no",
+        default_value = "yes",
+        value_parser = parse_yes_no,
+        action = clap::ArgAction::Set
+    )]
     pub protected_mode: bool,
     /// Number of shards (a power of two, at most 1024).
     #[arg(long, env = "MAPCACHE_SHARDS", default_value_t = 16)]
@@ -351,6 +358,34 @@ mod tests {
         assert!(err.contains("1001 is not in 0..=1000"), "{err}");
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(spin(&[]), default_io_spin(cpus));
+    }
+
+    #[test]
+    fn protected_mode_takes_yes_or_no_and_is_on_by_default() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Serve::try_parse_from([&["serve"], args].concat());
+        let config = |args: &[&str]| parse(args).unwrap().args.into_config().unwrap();
+        assert!(config(&[]).protected_mode);
+        assert!(!config(&["--protected-mode", "no"]).protected_mode);
+        assert!(!config(&["--protected-mode=NO"]).protected_mode);
+        assert!(config(&["--protected-mode=yes"]).protected_mode);
+        let err = parse(&["--protected-mode=maybe"]).err().unwrap().to_string();
+        assert!(err.contains("\"maybe\" is neither yes nor no"), "{err}");
+    }
+
+    #[test]
+    fn admin_limits_default_to_five_seconds_and_128_connections() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Serve::try_parse_from([&["serve"], args].concat());
+        let config = parse(&[]).unwrap().args.into_config().unwrap();
+        assert_eq!(config.admin_header_timeout, Duration::from_secs(5));
+        assert_eq!(config.admin_max_connections, 128);
+        let config = parse(&["--admin-header-timeout=2", "--admin-max-connections=9"]).unwrap();
+        let config = config.args.into_config().unwrap();
+        assert_eq!(config.admin_header_timeout, Duration::from_secs(2));
+        assert_eq!(config.admin_max_connections, 9);
+        assert!(parse(&["--admin-header-timeout=0"]).is_err());
+        assert!(parse(&["--admin-max-connections=0"]).is_err());
     }
 
     #[test]
