@@ -149,6 +149,21 @@ async fn pipelined_guesses_are_each_held_back_while_other_clients_are_served() {
     assert!(waited >= Duration::from_millis(3100 + 2000), "held back {waited:?}");
 }
 
+/// INFO stats' `rejected_connections:N` line.
+async fn rejected_connections(c: &mut Raw) -> Option<String> {
+    c.stream.write_all(&cmd(&["INFO", "stats"])).await.expect("write");
+    let mut text = Vec::new();
+    let mut buf = [0u8; 8192];
+    // The line is in the middle of the section: what follows it may still be arriving.
+    while !String::from_utf8_lossy(&text).contains("evicted_keys:") {
+        let n = c.stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "INFO reply");
+        text.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&text).into_owned();
+    text.lines().find(|l| l.starts_with("rejected_connections:")).map(str::to_string)
+}
+
 /// An address of this machine other than loopback (the one its default route leaves from), or
 /// None on a machine without one.
 fn non_loopback_ip() -> Option<IpAddr> {
@@ -198,6 +213,11 @@ async fn protected_mode_refuses_other_hosts_with_redis_words_until_turned_off() 
     outside.expect(&cmd(&["PING"]), b"+PONG\r\n").await;
     let metrics = get_text(&node.admin_url("/metrics")).await;
     assert!(metrics.contains("mapcache_protected_mode_rejections_total 1\n"), "{metrics}");
+    // INFO counts it as Redis does, from the last CONFIG RESETSTAT.
+    assert_eq!(rejected_connections(&mut local).await.as_deref(), Some("rejected_connections:1"));
+    let mut local = Raw::connect(loopback).await;
+    local.expect(&cmd(&["CONFIG", "RESETSTAT"]), b"+OK\r\n").await;
+    assert_eq!(rejected_connections(&mut local).await.as_deref(), Some("rejected_connections:0"));
 }
 
 #[tokio::test]

@@ -213,6 +213,9 @@ pub struct NodeState {
     pub run_id: String,
     pub next_client_id: AtomicU64,
     pub total_connections: AtomicU64,
+    /// `mapcache_protected_mode_rejections_total` at the last `CONFIG RESETSTAT`: INFO's
+    /// `rejected_connections` counts from it.
+    pub rejected_at_reset: AtomicU64,
     /// Calls, errors and bytes, for INFO and `/metrics` (`total_commands_processed` is the sum of
     /// the calls).
     pub counters: Arc<Counters>,
@@ -256,6 +259,7 @@ impl NodeState {
             run_id: rand::random::<[u8; 20]>().iter().map(|b| format!("{b:02x}")).collect(),
             next_client_id: AtomicU64::new(1),
             total_connections: AtomicU64::new(0),
+            rejected_at_reset: AtomicU64::new(0),
             counters,
             slowlog: SlowLog::default(),
             scripting: Default::default(),
@@ -277,6 +281,8 @@ impl NodeState {
     /// counts from zero again; the Prometheus counters, which never go back, keep counting.
     pub fn reset_stats(&self) {
         self.total_connections.store(0, Ordering::Relaxed);
+        self.rejected_at_reset
+            .store(self.metrics.protected_mode_rejections.get(), Ordering::Relaxed);
         let store = &self.store;
         store.expired_at_reset.store(store.expired_total.get(), Ordering::Relaxed);
         store.evicted_at_reset.store(store.evicted_total.get(), Ordering::Relaxed);
