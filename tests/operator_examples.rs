@@ -53,5 +53,8 @@ fn tuned_example_passes_maxmemory_and_policy() {
     assert_eq!(validated.max_memory_bytes, Some(512 * 1024 * 1024));
     assert_eq!(validated.checklist_timeout.as_secs(), 600);
     let args = engine_args(&mc);
-    assert_eq!(&args[8..], ["--maxmemory=536870912", "--eviction-policy=allkeys-lru"]);
+    assert_eq!(
+        &args[8..],
+        ["--maxmemory=536870912", "--eviction-policy=allkeys-lru", "--protected-mode=no"]
+    );
 }

@@ -322,6 +322,19 @@ async fn task_dump_names_the_command_a_connection_waits_with() {
 }
 
 #[tokio::test]
+async fn stats_say_not_ready_while_draining_as_readyz_does() {
+    let node = start().await;
+    let (_, stats) = get_json(&node.admin_url("/v1/stats")).await;
+    assert_eq!((&stats["ready"], &stats["draining"]), (&json!(true), &json!(false)));
+    let (status, _) = post_json(&node.admin_url("/v1/drain"), None).await;
+    assert_eq!(status, 200);
+    let (_, stats) = get_json(&node.admin_url("/v1/stats")).await;
+    assert_eq!((&stats["ready"], &stats["draining"]), (&json!(false), &json!(true)));
+    let ready = http().get(node.admin_url("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503);
+}
+
+#[tokio::test]
 async fn drain_refuses_writes_snapshots_and_passes_the_checklist() {
     let node = start().await;
     let mut c = node.raw().await;

@@ -33,6 +33,12 @@ fn spawn(data_dir: &Path) -> Proc {
 
 /// [`spawn`] with extra environment variables (test hooks).
 fn spawn_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Proc {
+    spawn_with(data_dir, env, "20", Stdio::null())
+}
+
+/// [`spawn`] with extra environment variables, a `--shutdown-grace` in seconds, and where its
+/// log goes.
+fn spawn_with(data_dir: &Path, env: &[(&str, &str)], grace: &str, log: Stdio) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mapcache"))
         .args([
             "serve",
@@ -43,7 +49,7 @@ fn spawn_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Proc {
             "--shards",
             "4",
             "--shutdown-grace",
-            "20",
+            grace,
         ])
         .arg("--data-dir")
         .arg(data_dir)
@@ -52,7 +58,7 @@ fn spawn_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Proc {
         .env_remove(snapshot::BLOCK_DELAY_ENV)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawn mapcache serve");
     let stdout = child.stdout.take().expect("stdout");
@@ -242,4 +248,65 @@ async fn corrupt_and_torn_snapshots_are_skipped_for_the_previous_good_one() {
     // The next snapshot sorts after every file found, valid or not (those are moved aside).
     let (_, next) = post_json(&node.admin_url("/v1/snapshot"), None).await;
     assert_eq!(next["generation"], 4);
+}
+
+/// A node whose snapshot writer stops for ten minutes after each ~1 MB block (a disk that
+/// hangs), holding 20,000 keys (~4.5 MB of snapshot), its log in `log`.
+async fn spawn_with_a_hung_disk(dir: &Path, grace: &str, log: &Path) -> Proc {
+    let log = std::fs::File::create(log).expect("log file");
+    let proc = spawn_with(dir, &[(snapshot::BLOCK_DELAY_ENV, "600000")], grace, log.into());
+    let mut c = Raw::connect(proc.resp).await;
+    fill(&mut c, "k", 20_000).await;
+    proc
+}
+
+#[tokio::test]
+async fn past_the_shutdown_grace_the_process_exits_even_while_its_snapshot_hangs() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let proc = spawn_with_a_hung_disk(&data, "1", &log).await;
+    signal(&proc, "-TERM");
+    // Without the hard limit the process waited for the snapshot (ten minutes a block).
+    let status = exit_status(proc).await;
+    assert_eq!(status.code(), Some(1), "a shutdown cut short is a failure: {status:?}");
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        log.contains("shutdown did not finish within the grace period; exiting now"),
+        "the log says why:\n{log}"
+    );
+    // Only the temp file of the snapshot cut short is left, for the next start to remove.
+    assert_eq!(file_names(&data), ["mapcache-000001.snap.tmp"]);
+}
+
+#[tokio::test]
+async fn a_second_sigterm_exits_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let proc = spawn_with_a_hung_disk(&data, "600", &log).await;
+    signal(&proc, "-TERM");
+    // The first signal is being handled once the drain's snapshot has started writing.
+    let tmp = data.join("mapcache-000001.snap.tmp");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !tmp.exists() {
+        assert!(Instant::now() < deadline, "the drain's snapshot never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&proc, "-TERM");
+    let status = exit_status(proc).await;
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(log.contains("second signal: exiting now"), "the log says why:\n{log}");
+}
+
+#[tokio::test]
+async fn the_admin_token_from_the_environment_is_trimmed_as_the_file_is() {
+    let dir = tempfile::tempdir().expect("dir");
+    let proc = spawn_with_env(dir.path(), &[("MAPCACHE_ADMIN_TOKEN", " t0k3n\n")]);
+    let url = format!("http://{}/v1/snapshot", proc.admin);
+    let (status, _) = post_json(&url, Some("t0k3n")).await;
+    assert_eq!(status, 200, "the token as clients send it, without the newline");
+    let (status, _) = post_json(&url, Some(" t0k3n")).await;
+    assert_eq!(status, 401);
 }

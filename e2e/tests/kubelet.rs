@@ -317,6 +317,8 @@ fn engine(args: &[&str], extra: Value) -> Value {
     container
 }
 
+// Clients reach the engine from the host, not its loopback: without a password, protected
+// mode would refuse them.
 const SERVE: &[&str] = &[
     "serve",
     "--bind=0.0.0.0",
@@ -324,6 +326,7 @@ const SERVE: &[&str] = &[
     "--admin-bind=0.0.0.0",
     "--admin-port=9090",
     "--data-dir=/data",
+    "--protected-mode=no",
 ];
 
 async fn redis_url_works(url: &str, key: &str) -> Result<String, String> {

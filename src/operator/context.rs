@@ -33,6 +33,7 @@ impl Context {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(crate::operator::node_client::POOL_IDLE_TIMEOUT)
             .build()
             .unwrap_or_default();
         Self { client, recorder, metrics, http, resync: Duration::from_secs(300) }

@@ -308,12 +308,18 @@ pub struct NodeClient {
     token: Option<String>,
 }
 
+/// How long a kept-alive connection to a node's admin API is reused: under the node's
+/// `--admin-header-timeout` (5 s by default), after which the node closes it, so a request is
+/// never sent on a connection the node is closing at that moment.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The shared HTTP client: connect timeout short (a dead pod IP should fail fast), no proxy (pods
-/// are addressed directly), plain http only.
+/// are addressed directly), plain http only, idle connections dropped before the node drops them.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .timeout(DEFAULT_TIMEOUT)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .no_proxy()
         .build()
 }

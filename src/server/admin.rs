@@ -10,9 +10,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::commands::COMMANDS;
 use super::node;
@@ -22,9 +25,51 @@ use crate::engine::Phase;
 
 type Node = State<Arc<NodeState>>;
 
+/// What an admin connection past `--admin-max-connections` is sent before it is closed.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+    content-type: application/json\r\ncontent-length: 38\r\nconnection: close\r\n\r\n\
+    {\"error\":\"too many admin connections\"}";
+
+/// Serves the admin API on `listener` until the task is aborted.
+///
+/// Each connection is HTTP/1.1 served by hyper with a header-read timeout
+/// (`--admin-header-timeout`): hyper starts that clock whenever it waits for a request's head,
+/// on a new connection and between keep-alive requests alike, so a client that sends its
+/// headers slowly (slowloris) or sits idle between requests is cut off when it runs out.
+/// (`axum::serve` gives hyper no timer, and without one hyper has no header timeout.) At most
+/// `--admin-max-connections` connections are served at once: one more is answered 503 and
+/// closed at once, so a flood of connections cannot exhaust the node's file descriptors or
+/// memory, and is gone within one header timeout.
 pub async fn serve(node: Arc<NodeState>, listener: TcpListener) {
-    if let Err(err) = axum::serve(listener, router(node)).await {
-        tracing::error!(error = %err, "admin server stopped");
+    let app = router(node.clone());
+    let permits = Arc::new(Semaphore::new(node.config.admin_max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(node.config.admin_header_timeout);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors, say: back off rather than spin.
+                tracing::warn!(error = %err, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            node.metrics.admin_connections_refused.inc();
+            tracing::debug!(%peer, "admin connection refused: too many connections");
+            // Best effort, never waiting: the socket is closed right after.
+            let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+            continue;
+        };
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, error = %err, "admin connection ended");
+            }
+            drop(permit);
+        });
     }
 }
 
@@ -85,11 +130,7 @@ fn authorize(node: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.split_once(' '))
         // The scheme is case-insensitive (RFC 9110, 11.1): `bearer` is as good as `Bearer`.
         .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then_some(token));
-    // Constant-time comparison: the token must not leak through response timing.
-    let ok = presented.is_some_and(|p| {
-        p.len() == token.len()
-            && p.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    });
+    let ok = presented.is_some_and(|p| super::auth::secret_matches(p.as_bytes(), token.as_bytes()));
     if ok {
         Ok(())
     } else {

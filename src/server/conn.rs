@@ -134,6 +134,18 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                     Some(i) => node.metrics.commands[i as usize].inc(),
                     None => node.metrics.unknown_commands.inc(),
                 };
+                // A failed AUTH: this connection waits before its reply and its next command
+                // (its thread serves the others meanwhile), out of the in-flight count so drain
+                // does not wait for it.
+                if let Some(delay) = client.auth_delay.take() {
+                    task.set_state(TaskState::Reading);
+                    tokio::select! {
+                        biased;
+                        () = task.killed() => break 'batch,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    task.set_state(TaskState::Executing);
+                }
                 // `CLIENT REPLY OFF|SKIP`: the reply is made (and counted), not sent.
                 if client.reply.sends() {
                     executed.reply.encode(client.proto, &mut output);

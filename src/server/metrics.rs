@@ -141,6 +141,12 @@ pub struct Metrics {
     pub snapshots_moved_aside: Counter,
     /// Connections closed because their unparsed input passed `--client-query-buffer-limit`.
     pub query_buffer_limit_disconnections: Counter,
+    /// Failed AUTH (and HELLO AUTH) attempts.
+    pub auth_failures: Counter,
+    /// Clients refused by protected mode (Redis's `rejected_connections` for the same cause).
+    pub protected_mode_rejections: Counter,
+    /// Admin connections past `--admin-max-connections`, answered 503 and closed.
+    pub admin_connections_refused: Counter,
     /// The connection threads' spin before sleeping (`src/server/spin.rs`), one series per
     /// thread so that threads never share a counter's cache line.
     io_spin_seconds: Family<ThreadLabel, Counter<f64, AtomicU64>>,
@@ -210,6 +216,24 @@ impl Metrics {
             "Connections closed because their unparsed input passed --client-query-buffer-limit",
             query_buffer_limit_disconnections.clone(),
         );
+        let auth_failures = Counter::default();
+        registry.register(
+            "mapcache_auth_failures",
+            "Failed AUTH attempts (each one throttled)",
+            auth_failures.clone(),
+        );
+        let protected_mode_rejections = Counter::default();
+        registry.register(
+            "mapcache_protected_mode_rejections",
+            "Clients refused by protected mode: not on loopback, and no password set",
+            protected_mode_rejections.clone(),
+        );
+        let admin_connections_refused = Counter::default();
+        registry.register(
+            "mapcache_admin_connections_refused",
+            "Admin connections refused past --admin-max-connections",
+            admin_connections_refused.clone(),
+        );
         registry.register(
             "mapcache_expired_keys",
             "Keys removed because their TTL passed",
@@ -243,6 +267,9 @@ impl Metrics {
             snapshots_all_corrupt,
             snapshots_moved_aside,
             query_buffer_limit_disconnections,
+            auth_failures,
+            protected_mode_rejections,
+            admin_connections_refused,
             keys: Gauge::default(),
             tombstones: Gauge::default(),
             collection_tombstones: Gauge::default(),

@@ -12,6 +12,7 @@
 //! - [`snapshot`]: the snapshot file format, write + verify, restore.
 //! - [`node`]: start, restore, accept, background maintenance, drain.
 //! - [`admin`]: the admin HTTP API.
+//! - [`auth`]: constant-time secrets, AUTH failure throttling, protected mode.
 //! - [`counters`]: what INFO's stats, commandstats and errorstats count (striped, lock-free).
 //! - [`slowlog`]: the slow log behind `SLOWLOG`.
 //! - [`process`]: the process's memory and CPU time, and the machine, as INFO reports them.
@@ -19,6 +20,7 @@
 //!   patterns, the shared node state and configuration.
 
 pub mod admin;
+pub mod auth;
 pub mod clock;
 pub mod collections;
 pub mod commands;
@@ -71,6 +73,28 @@ pub struct ServeArgs {
     /// Admin HTTP port; 0 picks a free one.
     #[arg(long, env = "MAPCACHE_ADMIN_PORT", default_value_t = 9090)]
     pub admin_port: u16,
+    /// Seconds an admin connection may take to send a request's headers, counted from when it
+    /// opened or from its previous response (so also how long it may sit idle); then it is
+    /// closed.
+    #[arg(long, env = "MAPCACHE_ADMIN_HEADER_TIMEOUT", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub admin_header_timeout: u64,
+    /// Admin connections served at once; one more is answered 503 and closed.
+    #[arg(long, env = "MAPCACHE_ADMIN_MAX_CONNECTIONS", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub admin_max_connections: u64,
+    /// Redis's protected mode: while on and no password is set (--requirepass /
+    /// MAPCACHE_PASSWORD), clients not on the loopback interface are refused with Redis's
+    /// -DENIED error. `no` serves them without a password (CONFIG SET protected-mode, too).
+    #[arg(
+        long,
+        env = "MAPCACHE_PROTECTED_MODE",
+        value_name = "yes|no",
+        default_value = "yes",
+        value_parser = parse_yes_no,
+        action = clap::ArgAction::Set
+    )]
+    pub protected_mode: bool,
     /// Number of shards (a power of two, at most 1024).
     #[arg(long, env = "MAPCACHE_SHARDS", default_value_t = 16)]
     pub shards: usize,
@@ -110,7 +134,8 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "MAPCACHE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Seconds SIGTERM/SIGINT may take for drain + snapshot before the process gives up.
+    /// Seconds SIGTERM/SIGINT may take for drain + snapshot: past them the process exits (code
+    /// 1) whatever is left unfinished. A second SIGTERM/SIGINT exits at once.
     #[arg(long, env = "MAPCACHE_SHUTDOWN_GRACE", default_value_t = 25)]
     pub shutdown_grace: u64,
 }
@@ -145,7 +170,12 @@ impl ServeArgs {
                 }
                 Some(token)
             }
-            None => std::env::var("MAPCACHE_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty()),
+            // Trimmed as the file is: a token set with `echo` or from a Secret written with a
+            // trailing newline must still match what clients send.
+            None => std::env::var("MAPCACHE_ADMIN_TOKEN")
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
         };
         let mut config = Config::for_test(self.data_dir);
         config.bind = self.bind;
@@ -164,6 +194,9 @@ impl ServeArgs {
         config.query_buffer_limit = self.client_query_buffer_limit;
         config.admin_token = admin_token;
         config.requirepass = self.requirepass.filter(|p| !p.is_empty());
+        config.protected_mode = self.protected_mode;
+        config.admin_header_timeout = Duration::from_secs(self.admin_header_timeout);
+        config.admin_max_connections = self.admin_max_connections as usize;
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace);
         config.clock = Arc::new(clock::SystemClock);
         Ok(config)
@@ -216,48 +249,91 @@ fn run(args: ServeArgs) -> Result<std::process::ExitCode, ServeError> {
         let handle = Node::start(config).await?;
         println!("listening resp={} admin={}", handle.resp_addr(), handle.admin_addr());
         tracing::info!(resp = %handle.resp_addr(), admin = %handle.admin_addr(), "listening");
-        let signal = wait_for_signal().await;
+        let mut signals = Signals::new();
+        let signal = signals.next().await;
         tracing::info!(signal, grace_seconds = grace.as_secs(), "shutting down: drain + snapshot");
-        match tokio::time::timeout(grace, handle.shutdown()).await {
-            Ok(Ok(info)) => {
+        exit_after_grace(grace);
+        tokio::spawn(async move {
+            let again = signals.next().await;
+            tracing::error!(
+                signal = again,
+                "second signal: exiting now, without finishing drain and snapshot"
+            );
+            std::process::exit(1);
+        });
+        match handle.shutdown().await {
+            Ok(info) => {
                 tracing::info!(path = %info.path, keys = info.keys, "shutdown complete");
                 Ok(std::process::ExitCode::SUCCESS)
             }
-            Ok(Err(err)) => {
+            Err(err) => {
                 tracing::error!(error = %err, "shutdown snapshot failed");
-                Ok(std::process::ExitCode::FAILURE)
-            }
-            Err(_) => {
-                tracing::error!(
-                    grace_seconds = grace.as_secs(),
-                    "shutdown did not finish within the grace period"
-                );
                 Ok(std::process::ExitCode::FAILURE)
             }
         }
     })
 }
 
-/// SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
-async fn wait_for_signal() -> &'static str {
+/// `--shutdown-grace` as a hard limit: a thread of its own (so neither a busy runtime nor a
+/// snapshot stuck on a slow disk can hold it up) exits the process once the grace has passed.
+/// The snapshot it cuts short leaves only a temp file, removed at the next start.
+fn exit_after_grace(grace: Duration) {
+    let spawned = std::thread::Builder::new().name("mapcache-grace".into()).spawn(move || {
+        std::thread::sleep(grace);
+        tracing::error!(
+            grace_seconds = grace.as_secs(),
+            "shutdown did not finish within the grace period; exiting now"
+        );
+        std::process::exit(1);
+    });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "cannot enforce the shutdown grace period");
+    }
+}
+
+/// SIGTERM (Kubernetes) and SIGINT (Ctrl-C), listened to from the start so a second one is
+/// never missed.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-            (Ok(mut term), Ok(mut int)) => tokio::select! {
+    listeners: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listeners = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => None,
+            };
+            Self { listeners }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        if let Some((term, int)) = &mut self.listeners {
+            return tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
+            };
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
         "SIGINT"
+    }
+}
+
+/// `yes` or `no`, as Redis's boolean parameters.
+fn parse_yes_no(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("{text:?} is neither yes nor no")),
     }
 }
 
@@ -283,6 +359,34 @@ mod tests {
         assert!(err.contains("1001 is not in 0..=1000"), "{err}");
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(spin(&[]), default_io_spin(cpus));
+    }
+
+    #[test]
+    fn protected_mode_takes_yes_or_no_and_is_on_by_default() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Serve::try_parse_from([&["serve"], args].concat());
+        let config = |args: &[&str]| parse(args).unwrap().args.into_config().unwrap();
+        assert!(config(&[]).protected_mode);
+        assert!(!config(&["--protected-mode", "no"]).protected_mode);
+        assert!(!config(&["--protected-mode=NO"]).protected_mode);
+        assert!(config(&["--protected-mode=yes"]).protected_mode);
+        let err = parse(&["--protected-mode=maybe"]).err().unwrap().to_string();
+        assert!(err.contains("\"maybe\" is neither yes nor no"), "{err}");
+    }
+
+    #[test]
+    fn admin_limits_default_to_five_seconds_and_128_connections() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Serve::try_parse_from([&["serve"], args].concat());
+        let config = parse(&[]).unwrap().args.into_config().unwrap();
+        assert_eq!(config.admin_header_timeout, Duration::from_secs(5));
+        assert_eq!(config.admin_max_connections, 128);
+        let config = parse(&["--admin-header-timeout=2", "--admin-max-connections=9"]).unwrap();
+        let config = config.args.into_config().unwrap();
+        assert_eq!(config.admin_header_timeout, Duration::from_secs(2));
+        assert_eq!(config.admin_max_connections, 9);
+        assert!(parse(&["--admin-header-timeout=0"]).is_err());
+        assert!(parse(&["--admin-max-connections=0"]).is_err());
     }
 
     #[test]

@@ -107,6 +107,13 @@ impl Node {
             addr: admin_addr,
             source,
         })?;
+        if config.protected_mode && config.requirepass.is_none() && !config.bind.is_loopback() {
+            tracing::warn!(
+                bind = %config.bind,
+                "protected mode: no password is set, so clients not on the loopback interface \
+                 are refused; set a password (MAPCACHE_PASSWORD) or --protected-mode no"
+            );
+        }
         let node = Arc::new(NodeState::new(config));
         let tasks = vec![tokio::spawn(admin::serve(node.clone(), admin))];
         Ok(BoundNode { node, resp: Some(resp), resp_addr, admin_addr, tasks })
@@ -247,6 +254,12 @@ async fn accept_loop(node: Arc<NodeState>, listener: TcpListener, io: Arc<IoThre
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                // Protected mode, checked as Redis checks it: when the client connects.
+                Ok((stream, peer)) if node.protected_mode_refuses(peer.ip()) => {
+                    node.metrics.protected_mode_rejections.inc();
+                    tracing::debug!(%peer, "refused by protected mode");
+                    tokio::spawn(super::auth::deny_protected(stream));
+                }
                 Ok((stream, peer)) => io.dispatch(stream, peer),
                 Err(err) => {
                     tracing::warn!(error = %err, "accept failed");

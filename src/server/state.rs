@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
+use super::auth::AuthThrottle;
 use super::clock::{Clock, SystemClock};
 use super::counters::{Counters, Totals};
 use super::metrics::{GaugeValues, Metrics};
@@ -23,6 +24,12 @@ use crate::engine::{EngineStats, Phase};
 pub const DEFAULT_QUERY_BUFFER_LIMIT: usize = 1 << 30;
 /// Its least value, Redis's: 1 MiB.
 pub const MIN_QUERY_BUFFER_LIMIT: usize = 1 << 20;
+
+/// `--admin-header-timeout`'s default: how long an admin connection may take to send a
+/// request's headers, or sit idle between requests.
+pub const DEFAULT_ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// `--admin-max-connections`'s default: far above what probes, scrapes and the operator open.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 128;
 
 /// `--io-spin-us`'s default (docs/operations.md, "Connection threads", has the measurements).
 pub const DEFAULT_IO_SPIN: Duration = Duration::from_micros(50);
@@ -49,6 +56,13 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Redis AUTH password of the `default` user.
     pub requirepass: Option<String>,
+    /// Redis's protected mode: without a password, clients from other hosts are refused.
+    pub protected_mode: bool,
+    /// The admin API closes a connection that has not sent a request's headers this long after
+    /// it opened or after its previous response.
+    pub admin_header_timeout: Duration,
+    /// Admin connections served at once; more are answered 503 and closed.
+    pub admin_max_connections: usize,
     /// SIGTERM: drain + snapshot + exit within this.
     pub shutdown_grace: Duration,
     /// The source of "now" for TTLs.
@@ -82,6 +96,9 @@ impl Config {
             data_dir: data_dir.into(),
             admin_token: None,
             requirepass: None,
+            protected_mode: true,
+            admin_header_timeout: DEFAULT_ADMIN_HEADER_TIMEOUT,
+            admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
             shutdown_grace: Duration::from_secs(10),
             clock: Arc::new(SystemClock),
             maintenance_interval: Duration::from_millis(10),
@@ -197,11 +214,18 @@ pub struct NodeState {
     /// What the restore at start found and did (`restore` in `/v1/stats`).
     pub restore: Mutex<RestoreReport>,
     pub requirepass: RwLock<Option<String>>,
+    /// `protected-mode` (CONFIG SET changes it).
+    pub protected_mode: AtomicBool,
+    /// Failed AUTHs node-wide, for their throttling.
+    pub auth_throttle: AuthThrottle,
     pub started: Instant,
     /// Random per start, as Redis's `run_id`: tells a restarted node from the one before.
     pub run_id: String,
     pub next_client_id: AtomicU64,
     pub total_connections: AtomicU64,
+    /// `mapcache_protected_mode_rejections_total` at the last `CONFIG RESETSTAT`: INFO's
+    /// `rejected_connections` counts from it.
+    pub rejected_at_reset: AtomicU64,
     /// Calls, errors and bytes, for INFO and `/metrics` (`total_commands_processed` is the sum of
     /// the calls).
     pub counters: Arc<Counters>,
@@ -224,6 +248,8 @@ impl NodeState {
         let shards = config.shards;
         Self {
             requirepass: RwLock::new(config.requirepass.clone()),
+            protected_mode: AtomicBool::new(config.protected_mode),
+            auth_throttle: AuthThrottle::default(),
             config,
             store,
             tasks: Arc::new(Tasks::default()),
@@ -244,6 +270,7 @@ impl NodeState {
             run_id: rand::random::<[u8; 20]>().iter().map(|b| format!("{b:02x}")).collect(),
             next_client_id: AtomicU64::new(1),
             total_connections: AtomicU64::new(0),
+            rejected_at_reset: AtomicU64::new(0),
             counters,
             slowlog: SlowLog::default(),
             scripting: Default::default(),
@@ -265,6 +292,8 @@ impl NodeState {
     /// counts from zero again; the Prometheus counters, which never go back, keep counting.
     pub fn reset_stats(&self) {
         self.total_connections.store(0, Ordering::Relaxed);
+        self.rejected_at_reset
+            .store(self.metrics.protected_mode_rejections.get(), Ordering::Relaxed);
         let store = &self.store;
         store.expired_at_reset.store(store.expired_total.get(), Ordering::Relaxed);
         store.evicted_at_reset.store(store.evicted_total.get(), Ordering::Relaxed);
@@ -290,6 +319,14 @@ impl NodeState {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// Whether a client at `peer` is refused by protected mode: it is on, the `default` user
+    /// has no password, and the client is not on the loopback interface.
+    pub fn protected_mode_refuses(&self, peer: IpAddr) -> bool {
+        self.protected_mode.load(Ordering::Relaxed)
+            && self.requirepass.read().is_none()
+            && !super::auth::is_loopback_peer(peer)
+    }
+
     /// Turns draining on (idempotent); true the first time.
     pub fn start_draining(&self) -> bool {
         let first = !self.draining.swap(true, Ordering::SeqCst);
@@ -312,7 +349,8 @@ impl NodeState {
             per_shard.iter().map(|s| s.phase).find(|p| *p != Phase::Idle).unwrap_or(Phase::Idle);
         NodeStats {
             version: env!("CARGO_PKG_VERSION"),
-            ready: self.is_ready(),
+            // As `/readyz`: a draining node is not ready, whatever it restored.
+            ready: self.is_ready() && !self.is_draining(),
             draining: self.is_draining(),
             keys,
             keys_with_ttl: self.store.ttl_keys_unlocked(),

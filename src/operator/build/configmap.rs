@@ -63,7 +63,7 @@ mod tests {
             data["serve-args"],
             "serve --bind=0.0.0.0 --port=6379 --admin-bind=0.0.0.0 --admin-port=9090 --shards=16 \
              --data-dir=/data --admin-token-file=/etc/mapcache/admin/token --maxmemory=1024 \
-             --eviction-policy=noeviction"
+             --eviction-policy=noeviction --protected-mode=no"
         );
     }
 }

@@ -182,6 +182,12 @@ pub fn engine_args(mc: &MapCache, validated: &Validated) -> Vec<String> {
         args.push(format!("--maxmemory={bytes}"));
         args.push(format!("--eviction-policy={}", engine.eviction_policy.as_str()));
     }
+    // Without `auth` the engine has no password, and in protected mode (its default, as Redis's)
+    // it would refuse every client from outside its pod. A cache without auth is meant to serve
+    // its namespace's clients (NetworkPolicy decides which): say so.
+    if mc.spec.auth.is_none() {
+        args.push("--protected-mode=no".into());
+    }
     args
 }
 
@@ -379,6 +385,7 @@ mod tests {
                 "--admin-token-file=/etc/mapcache/admin/token",
                 "--maxmemory=67108864",
                 "--eviction-policy=allkeys-lru",
+                "--protected-mode=no",
             ]
         );
         let ports = engine.ports.as_ref().expect("ports");
@@ -407,7 +414,7 @@ mod tests {
     fn no_maxmemory_flags_without_max_memory() {
         let (sts, _) = built(&MapCache::test());
         let args = engine(&sts).args.clone().expect("args");
-        assert_eq!(args.len(), 8);
+        assert_eq!(args.len(), 9);
         assert!(
             !args
                 .iter()
@@ -428,6 +435,19 @@ mod tests {
         assert_eq!(liveness.path.as_deref(), Some("/healthz"));
         assert_eq!(liveness.port, IntOrString::String("admin".into()));
         assert_eq!(pod_spec(&sts).termination_grace_period_seconds, Some(60));
+    }
+
+    #[test]
+    fn protected_mode_is_off_only_without_a_password() {
+        let protected_mode = |mc: &MapCache| {
+            let (sts, _) = built(mc);
+            let args = engine(&sts).args.clone().expect("args");
+            args.iter().filter(|a| a.starts_with("--protected-mode")).cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(protected_mode(&MapCache::test()), ["--protected-mode=no"]);
+        let mut with_auth = MapCache::test();
+        with_auth.spec.auth = Some(AuthSpec { secret_name: "cache-auth".into() });
+        assert!(protected_mode(&with_auth).is_empty(), "the password from the Secret guards it");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::{
     Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, c_string_prefix, is, parse_i64, unknown_subcommand,
     wrong_arity, wrong_sub_arity,
 };
+use crate::server::auth::secret_matches;
 use crate::server::resp::{Protocol, Reply};
 use crate::server::tasks::Task;
 
@@ -34,19 +35,23 @@ pub fn quit(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> Reply {
     Reply::ok()
 }
 
+/// AUTH's and HELLO's check. The password is compared in constant time; a failure holds the
+/// connection's reply back (`auth`'s throttle), longer with each failure in a row.
 fn check_password(ctx: &mut Ctx<'_, '_>, user: &[u8], password: &[u8]) -> Result<(), Reply> {
-    let required = ctx.node.requirepass.read().clone();
-    match required {
-        None if user == b"default" => {
-            ctx.client.authenticated = true;
-            Ok(())
-        }
-        Some(pass) if user == b"default" && password == pass.as_bytes() => {
-            ctx.client.authenticated = true;
-            Ok(())
-        }
-        _ => Err(Reply::error("WRONGPASS invalid username-password pair or user is disabled.")),
+    let accepted = user == b"default"
+        && match &*ctx.node.requirepass.read() {
+            None => true,
+            Some(pass) => secret_matches(password, pass.as_bytes()),
+        };
+    if accepted {
+        ctx.client.authenticated = true;
+        ctx.client.auth_failures = 0;
+        return Ok(());
     }
+    ctx.client.auth_failures = ctx.client.auth_failures.saturating_add(1);
+    ctx.client.auth_delay = Some(ctx.node.auth_throttle.failed(ctx.client.auth_failures));
+    ctx.node.metrics.auth_failures.inc();
+    Err(Reply::error("WRONGPASS invalid username-password pair or user is disabled."))
 }
 
 /// The arguments of `AUTH` the slow log redacts: the password, and the user name with it, as

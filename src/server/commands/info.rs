@@ -268,6 +268,10 @@ impl Report<'_, '_, '_> {
         let node = self.node();
         let store = &node.store;
         let connections = node.total_connections.load(Ordering::Relaxed);
+        // Redis counts the clients protected mode refused here (and those past maxclients,
+        // which this node has no limit for).
+        let rejected = node.metrics.protected_mode_rejections.get();
+        let rejected = rejected.saturating_sub(node.rejected_at_reset.load(Ordering::Relaxed));
         let rates = node.counters.rates();
         let expired = store.expired_total.get();
         let expired = expired.saturating_sub(store.expired_at_reset.load(Ordering::Relaxed));
@@ -282,7 +286,7 @@ impl Report<'_, '_, '_> {
         self.line("total_net_output_bytes", counted.net_output_bytes);
         self.line("instantaneous_input_kbps", kbps(rates.input_bytes_per_sec));
         self.line("instantaneous_output_kbps", kbps(rates.output_bytes_per_sec));
-        self.line("rejected_connections", 0);
+        self.line("rejected_connections", rejected);
         self.line("expired_keys", expired);
         self.line("evicted_keys", evicted);
         self.line("keyspace_hits", counted.keyspace_hits);

@@ -59,6 +59,11 @@ pub struct ClientState {
     pub reply: ReplyMode,
     /// `CLIENT NO-TOUCH on`: the client's lookups leave the keys' LRU time alone.
     pub no_touch: bool,
+    /// Failed AUTHs in a row (a success resets it): how long the next one is held back.
+    pub auth_failures: u32,
+    /// Set by a failed AUTH: how long the connection waits before its next command (and before
+    /// the failure's reply goes out); see `server::auth`.
+    pub auth_delay: Option<std::time::Duration>,
 }
 
 impl ClientState {
@@ -73,6 +78,8 @@ impl ClientState {
             deferred: None,
             reply: ReplyMode::default(),
             no_touch: false,
+            auth_failures: 0,
+            auth_delay: None,
         }
     }
 }

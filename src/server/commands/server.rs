@@ -1,6 +1,8 @@
 //! Server commands: CONFIG (GET SET RESETSTAT) COMMAND (COUNT DOCS INFO GETKEYS LIST) MEMORY
 //! USAGE TIME. (INFO is in `info.rs`, SLOWLOG in `slowlog.rs`.)
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 
 use super::{
@@ -19,6 +21,7 @@ fn config_params(ctx: &Ctx<'_, '_>) -> Vec<(&'static str, String)> {
         ("maxmemory", node.store.maxmemory().to_string()),
         ("maxmemory-policy", node.store.policy().name().to_string()),
         ("requirepass", node.requirepass.read().clone().unwrap_or_default()),
+        ("protected-mode", yes_no(node.protected_mode.load(Ordering::Relaxed)).to_string()),
         ("databases", "1".to_string()),
         ("save", String::new()),
         ("appendonly", "no".to_string()),
@@ -34,6 +37,10 @@ fn config_params(ctx: &Ctx<'_, '_>) -> Vec<(&'static str, String)> {
         ("busy-reply-threshold", busy_ms(node).to_string()),
         ("lua-time-limit", busy_ms(node).to_string()),
     ]
+}
+
+fn yes_no(on: bool) -> &'static str {
+    if on { "yes" } else { "no" }
 }
 
 fn busy_ms(node: &crate::server::state::NodeState) -> u128 {
@@ -141,6 +148,7 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
             "slowlog-max-len",
             "busy-reply-threshold",
             "lua-time-limit",
+            "protected-mode",
         ];
         let mut names: Vec<&str> = Vec::new();
         for pair in args[2..].chunks(2) {
@@ -161,6 +169,7 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         let mut busy = None;
         let mut slower_than = None;
         let mut max_len = None;
+        let mut protected_mode = None;
         for (name, pair) in names.into_iter().zip(args[2..].chunks(2)) {
             let value = String::from_utf8_lossy(&pair[1]).into_owned();
             match name {
@@ -194,6 +203,15 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
                         Err(e) => return e,
                     }
                 }
+                // Redis's `boolConfigSet`: yes or no, in any case.
+                "protected-mode" if is(&pair[1], "yes") || is(&pair[1], "no") => {
+                    protected_mode = Some(is(&pair[1], "yes"));
+                }
+                "protected-mode" => {
+                    return Reply::error(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be 'yes' or 'no'"
+                    ));
+                }
                 _ => unreachable!("only settable names are kept"),
             }
         }
@@ -202,6 +220,9 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         }
         if let Some(p) = policy {
             ctx.node.store.set_policy(p);
+        }
+        if let Some(on) = protected_mode {
+            ctx.node.protected_mode.store(on, Ordering::Relaxed);
         }
         if let Some(threshold) = busy {
             ctx.node.scripting.set_busy_threshold(threshold);
