@@ -777,3 +777,56 @@ async fn info_runs_inside_a_transaction() {
     assert_eq!(replies[2].text(), "1");
     c.expect(&cmd(&["PING"]), b"+PONG\r\n").await;
 }
+
+/// INFO latencystats: a line per command called since the last reset, named as commandstats
+/// names it, with p50, p99 and p99.9 in microseconds to 3 decimals as Redis 7 prints them
+/// (`latency_percentiles_usec_get:p50=1.003,p99=3.007,p99.9=5.023` from redis-server 7.0.15),
+/// ordered, and gone after CONFIG RESETSTAT.
+#[tokio::test]
+async fn latencystats_reports_each_commands_percentiles_since_the_last_reset() {
+    let node = start().await;
+    let mut c = node.raw().await;
+    for _ in 0..50 {
+        call(&mut c, "SET k v").await;
+        call(&mut c, "GET k").await;
+    }
+    call(&mut c, "CLIENT ID").await;
+    // A slow call: p99.9 of DEBUG-less commands is reached with a big MSET, a few ms long.
+    let big: Vec<String> = (0..20_000).flat_map(|i| [format!("key{i}"), "v".into()]).collect();
+    let mut args = vec!["MSET"];
+    args.extend(big.iter().map(String::as_str));
+    c.stream.write_all(&cmd(&args)).await.expect("write");
+    read_reply(&mut c).await;
+    let fields = info(&mut c, "latencystats").await;
+    for name in ["set", "get", "client|id", "mset"] {
+        let line = fields
+            .get(&format!("latency_percentiles_usec_{name}"))
+            .unwrap_or_else(|| panic!("no line for {name}: {fields:?}"));
+        let values: Vec<f64> = line
+            .split(',')
+            .zip(["p50=", "p99=", "p99.9="])
+            .map(|(part, label)| {
+                let number = part.strip_prefix(label).unwrap_or_else(|| panic!("{line}"));
+                assert_eq!(number.split_once('.').map(|(_, d)| d.len()), Some(3), "{line}");
+                number.parse().expect("number")
+            })
+            .collect();
+        assert_eq!(values.len(), 3, "{line}");
+        assert!(values[0] > 0.0 && values[0] <= values[1] && values[1] <= values[2], "{line}");
+    }
+    // The MSET of 20,000 keys took longer than a GET's median.
+    let p50 = |name: &str| -> f64 {
+        let line = &fields[&format!("latency_percentiles_usec_{name}")];
+        line.split(',').next().and_then(|p| p.strip_prefix("p50=")).unwrap().parse().unwrap()
+    };
+    assert!(p50("mset") > p50("get"), "{fields:?}");
+    assert!(!fields.contains_key("latency_percentiles_usec_del"), "never called");
+    call(&mut c, "CONFIG RESETSTAT").await;
+    let fields = info(&mut c, "latencystats").await;
+    let names: Vec<&String> = fields.keys().collect();
+    // Only INFO itself (and CONFIG RESETSTAT's own call, counted after the reset) remain.
+    assert!(
+        names.iter().all(|n| n.ends_with("_info") || n.ends_with("_config|resetstat")),
+        "{names:?}"
+    );
+}

@@ -154,7 +154,7 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 let done = Instant::now();
                 let took = done - mark;
                 node.metrics.command_duration.observe(took.as_secs_f64());
-                commands::account(&node, &task, &executed, &args, took.as_micros() as u64);
+                commands::account(&node, &task, &executed, &args, took);
                 mark = done;
                 if client.close_after_reply {
                     // QUIT: what the client sent after it is not run.

@@ -12,8 +12,8 @@
 //! `CONFIG RESETSTAT`, as Redis does: the reset records a [`Totals`] baseline that INFO subtracts.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -91,7 +91,51 @@ struct CallCells {
     usec: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
+    /// Its calls' durations ([`latency_bucket`]), allocated at the stripe's first call of it.
+    latency: OnceLock<Box<[AtomicU64; LATENCY_BUCKETS]>>,
 }
+
+/// Sub-buckets per power of two of a duration: 4, so a percentile is reported within 19% of the
+/// true value (Redis's HdrHistogram keeps 2 significant digits).
+const LATENCY_SUB_BITS: u32 = 2;
+/// Durations under `2^LATENCY_MIN_EXP` ns (16 ns) share the first bucket.
+const LATENCY_MIN_EXP: u32 = 4;
+/// Powers of two covered one by one: 16 ns to 2^36 ns (68 s); longer calls share the last
+/// bucket.
+const LATENCY_OCTAVES: u32 = 32;
+const LATENCY_BUCKETS: usize = ((LATENCY_OCTAVES << LATENCY_SUB_BITS) + 2) as usize;
+
+/// The latency bucket of a call of `nanos`: log-linear (a power of two, then its quarter).
+fn latency_bucket(nanos: u64) -> usize {
+    if nanos < 1 << LATENCY_MIN_EXP {
+        return 0;
+    }
+    let exp = 63 - nanos.leading_zeros();
+    let octave = exp - LATENCY_MIN_EXP;
+    if octave >= LATENCY_OCTAVES {
+        return LATENCY_BUCKETS - 1;
+    }
+    let sub = (nanos >> (exp - LATENCY_SUB_BITS)) & ((1 << LATENCY_SUB_BITS) - 1);
+    1 + ((octave << LATENCY_SUB_BITS) as usize) + sub as usize
+}
+
+/// The largest duration in ns bucket `index` holds (what a percentile falling in it reports, as
+/// HdrHistogram reports a bucket's highest equivalent value).
+fn latency_bucket_top(index: usize) -> u64 {
+    if index == 0 {
+        return (1 << LATENCY_MIN_EXP) - 1;
+    }
+    let i = (index - 1) as u64;
+    let octave = i >> LATENCY_SUB_BITS;
+    let sub = i & ((1 << LATENCY_SUB_BITS) - 1);
+    let exp = octave + u64::from(LATENCY_MIN_EXP);
+    let width = 1u64 << (exp - u64::from(LATENCY_SUB_BITS));
+    (1u64 << exp) + (sub + 1) * width - 1
+}
+
+/// The percentiles INFO latencystats reports (Redis's `latency-tracking-info-percentiles`
+/// default).
+pub const LATENCY_PERCENTILES: [f64; 3] = [50.0, 99.0, 99.9];
 
 /// One thread's stripe of every per-command and per-error counter, in one allocation of its own.
 #[derive(Debug)]
@@ -321,6 +365,41 @@ impl Counters {
         }
     }
 
+    /// Counts one call's duration for INFO latencystats.
+    #[inline]
+    pub fn record_latency(&self, slot: u16, nanos: u64) {
+        let cells = &self.stripes[stripe()].0.calls[slot as usize];
+        let buckets =
+            cells.latency.get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
+        buckets[latency_bucket(nanos)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The [`LATENCY_PERCENTILES`] of `slot`'s calls since the last reset, in microseconds;
+    /// `None` when it has none.
+    pub fn latency_percentiles(&self, slot: u16) -> Option<[f64; 3]> {
+        let mut sum = [0u64; LATENCY_BUCKETS];
+        for stripe in self.stripes.iter() {
+            if let Some(buckets) = stripe.0.calls[slot as usize].latency.get() {
+                for (total, b) in sum.iter_mut().zip(buckets.iter()) {
+                    *total += b.load(Ordering::Relaxed);
+                }
+            }
+        }
+        let count: u64 = sum.iter().sum();
+        if count == 0 {
+            return None;
+        }
+        Some(LATENCY_PERCENTILES.map(|p| {
+            let rank = ((p / 100.0 * count as f64).ceil() as u64).max(1);
+            let mut seen = 0;
+            let index = sum.iter().position(|&n| {
+                seen += n;
+                seen >= rank
+            });
+            latency_bucket_top(index.unwrap_or(LATENCY_BUCKETS - 1)) as f64 / 1000.0
+        }))
+    }
+
     /// Counts one error reply under its code (see [`error_code`]).
     pub fn record_error(&self, text: &[u8]) {
         self.error_replies.inc();
@@ -385,6 +464,15 @@ impl Counters {
     pub fn reset(&self, totals: Totals) {
         *self.rates.lock() = Some(Rates::new(Instant::now(), &totals));
         *self.baseline.lock() = totals;
+        // Latency histograms start over, as Redis's `resetCommandTableStats` frees them (calls
+        // counted meanwhile may be lost to the reset or kept: either is a reset).
+        for stripe in self.stripes.iter() {
+            for cells in stripe.0.calls.iter() {
+                if let Some(buckets) = cells.latency.get() {
+                    buckets.iter().for_each(|b| b.store(0, Ordering::Relaxed));
+                }
+            }
+        }
     }
 
     /// Takes one sample of each instantaneous rate (Redis takes one every 100 ms).
@@ -428,6 +516,50 @@ mod tests {
         assert_eq!(error_code(&long), b"ERR");
         let edge = [&[b'Y'; 31][..], b" rest"].concat();
         assert_eq!(error_code(&edge), &[b'Y'; 31][..]);
+    }
+
+    #[test]
+    fn latency_buckets_are_log_linear_and_their_tops_bound_them() {
+        for nanos in [0u64, 1, 15, 16, 17, 19, 20, 999, 1000, 1003, 65_535, 1 << 30, 1 << 40] {
+            let index = latency_bucket(nanos);
+            // The last bucket holds everything longer than its nominal top.
+            assert!(
+                index == LATENCY_BUCKETS - 1 || nanos <= latency_bucket_top(index),
+                "{nanos} in bucket {index}"
+            );
+            if index > 0 && index < LATENCY_BUCKETS - 1 {
+                assert!(nanos > latency_bucket_top(index - 1), "{nanos} in bucket {index}");
+                // Within a quarter of its power of two: the resolution the docs state.
+                assert!(latency_bucket_top(index) - nanos < nanos / 4 + 1, "{nanos}");
+            }
+        }
+        assert_eq!(latency_bucket(u64::MAX), LATENCY_BUCKETS - 1);
+        assert!(
+            (1..LATENCY_BUCKETS - 1).all(|i| latency_bucket_top(i) > latency_bucket_top(i - 1))
+        );
+    }
+
+    #[test]
+    fn latency_percentiles_come_from_every_thread_and_start_over_at_a_reset() {
+        let counters = Counters::new(2);
+        assert_eq!(counters.latency_percentiles(0), None);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    // 980 calls of 1 µs, 17 of 100 µs, 3 of 10 ms per thread.
+                    (0..980).for_each(|_| counters.record_latency(0, 1_000));
+                    (0..17).for_each(|_| counters.record_latency(0, 100_000));
+                    (0..3).for_each(|_| counters.record_latency(0, 10_000_000));
+                });
+            }
+        });
+        let [p50, p99, p999] = counters.latency_percentiles(0).expect("calls");
+        assert!((1.0..1.25).contains(&p50), "{p50}");
+        assert!((100.0..125.0).contains(&p99), "{p99}");
+        assert!((10_000.0..12_500.0).contains(&p999), "{p999}");
+        assert_eq!(counters.latency_percentiles(1), None);
+        counters.reset(counters.totals(0, 0));
+        assert_eq!(counters.latency_percentiles(0), None);
     }
 
     #[test]

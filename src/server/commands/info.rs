@@ -45,7 +45,7 @@ enum Section {
     Modules,
     Commandstats,
     Errorstats,
-    /// Per-command latency percentiles: not tracked here, so the section is empty.
+    /// Per-command latency percentiles (p50, p99, p99.9 of each command's calls).
     Latencystats,
     Cluster,
     Keyspace,
@@ -161,7 +161,8 @@ impl Report<'_, '_, '_> {
                 self.line("connected_slaves", 0);
             }
             Section::Cpu => self.cpu(),
-            Section::Modules | Section::Latencystats => {}
+            Section::Modules => {}
+            Section::Latencystats => self.latencystats(),
             Section::Commandstats => self.commandstats(),
             Section::Errorstats => self.errorstats(),
             Section::Cluster => self.line("cluster_enabled", 0),
@@ -326,6 +327,26 @@ impl Report<'_, '_, '_> {
                 c.usec,
                 c.rejected,
                 c.failed,
+            );
+        }
+    }
+
+    /// `latency_percentiles_usec_<cmd>:p50=..,p99=..,p99.9=..`, for every command with calls since
+    /// the last reset, in commandstats' order, as Redis 7 prints them.
+    fn latencystats(&mut self) {
+        let node = self.ctx.node;
+        let counters = &node.counters;
+        for (slot, c) in self.counted.commands.iter().enumerate() {
+            if c.calls == 0 {
+                continue;
+            }
+            let Some([p50, p99, p999]) = counters.latency_percentiles(slot as u16) else {
+                continue;
+            };
+            let _ = write!(
+                self.out,
+                "latency_percentiles_usec_{}:p50={p50:.3},p99={p99:.3},p99.9={p999:.3}\r\n",
+                stat_name(slot),
             );
         }
     }

@@ -765,14 +765,24 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, index: Option<u16>, args: &[Bytes]) -> Execut
     Executed { index: Some(index), stat: Some(stat), outcome, reply }
 }
 
-/// Counts a command in INFO commandstats and errorstats (and `/metrics`), `usec` being how long
-/// it ran, and logs it in the slow log if it ran slow.
-pub fn account(node: &NodeState, task: &Task, executed: &Executed, args: &[Bytes], usec: u64) {
+/// Counts a command in INFO commandstats, latencystats and errorstats (and `/metrics`), `took`
+/// being how long it ran, and logs it in the slow log if it ran slow.
+pub fn account(
+    node: &NodeState,
+    task: &Task,
+    executed: &Executed,
+    args: &[Bytes],
+    took: std::time::Duration,
+) {
     let error = match &executed.reply {
         Reply::Error(text) => Some(text),
         _ => None,
     };
+    let usec = took.as_micros() as u64;
     node.counters.record(executed.stat, executed.outcome, usec, error.is_some());
+    if let (Outcome::Called, Some(stat)) = (executed.outcome, executed.stat) {
+        node.counters.record_latency(stat, took.as_nanos() as u64);
+    }
     if let Some(text) = error {
         node.counters.record_error(text);
     }

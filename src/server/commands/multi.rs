@@ -208,10 +208,10 @@ fn run(ctx: &mut Ctx<'_, '_>, transaction: Transaction) -> Reply {
         // `execCommand` calls each one; EXEC counts once more, for all of them.
         let started = Instant::now();
         let reply = (spec.handler)(&mut inner, args);
-        let usec = started.elapsed().as_micros() as u64;
+        let took = started.elapsed();
         let executed =
             Executed { index: Some(*index), stat: Some(*stat), outcome: Outcome::Called, reply };
-        super::account(inner.node, inner.task, &executed, args, usec);
+        super::account(inner.node, inner.task, &executed, args, took);
         replies.push(executed.reply);
         inner.node.metrics.commands[*index as usize].inc();
     }
