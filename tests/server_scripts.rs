@@ -111,6 +111,18 @@ const REDIS_REPLIES: &[(&[&str], &[u8])] = &[
     (&["EVAL", "setmetatable(_G, nil)", "0"], b"-ERR Attempt to modify a readonly table script: 22fdd3b51da2d4bc6703d71d651cd782d8e5a35f, on @user_script:1.\r\n"),
     (&["EVAL", "return type(loadstring)", "0"], b"$8\r\nfunction\r\n"),
     (&["EVAL", "return pcall(error, 'x')", "0"], b"$-1\r\n"),
+    // A failing redis.call caught by pcall is its error's text (Redis 7's `pcall` replaces an
+    // error table with its `err`); an xpcall handler gets the table.
+    (&["EVAL", "return redis.call('set','s','abc')", "0"], b"+OK\r\n"),
+    (&["EVAL", "local ok, e = pcall(redis.call, 'incr', 's') return {e, type(e)}", "0"], b"*2\r\n$43\r\nERR value is not an integer or out of range\r\n$6\r\nstring\r\n"),
+    (&["EVAL", "local ok, e = pcall(redis.call, 'nosuch') return {e}", "0"], b"*1\r\n$44\r\nERR Unknown Redis command called from script\r\n"),
+    (&["EVAL", "local ok, e = pcall(redis.call) return {e}", "0"], b"*1\r\n$64\r\nERR Please specify at least one argument for this redis lib call\r\n"),
+    (&["EVAL", "local ok, e = xpcall(function() return redis.call('incr', 's') end, function(m) return m end) return {e}", "0"], b"*1\r\n-ERR value is not an integer or out of range\r\n"),
+    (&["EVAL", "local ok, e = xpcall(function() redis.call('incr', 's') end, function(m) return type(m) end) return {e}", "0"], b"*1\r\n$5\r\ntable\r\n"),
+    (&["EVAL", "local ok, e = pcall(function() redis.call('incr', 's') end) return {e}", "0"], b"*1\r\n$43\r\nERR value is not an integer or out of range\r\n"),
+    (&["EVAL", "local ok, e = pcall(error, {err='x'}) return {e}", "0"], b"*1\r\n$1\r\nx\r\n"),
+    (&["EVAL", "local ok, e = pcall(error, {foo='x'}) return {type(e)}", "0"], b"*1\r\n$5\r\ntable\r\n"),
+    (&["EVAL", "return {pcall(function() return 1, 2 end)}", "0"], b"*3\r\n:1\r\n:1\r\n:2\r\n"),
     (&["EVAL", "return redis.call('hello')", "0"], b"-ERR This Redis command is not allowed from script script: d0169abe9a451faf8a4132e9c783cc064ee9a6ac, on @user_script:1.\r\n"),
     (&["EVAL", "return redis.call('quit')", "0"], b"-ERR This Redis command is not allowed from script script: 594184995799820e8ea15ff5ed6e55342c8fed42, on @user_script:1.\r\n"),
     (&["EVAL", "return redis.call('script','load','return 1')", "0"], b"-ERR This Redis command is not allowed from script script: e884fdd1089d33f7e88d638d04f7355ac44786c2, on @user_script:1.\r\n"),

@@ -363,6 +363,30 @@ strings.__metatable = readonly({ __index = real.string })
 local function refuse_readonly(t)
   if proxies[t] then error("Attempt to modify a readonly table", 0) end
 end
+-- `redis.call` is a C function (so a failing call in `return redis.call(...)`, a tail call,
+-- keeps the script's line for the error, as in Redis) and cannot raise a table: it raises a
+-- marker and leaves the command's error in `call_error`. A script's xpcall handler gets the
+-- `{err=...}` table Redis 7 raises; its pcall gets the error's text, as Redis 7's own `pcall`
+-- (`luaRedisPcall`) replaces an error table with its `err` field.
+local find, raw_pcall, raw_xpcall = string.find, pcall, xpcall
+local function call_error(err)
+  local pending = hidden.call_error
+  if pending and find(tostring(err), "@redis.call@", 1, true) then
+    hidden.call_error = nil
+    return { err = pending }
+  end
+  return err
+end
+local function caught(ok, ...)
+  if ok then return ok, ... end
+  local err = call_error((...))
+  if type(err) == "table" and type(rawget(err, "err")) == "string" then err = err.err end
+  return false, err
+end
+real.pcall = function(f, ...) return caught(raw_pcall(f, ...)) end
+real.xpcall = function(f, handler)
+  return raw_xpcall(f, function(err) return handler(call_error(err)) end)
+end
 real.setmetatable = function(t, mt) refuse_readonly(t) return setmetatable(t, mt) end
 real.rawset = function(t, k, v) refuse_readonly(t) return rawset(t, k, v) end
 local env = readonly(real, true)
