@@ -8,6 +8,7 @@
 //! rejection by those checks.
 
 mod bits;
+mod command_docs;
 mod connection;
 mod hashes;
 mod info;

@@ -1,5 +1,6 @@
 //! Server commands: CONFIG (GET SET RESETSTAT) COMMAND (COUNT DOCS INFO GETKEYS LIST) MEMORY
-//! USAGE TIME. (INFO is in `info.rs`, SLOWLOG in `slowlog.rs`.)
+//! USAGE TIME. (INFO is in `info.rs`, SLOWLOG in `slowlog.rs`, COMMAND DOCS's data in
+//! `command_docs.rs`.)
 
 use std::sync::atomic::Ordering;
 
@@ -508,8 +509,7 @@ pub fn command(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
     } else if is(sub, "LIST") {
         command_list(args)
     } else if is(sub, "DOCS") {
-        // Documentation is not served; clients (redis-cli) accept an empty map.
-        Reply::Map(Vec::new())
+        super::command_docs::command_docs(&args[2..])
     } else if is(sub, "HELP") {
         super::help("command", args, COMMAND_HELP)
     } else {
