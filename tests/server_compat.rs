@@ -444,16 +444,52 @@ async fn every_container_command_answers_help() {
 }
 
 /// COMMAND INFO's flags are Redis's for each command (redis-server 7.0.15's own COMMAND INFO):
-/// DEL is not `fast`, INCRBYFLOAT is, container commands have none.
+/// DEL is not `fast`, INCRBYFLOAT is, container commands have none; and its ACL categories.
 #[tokio::test]
 async fn command_info_reports_redis_flags() {
     let node = start().await;
     let mut c = node.raw().await;
     let info = server_support::command_info_reply;
-    c.expect(&cmd(&["COMMAND", "INFO", "del"]), &info("del", -2, &["write"], (1, -1, 1))).await;
-    let incrbyfloat = info("incrbyfloat", 3, &["write", "denyoom", "fast"], (1, 1, 1));
+    c.expect(
+        &cmd(&["COMMAND", "INFO", "del"]),
+        &info("del", -2, &["write"], (1, -1, 1), &["keyspace", "write", "slow"]),
+    )
+    .await;
+    let incrbyfloat = info(
+        "incrbyfloat",
+        3,
+        &["write", "denyoom", "fast"],
+        (1, 1, 1),
+        &["write", "string", "fast"],
+    );
     c.expect(&cmd(&["COMMAND", "INFO", "incrbyfloat"]), &incrbyfloat).await;
-    c.expect(&cmd(&["COMMAND", "INFO", "config"]), &info("config", -2, &[], (0, 0, 0))).await;
+    // A subcommand by its `container|name` (any case), as redis-server 7.0.15 answers it.
+    let get = info(
+        "config|get",
+        -3,
+        &["admin", "noscript", "loading", "stale"],
+        (0, 0, 0),
+        &["admin", "slow", "dangerous"],
+    );
+    c.expect(&cmd(&["COMMAND", "INFO", "CONFIG|get"]), &get).await;
+    c.expect(&cmd(&["COMMAND", "INFO", "config|nosuch", "nosuch|get"]), b"*2\r\n$-1\r\n$-1\r\n")
+        .await;
+    // A container lists its subcommands (those the node has), each as above, last.
+    let admin = ["admin", "noscript", "loading", "stale"];
+    let dangerous = ["admin", "slow", "dangerous"];
+    let rows = [
+        info("config|get", -3, &admin, (0, 0, 0), &dangerous),
+        info("config|set", -4, &admin, (0, 0, 0), &dangerous),
+        info("config|resetstat", 2, &admin, (0, 0, 0), &dangerous),
+        info("config|help", 2, &["loading", "stale"], (0, 0, 0), &["slow"]),
+    ];
+    let mut config = b"*1\r\n*10\r\n$6\r\nconfig\r\n:-2\r\n*0\r\n:0\r\n:0\r\n:0\r\n*1\r\n+@slow\r\n*0\r\n*0\r\n*4\r\n".to_vec();
+    rows.iter().for_each(|row| config.extend_from_slice(&row[4..]));
+    c.expect(&cmd(&["COMMAND", "INFO", "config"]), &config).await;
     let hello = ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"];
-    c.expect(&cmd(&["COMMAND", "INFO", "hello"]), &info("hello", -1, &hello, (0, 0, 0))).await;
+    c.expect(
+        &cmd(&["COMMAND", "INFO", "hello"]),
+        &info("hello", -1, &hello, (0, 0, 0), &["fast", "connection"]),
+    )
+    .await;
 }

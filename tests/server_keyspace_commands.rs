@@ -811,7 +811,7 @@ async fn object_idletime_counts_from_the_last_use_without_touching() {
 }
 
 /// A command's name, arity, flags and key positions (first, last, step) in COMMAND INFO.
-type CommandRow<'a> = (&'a str, i32, &'a [&'a str], (i32, i32, i32));
+type CommandRow<'a> = (&'a str, i32, &'a [&'a str], (i32, i32, i32), &'a [&'a str]);
 
 /// COMMAND INFO reports each new command's arity, flags and key positions as redis-server
 /// 7.0.15's own COMMAND INFO does.
@@ -821,17 +821,18 @@ async fn command_info_reports_redis_flags_for_the_new_commands() {
     let mut c = node.raw().await;
     let info = server_support::command_info_reply;
     let expected: &[CommandRow] = &[
-        ("rename", 3, &["write"], (1, 2, 1)),
-        ("renamenx", 3, &["write", "fast"], (1, 2, 1)),
-        ("copy", -3, &["write", "denyoom"], (1, 2, 1)),
-        ("touch", -2, &["readonly", "fast"], (1, -1, 1)),
-        ("object", -2, &[], (0, 0, 0)),
-        ("setbit", 4, &["write", "denyoom"], (1, 1, 1)),
-        ("getbit", 3, &["readonly", "fast"], (1, 1, 1)),
-        ("bitcount", -2, &["readonly"], (1, 1, 1)),
-        ("lcs", -3, &["readonly"], (1, 2, 1)),
+        ("rename", 3, &["write"], (1, 2, 1), &["keyspace", "write", "slow"]),
+        ("renamenx", 3, &["write", "fast"], (1, 2, 1), &["keyspace", "write", "fast"]),
+        ("copy", -3, &["write", "denyoom"], (1, 2, 1), &["keyspace", "write", "slow"]),
+        ("touch", -2, &["readonly", "fast"], (1, -1, 1), &["keyspace", "read", "fast"]),
+        ("object|help", 2, &["loading", "stale"], (0, 0, 0), &["keyspace", "slow"]),
+        ("setbit", 4, &["write", "denyoom"], (1, 1, 1), &["write", "bitmap", "slow"]),
+        ("getbit", 3, &["readonly", "fast"], (1, 1, 1), &["read", "bitmap", "fast"]),
+        ("bitcount", -2, &["readonly"], (1, 1, 1), &["read", "bitmap", "slow"]),
+        ("lcs", -3, &["readonly"], (1, 2, 1), &["read", "string", "slow"]),
     ];
-    for (name, arity, flags, keys) in expected {
-        c.expect(&cmd(&["COMMAND", "INFO", name]), &info(name, *arity, flags, *keys)).await;
+    for (name, arity, flags, keys, categories) in expected {
+        let reply = info(name, *arity, flags, *keys, categories);
+        c.expect(&cmd(&["COMMAND", "INFO", name]), &reply).await;
     }
 }

@@ -832,14 +832,14 @@ async fn time_memory_usage_and_command_reply_like_redis() {
     // COMMAND COUNT / INFO / DOCS: the count is the command table's.
     let count = mapcache::server::commands::COMMANDS.len();
     c.expect(&cmd(&["COMMAND", "COUNT"]), format!(":{count}\r\n").as_bytes()).await;
-    let get_info = b"*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n*0\r\n*0\r\n*0\r\n*0\r\n";
+    let get_info = b"*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n*3\r\n+@read\r\n+@string\r\n+@fast\r\n*0\r\n*0\r\n*0\r\n";
     let mut expected = b"*2\r\n".to_vec();
     expected.extend(get_info);
     expected.extend(b"$-1\r\n");
     c.expect(&cmd(&["COMMAND", "INFO", "GET", "nosuch"]), &expected).await;
     c.expect(
         &cmd(&["COMMAND", "INFO", "mset"]),
-        b"*1\r\n*10\r\n$4\r\nmset\r\n:-3\r\n*2\r\n+write\r\n+denyoom\r\n:1\r\n:-1\r\n:2\r\n*0\r\n*0\r\n*0\r\n*0\r\n",
+        b"*1\r\n*10\r\n$4\r\nmset\r\n:-3\r\n*2\r\n+write\r\n+denyoom\r\n:1\r\n:-1\r\n:2\r\n*3\r\n+@write\r\n+@string\r\n+@slow\r\n*0\r\n*0\r\n*0\r\n",
     )
     .await;
     let all = call(&mut c, &["COMMAND", "INFO"]).await;
@@ -858,7 +858,7 @@ async fn time_memory_usage_and_command_reply_like_redis() {
     c.expect(&cmd(&["MEMORY", "USAGE", "missing"]), b"_\r\n").await;
     c.expect(
         &cmd(&["COMMAND", "INFO", "get", "nosuch"]),
-        b"*2\r\n*10\r\n$3\r\nget\r\n:2\r\n~2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n~0\r\n~0\r\n*0\r\n~0\r\n_\r\n",
+        b"*2\r\n*10\r\n$3\r\nget\r\n:2\r\n~2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n~3\r\n+@read\r\n+@string\r\n+@fast\r\n~0\r\n*0\r\n~0\r\n_\r\n",
     )
     .await;
     c.expect(&cmd(&["COMMAND", "DOCS", "nosuch"]), b"%0\r\n").await;

@@ -188,12 +188,23 @@ pub fn command_info_reply(
     arity: i32,
     flags: &[&str],
     keys: (i32, i32, i32),
+    categories: &[&str],
 ) -> Vec<u8> {
     let mut out =
         format!("*1\r\n*10\r\n${}\r\n{name}\r\n:{arity}\r\n*{}\r\n", name.len(), flags.len());
     for flag in flags {
         out.push_str(&format!("+{flag}\r\n"));
     }
-    out.push_str(&format!(":{}\r\n:{}\r\n:{}\r\n*0\r\n*0\r\n*0\r\n*0\r\n", keys.0, keys.1, keys.2));
+    out.push_str(&format!(
+        ":{}\r\n:{}\r\n:{}\r\n*{}\r\n",
+        keys.0,
+        keys.1,
+        keys.2,
+        categories.len()
+    ));
+    for category in categories {
+        out.push_str(&format!("+@{category}\r\n"));
+    }
+    out.push_str("*0\r\n*0\r\n*0\r\n");
     out.into_bytes()
 }

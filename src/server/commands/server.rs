@@ -300,6 +300,22 @@ fn redis_flags(name: &str) -> Option<&'static [&'static str]> {
             "movablekeys",
         ]),
         "script" => Some(&[]),
+        // Subcommands, as redis-server 7.0.15's COMMAND INFO lists them.
+        "client|id" | "client|setname" | "client|getname" | "client|info" | "client|reply" => {
+            Some(&["noscript", "loading", "stale"])
+        }
+        "client|setinfo" | "client|no-touch" => Some(&["noscript", "loading", "stale"]),
+        "client|list" | "client|kill" | "client|no-evict" | "config|get" | "config|set"
+        | "config|resetstat" => Some(&["admin", "noscript", "loading", "stale"]),
+        "client|help" | "object|help" | "config|help" | "command|count" | "command|info"
+        | "command|docs" | "command|getkeys" | "command|list" | "command|help" | "memory|help"
+        | "slowlog|help" | "script|help" => Some(&["loading", "stale"]),
+        "object|encoding" | "object|freq" | "object|idletime" | "object|refcount"
+        | "memory|usage" => Some(&["readonly"]),
+        "slowlog|get" | "slowlog|len" | "slowlog|reset" => Some(&["admin", "loading", "stale"]),
+        "script|load" => Some(&["noscript", "stale"]),
+        "script|exists" | "script|flush" => Some(&["noscript"]),
+        "script|kill" => Some(&["noscript", "allow_busy"]),
         "hset" | "hmset" | "hsetnx" | "hincrby" | "hincrbyfloat" | "sadd" => {
             Some(&["write", "denyoom", "fast"])
         }
@@ -373,30 +389,52 @@ fn acl_categories(name: &str) -> Option<&'static [&'static str]> {
         "getbit" => &["read", "bitmap", "fast"],
         "bitcount" => &["read", "bitmap", "slow"],
         "lcs" => &["read", "string", "slow"],
-        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "script" | "script|load"
-        | "script|exists" | "script|flush" | "script|kill" | "script|help" => {
-            &["slow", "scripting"]
-        }
+        "script" => &["slow"],
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "script|load" | "script|exists"
+        | "script|flush" | "script|kill" | "script|help" => &["slow", "scripting"],
         _ => return None,
     })
 }
 
 fn command_info(spec: &CommandSpec) -> Reply {
-    let flags = redis_flags(spec.name).unwrap_or_default();
+    let index = lookup(spec.name.as_bytes()).expect("a command of the table");
+    let subcommands = super::subcommands_of(index)
+        .map(|(_, sub)| info_reply(sub.name, sub.arity, sub.keys, Reply::Set(Vec::new())));
+    info_reply(spec.name, spec.arity, spec.keys, Reply::Set(subcommands.collect()))
+}
+
+/// `COMMAND INFO` of one name: a command, or `container|sub` (any case) for a subcommand, as
+/// Redis 7 looks names up; nil for a name the node does not have.
+fn info_of(name: &[u8]) -> Reply {
+    let found = match name.iter().position(|&b| b == b'|') {
+        None => lookup(name).map(|i| command_info(&COMMANDS[i as usize])),
+        Some(bar) => {
+            lookup(&name[..bar]).and_then(|i| lookup_subcommand(i, &name[bar + 1..])).map(|j| {
+                let sub = &super::SUBCOMMANDS[j];
+                info_reply(sub.name, sub.arity, sub.keys, Reply::Set(Vec::new()))
+            })
+        }
+    };
+    found.unwrap_or(Reply::Nil)
+}
+
+/// One command's or subcommand's `COMMAND INFO` entry, `subcommands` its last element.
+fn info_reply(name: &str, arity: i32, keys: (i32, i32, i32), subcommands: Reply) -> Reply {
+    let flags = redis_flags(name).unwrap_or_default();
+    let categories = acl_categories(name).unwrap_or_default();
     // Redis 7's `addReplyCommandInfo`: flags, ACL categories, tips and subcommands are sets
-    // (RESP3 `~`), key specs an array. Categories, tips, key specs and subcommands are not
-    // served (empty).
+    // (RESP3 `~`), key specs an array. Tips and key specs are not served (empty).
     Reply::Array(vec![
-        Reply::bulk_str(spec.name),
-        Reply::Integer(i64::from(spec.arity)),
+        Reply::bulk_str(name),
+        Reply::Integer(i64::from(arity)),
         Reply::Set(flags.iter().map(|f| Reply::Status((*f).to_string())).collect()),
-        Reply::Integer(i64::from(spec.keys.0)),
-        Reply::Integer(i64::from(spec.keys.1)),
-        Reply::Integer(i64::from(spec.keys.2)),
-        Reply::Set(Vec::new()),
+        Reply::Integer(i64::from(keys.0)),
+        Reply::Integer(i64::from(keys.1)),
+        Reply::Integer(i64::from(keys.2)),
+        Reply::Set(categories.iter().map(|c| Reply::Status(format!("@{c}"))).collect()),
         Reply::Set(Vec::new()),
         Reply::Array(Vec::new()),
-        Reply::Set(Vec::new()),
+        subcommands,
     ])
 }
 
@@ -496,12 +534,7 @@ pub fn command(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         let infos = if args.len() == 2 {
             COMMANDS.iter().map(command_info).collect()
         } else {
-            args[2..]
-                .iter()
-                .map(|name| {
-                    lookup(name).map_or(Reply::Nil, |i| command_info(&COMMANDS[i as usize]))
-                })
-                .collect()
+            args[2..].iter().map(|name| info_of(name)).collect()
         };
         Reply::Array(infos)
     } else if is(sub, "GETKEYS") {
