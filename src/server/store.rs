@@ -1160,15 +1160,19 @@ impl ShardGuard<'_> {
         create: Option<fn() -> Value>,
         f: impl FnOnce(&mut Value) -> Result<(T, bool), WrongType>,
     ) -> Result<Option<T>, WrongType> {
-        let created = match (self.get_live_mut(key, now_ms), create) {
-            (Some(_), _) => false,
+        // One probe for a stored key: the entry goes through a raw pointer, as in `lookup_live`.
+        let found: Option<*mut Entry> = self.get_live_mut(key, now_ms).map(|e| e as *mut Entry);
+        let (entry, created) = match (found, create) {
+            (Some(entry), _) => (entry, false),
             (None, None) => return Ok(None),
             (None, Some(create)) => {
                 self.insert_owned(Bytes::copy_from_slice(key), Entry::new(create(), 0, now_ms));
-                true
+                (self.data.map.get_mut(key).expect("stored above") as *mut Entry, true)
             }
         };
-        let entry = self.data.map.get_mut(key).expect("stored above");
+        // SAFETY: `entry` points at a live entry of the map, and nothing touches the shard's data
+        // until the last use of `entry` below (the counters and `remove` come after it).
+        let entry = unsafe { &mut *entry };
         let (cost, tombstones) = (entry.value.cost(), entry.value.tombstones());
         let (result, changed) = match f(&mut entry.value) {
             Ok(done) => done,
@@ -1179,9 +1183,11 @@ impl ShardGuard<'_> {
         };
         let emptied = entry.value.as_collection().is_some_and(Collection::is_empty);
         let upkeep = entry.value.as_collection().is_some_and(Collection::needs_upkeep);
-        self.shard.data_bytes.fetch_add(entry.value.cost(), Ordering::Relaxed);
+        let (new_cost, new_tombstones) = (entry.value.cost(), entry.value.tombstones());
+        // `entry` is not used past this point: the shard's data is borrowed whole again below.
+        self.shard.data_bytes.fetch_add(new_cost, Ordering::Relaxed);
         self.shard.data_bytes.fetch_sub(cost, Ordering::Relaxed);
-        self.data.collection_tombstones += entry.value.tombstones();
+        self.data.collection_tombstones += new_tombstones;
         self.data.collection_tombstones -= tombstones;
         if emptied {
             self.remove(key);
