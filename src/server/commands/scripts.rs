@@ -388,6 +388,8 @@ real.xpcall = function(f, handler)
   return raw_xpcall(f, function(err) return handler(call_error(err)) end)
 end
 real.setmetatable = function(t, mt) refuse_readonly(t) return setmetatable(t, mt) end
+-- The libraries Redis loads beside Lua's own (`cjson`, `bit`), installed read-only by the VM.
+function hidden.install(name, lib) real[name] = readonly(lib) end
 real.rawset = function(t, k, v) refuse_readonly(t) return rawset(t, k, v) end
 local env = readonly(real, true)
 real._G = env
@@ -415,6 +417,55 @@ end
 local function protected_call(f) return xpcall(f, handler) end
 return env, real, hidden, redis, protected_call
 "#;
+
+/// Redis's `cjson` library, in Lua ([`cjson.lua`](cjson.lua)).
+const CJSON: &str = include_str!("cjson.lua");
+
+/// LuaBitOp's conversion of a number to a 32-bit integer (`barg`): the low word of the number
+/// plus 2^52 + 2^51, so that fractions round to nearest (even) and large values wrap mod 2^32.
+fn tobit(x: f64) -> i32 {
+    (x + 6_755_399_441_055_744.0).to_bits() as u32 as i32
+}
+
+/// The work of Redis's `bit` library (LuaBitOp 1.0.2): 32-bit operations on numbers the Lua
+/// side ([`cjson.lua`](cjson.lua)) has checked. `band`, `bor` and `bxor` take two operands (the
+/// Lua side folds more); called with a third (`true`) they only normalise the first.
+fn bit_operations(lua: &Lua) -> mlua::Result<Table> {
+    let ops = lua.create_table()?;
+    let binary = |op: fn(i32, i32) -> i32| {
+        move |_: &Lua, (a, b, only_first): (f64, f64, Option<bool>)| {
+            let a = tobit(a);
+            Ok(f64::from(if only_first == Some(true) { a } else { op(a, tobit(b)) }))
+        }
+    };
+    ops.raw_set("tobit", lua.create_function(|_, x: f64| Ok(f64::from(tobit(x))))?)?;
+    ops.raw_set("bnot", lua.create_function(|_, x: f64| Ok(f64::from(!tobit(x))))?)?;
+    ops.raw_set("band", lua.create_function(binary(|a, b| a & b))?)?;
+    ops.raw_set("bor", lua.create_function(binary(|a, b| a | b))?)?;
+    ops.raw_set("bxor", lua.create_function(binary(|a, b| a ^ b))?)?;
+    let shift = |op: fn(i32, u32) -> i32| {
+        move |_: &Lua, (x, n): (f64, f64)| Ok(f64::from(op(tobit(x), (tobit(n) & 31) as u32)))
+    };
+    ops.raw_set("lshift", lua.create_function(shift(|x, n| ((x as u32) << n) as i32))?)?;
+    ops.raw_set("rshift", lua.create_function(shift(|x, n| ((x as u32) >> n) as i32))?)?;
+    ops.raw_set("arshift", lua.create_function(shift(|x, n| x >> n))?)?;
+    ops.raw_set("rol", lua.create_function(shift(|x, n| (x as u32).rotate_left(n) as i32))?)?;
+    ops.raw_set("ror", lua.create_function(shift(|x, n| (x as u32).rotate_right(n) as i32))?)?;
+    ops.raw_set(
+        "bswap",
+        lua.create_function(|_, x: f64| Ok(f64::from((tobit(x) as u32).swap_bytes() as i32)))?,
+    )?;
+    ops.raw_set(
+        "tohex",
+        lua.create_function(|_, (x, n): (f64, f64)| {
+            let n = tobit(n);
+            let (upper, digits) = (n < 0, n.unsigned_abs().min(8) as usize);
+            let value = (tobit(x) as u32) as u64 & ((1u64 << (4 * digits)) - 1);
+            Ok(if upper { format!("{value:0digits$X}") } else { format!("{value:0digits$x}") })
+        })?,
+    )?;
+    Ok(ops)
+}
 
 impl Vm {
     fn new() -> mlua::Result<Self> {
@@ -448,6 +499,11 @@ impl Vm {
                 Ok(())
             })?,
         )?;
+        let (cjson, bit): (Table, Table) =
+            lua.load(CJSON).set_name("=cjson").call((Value::NULL, bit_operations(&lua)?))?;
+        let install: Function = hidden.raw_get("install")?;
+        install.call::<()>(("cjson", cjson))?;
+        install.call::<()>(("bit", bit))?;
         Ok(Self { lua, env, real, hidden, redis, protected_call, compiled: HashMap::new() })
     }
 
