@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::commands::{self, ClientState, Ctx};
@@ -56,43 +56,51 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             // socket takes more. CLIENT KILL ends either wait (a kill is checked first).
             let may_read = !unrun && !eof && below_pause;
             let soft_deadline = over_soft_since.map(|since| limits.soft_deadline(since));
-            let read = tokio::select! {
-                biased;
-                () = task.killed() => break,
-                ready = stream.readable(), if may_read => match ready {
-                    Ok(()) => stream.try_read_buf(&mut input),
-                    Err(_) => break,
-                },
-                ready = stream.writable(), if !output.is_empty() => match ready {
-                    Ok(()) => Err(std::io::ErrorKind::WouldBlock.into()),
-                    Err(_) => break,
-                },
-                () = sleep_until(soft_deadline), if soft_deadline.is_some() => {
-                    Err(std::io::ErrorKind::WouldBlock.into())
+            // Reading through `read_buf` (not `readable` + `try_read_buf`): a read that fills
+            // less than the buffer tells tokio the socket is drained, which saves the read that
+            // would only find nothing left (one syscall per pipelined batch).
+            let woke = {
+                let (mut reader, writer) = stream.split();
+                tokio::select! {
+                    biased;
+                    () = task.killed() => break,
+                    read = reader.read_buf(&mut input), if may_read => Woke::Read(read),
+                    ready = writer.writable(), if !output.is_empty() => match ready {
+                        Ok(()) => Woke::Writable,
+                        Err(_) => break,
+                    },
+                    () = sleep_until(soft_deadline), if soft_deadline.is_some() => Woke::Deadline,
                 }
             };
-            match read {
-                Ok(0) => {
+            match woke {
+                Woke::Read(Ok(0)) => {
                     // Incomplete input is dropped; replies already made still go out.
                     eof = true;
                     continue;
                 }
-                Ok(n) => {
+                Woke::Read(Ok(n)) => {
                     node.counters.net_input_bytes.add(n as u64);
                     node.counters.reads.inc();
                 }
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                    // The socket takes more, the soft limit's time is up, or a spurious wakeup.
+                Woke::Read(Err(_)) => break,
+                Woke::Writable | Woke::Deadline => {
                     if !flush(&node, &mut stream, &mut output) {
                         break;
                     }
-                    if over_output_limit(&node, &limits, output.len(), &mut over_soft_since, peer) {
+                    if (limits.hard != 0 || limits.soft != 0)
+                        && over_output_limit(
+                            &node,
+                            &limits,
+                            output.len(),
+                            &mut over_soft_since,
+                            peer,
+                        )
+                    {
                         break;
                     }
                     settle_output(&task, &mut output, &input, unrun);
                     continue;
                 }
-                Err(_) => break,
             }
         }
         let mut close = false;
@@ -271,23 +279,26 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         // `output`, shown as Writing, while the connection goes on reading.
         task.set_query_buffer(input.len(), input.capacity() - input.len());
         task.clear_command();
-        if close {
-            // A protocol error or QUIT: the replies made go out, then the connection closes.
-            task.set_state(TaskState::Writing);
-            let wrote = tokio::select! {
-                biased;
-                () = task.killed() => break,
-                wrote = stream.write_all(&output) => wrote,
-            };
-            if wrote.is_ok() {
-                node.counters.net_output_bytes.add(output.len() as u64);
-                node.counters.writes.inc();
-                let _ = stream.shutdown().await;
-            }
-            break;
-        }
         task.set_state(if unrun { TaskState::Writing } else { settled(&input) });
         if !flush(&node, &mut stream, &mut output) {
+            break;
+        }
+        if close {
+            // A protocol error or QUIT: the replies made go out, then the connection closes.
+            if !output.is_empty() {
+                task.set_state(TaskState::Writing);
+                let wrote = tokio::select! {
+                    biased;
+                    () = task.killed() => break,
+                    wrote = stream.write_all(&output) => wrote,
+                };
+                if wrote.is_err() {
+                    break;
+                }
+                node.counters.net_output_bytes.add(output.len() as u64);
+                node.counters.writes.inc();
+            }
+            let _ = stream.shutdown().await;
             break;
         }
         settle_output(&task, &mut output, &input, unrun);
@@ -295,6 +306,16 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
     // The shards forget the keys this client watched.
     commands::multi::unwatch_all(&mut Ctx::new(&node, &mut client, &task, 0));
     drop(guard);
+}
+
+/// What ended a connection's wait.
+enum Woke {
+    /// A read returned (0: the client closed its side).
+    Read(std::io::Result<usize>),
+    /// The socket takes more of the waiting replies.
+    Writable,
+    /// The soft output limit's seconds are up.
+    Deadline,
 }
 
 /// Writes what the socket takes of `output` without waiting. False when the connection failed.

@@ -389,6 +389,20 @@ mod tests {
     }
 
     #[test]
+    fn max_pending_reply_bytes_defaults_to_64_mib_and_takes_sizes_and_0() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Serve::try_parse_from([&["serve"], args].concat());
+        let pause = |args: &[&str]| {
+            parse(args).unwrap().args.into_config().unwrap().max_pending_reply_bytes
+        };
+        assert_eq!(pause(&[]), 64 << 20);
+        assert_eq!(pause(&["--max-pending-reply-bytes", "1mb"]), 1 << 20);
+        assert_eq!(pause(&["--max-pending-reply-bytes=0"]), 0);
+        let err = parse(&["--max-pending-reply-bytes=lots"]).err().unwrap().to_string();
+        assert!(err.contains("invalid memory size"), "{err}");
+    }
+
+    #[test]
     fn admin_limits_default_to_five_seconds_and_128_connections() {
         use clap::Parser;
         let parse = |args: &[&str]| Serve::try_parse_from([&["serve"], args].concat());
