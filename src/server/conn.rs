@@ -1,5 +1,8 @@
 //! One client connection: read, parse every complete frame in the buffer, execute each, write
-//! all replies at once (pipelining), repeat. A protocol error is answered as Redis does and the
+//! all replies at once (pipelining), repeat. Replies the socket does not take at once wait in the
+//! connection's output buffer while it goes on reading and executing, and go out whenever the
+//! socket takes more: a client that sends its whole pipeline before it reads is served (see
+//! `outbuf` for the bounds on what waits). A protocol error is answered as Redis does and the
 //! connection closes; nothing else is affected.
 
 use std::net::SocketAddr;
@@ -7,15 +10,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::commands::{self, ClientState, Ctx};
+use super::outbuf::{ClassLimit, Verdict};
 use super::resp::{self, Parsed, Reply};
 use super::scripting::{Blocked, ERR_BUSY};
 use super::state::NodeState;
-use super::tasks::TaskState;
+use super::tasks::{Task, TaskState};
 
 /// Commands parsed ahead of execution within one read (their keys are prefetched together).
 const PARSE_AHEAD: usize = 32;
@@ -33,21 +37,76 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
     let mut output = BytesMut::with_capacity(16 * 1024);
     // Each parsed command with its command-table index, looked up once.
     let mut ahead: Vec<(Option<u16>, Vec<Bytes>)> = Vec::with_capacity(PARSE_AHEAD);
+    // Complete commands left in `input` when the pending replies passed the pause threshold:
+    // they run once the socket has taken replies back below it, before anything more is read.
+    let mut unrun = false;
+    // The client closed its side: what is pending is still written, then the connection ends.
+    let mut eof = false;
+    // When the pending replies reached the soft output limit (cleared once below it).
+    let mut over_soft_since: Option<Instant> = None;
+    let pause = node.config.max_pending_reply_bytes;
     loop {
-        // CLIENT KILL from another connection ends the wait (a kill is checked first).
-        let read = tokio::select! {
-            biased;
-            () = task.killed() => break,
-            read = stream.read_buf(&mut input) => read,
-        };
-        match read {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                node.counters.net_input_bytes.add(n as u64);
-                node.counters.reads.inc();
+        let limits = node.output_limits.normal();
+        let below_pause = pause == 0 || output.len() < pause;
+        if !(unrun && below_pause) {
+            if eof && output.is_empty() {
+                break;
+            }
+            // Read while the pending replies are below the pause threshold; write whenever the
+            // socket takes more. CLIENT KILL ends either wait (a kill is checked first).
+            let may_read = !unrun && !eof && below_pause;
+            let soft_deadline = over_soft_since.map(|since| limits.soft_deadline(since));
+            // Reading through `read_buf` (not `readable` + `try_read_buf`): a read that fills
+            // less than the buffer tells tokio the socket is drained, which saves the read that
+            // would only find nothing left (one syscall per pipelined batch).
+            let woke = {
+                let (mut reader, writer) = stream.split();
+                tokio::select! {
+                    biased;
+                    () = task.killed() => break,
+                    read = reader.read_buf(&mut input), if may_read => Woke::Read(read),
+                    ready = writer.writable(), if !output.is_empty() => match ready {
+                        Ok(()) => Woke::Writable,
+                        Err(_) => break,
+                    },
+                    () = sleep_until(soft_deadline), if soft_deadline.is_some() => Woke::Deadline,
+                }
+            };
+            match woke {
+                Woke::Read(Ok(0)) => {
+                    // Incomplete input is dropped; replies already made still go out.
+                    eof = true;
+                    continue;
+                }
+                Woke::Read(Ok(n)) => {
+                    node.counters.net_input_bytes.add(n as u64);
+                    node.counters.reads.inc();
+                }
+                Woke::Read(Err(_)) => break,
+                Woke::Writable | Woke::Deadline => {
+                    if !flush(&node, &mut stream, &mut output) {
+                        break;
+                    }
+                    if (limits.hard != 0 || limits.soft != 0)
+                        && over_output_limit(
+                            &node,
+                            &limits,
+                            output.len(),
+                            &mut over_soft_since,
+                            peer,
+                        )
+                    {
+                        break;
+                    }
+                    settle_output(&task, &mut output, &input, unrun);
+                    continue;
+                }
             }
         }
         let mut close = false;
+        // The pending replies passed `client-output-buffer-limit`: closed without them.
+        let mut over_limit = false;
+        unrun = false;
         // Per-read bookkeeping is done once for the whole pipelined batch, not per command.
         let mut started = false;
         // Each command's duration runs from the end of the previous one (or the read, or the
@@ -156,6 +215,12 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
                 node.metrics.command_duration.observe(took.as_secs_f64());
                 commands::account(&node, &task, &executed, &args, took);
                 mark = done;
+                if (limits.hard != 0 || limits.soft != 0)
+                    && over_output_limit(&node, &limits, output.len(), &mut over_soft_since, peer)
+                {
+                    over_limit = true;
+                    break 'batch;
+                }
                 if client.close_after_reply {
                     // QUIT: what the client sent after it is not run.
                     close = true;
@@ -177,16 +242,22 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
             if ended {
                 break;
             }
+            // Past the pause threshold the rest waits until the socket has taken replies back
+            // below it: one connection's replies stay bounded.
+            if pause != 0 && output.len() >= pause {
+                unrun = true;
+                break;
+            }
         }
         ahead.clear();
-        if task.is_killed() {
+        if task.is_killed() || over_limit {
             break;
         }
         // What is left in `input` is a request still arriving (all of it, the arguments already
         // parsed included: they stay in the buffer until the request is whole). Past the limit
         // the connection is closed, after the replies to the requests this read completed, and
         // without one for the unfinished request (Redis's `client-query-buffer-limit`).
-        if input.len() > node.config.query_buffer_limit {
+        if !unrun && input.len() > node.config.query_buffer_limit {
             tracing::warn!(
                 %peer,
                 bytes = input.len(),
@@ -203,40 +274,113 @@ pub async fn serve(node: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr
         }
         // The batch is done once its replies are encoded: the task leaves the in-flight states
         // before the replies go out, so a client that has read its reply never finds its
-        // connection still counted in flight. A reply the socket cannot take at once (a slow
-        // reader, a large reply) shows as Writing until it is delivered.
-        let settled = if input.is_empty() { TaskState::Idle } else { TaskState::Reading };
+        // connection still counted in flight. Replies the socket cannot take at once (a slow
+        // reader, a large reply, a client that reads only once it has sent everything) wait in
+        // `output`, shown as Writing, while the connection goes on reading.
         task.set_query_buffer(input.len(), input.capacity() - input.len());
         task.clear_command();
-        task.set_state(settled);
-        if !output.is_empty() {
-            let written = match stream.try_write(&output) {
-                Ok(n) => n,
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => 0,
-                Err(_) => break,
-            };
-            if written < output.len() {
+        task.set_state(if unrun { TaskState::Writing } else { settled(&input) });
+        if !flush(&node, &mut stream, &mut output) {
+            break;
+        }
+        if close {
+            // A protocol error or QUIT: the replies made go out, then the connection closes.
+            if !output.is_empty() {
                 task.set_state(TaskState::Writing);
                 let wrote = tokio::select! {
                     biased;
                     () = task.killed() => break,
-                    wrote = stream.write_all(&output[written..]) => wrote,
+                    wrote = stream.write_all(&output) => wrote,
                 };
                 if wrote.is_err() {
                     break;
                 }
-                task.set_state(settled);
+                node.counters.net_output_bytes.add(output.len() as u64);
+                node.counters.writes.inc();
             }
-            node.counters.net_output_bytes.add(output.len() as u64);
-            node.counters.writes.inc();
-            output.clear();
-        }
-        if close {
             let _ = stream.shutdown().await;
             break;
         }
+        settle_output(&task, &mut output, &input, unrun);
     }
     // The shards forget the keys this client watched.
     commands::multi::unwatch_all(&mut Ctx::new(&node, &mut client, &task, 0));
     drop(guard);
+}
+
+/// What ended a connection's wait.
+enum Woke {
+    /// A read returned (0: the client closed its side).
+    Read(std::io::Result<usize>),
+    /// The socket takes more of the waiting replies.
+    Writable,
+    /// The soft output limit's seconds are up.
+    Deadline,
+}
+
+/// Writes what the socket takes of `output` without waiting. False when the connection failed.
+fn flush(node: &NodeState, stream: &mut TcpStream, output: &mut BytesMut) -> bool {
+    while !output.is_empty() {
+        match stream.try_write(output) {
+            Ok(n) => {
+                node.counters.net_output_bytes.add(n as u64);
+                node.counters.writes.inc();
+                if n == output.len() {
+                    output.clear();
+                } else {
+                    output.advance(n);
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Records the connection's state and pending replies after a batch or a write, and gives back
+/// the memory of a large reply once it has gone out.
+fn settle_output(task: &Task, output: &mut BytesMut, input: &BytesMut, unrun: bool) {
+    let state = if unrun || !output.is_empty() { TaskState::Writing } else { settled(input) };
+    task.set_state(state);
+    task.set_output_buffer(output.len());
+    if output.is_empty() && output.capacity() > 1 << 20 {
+        *output = BytesMut::with_capacity(16 * 1024);
+    }
+}
+
+/// A connection's state with nothing to run or write: Reading while a request is still arriving.
+fn settled(input: &BytesMut) -> TaskState {
+    if input.is_empty() { TaskState::Idle } else { TaskState::Reading }
+}
+
+/// Whether `pending` reply bytes break the normal class's `client-output-buffer-limit`; if so
+/// the closing is logged and counted, as Redis's "scheduled to be closed ASAP".
+fn over_output_limit(
+    node: &NodeState,
+    limits: &ClassLimit,
+    pending: usize,
+    over_soft_since: &mut Option<Instant>,
+    peer: SocketAddr,
+) -> bool {
+    let verdict = limits.check(pending, Instant::now(), over_soft_since);
+    if verdict == Verdict::Within {
+        return false;
+    }
+    tracing::warn!(
+        %peer,
+        pending_bytes = pending,
+        limit = if verdict == Verdict::Hard { "hard" } else { "soft" },
+        "closing a client that reached its client-output-buffer-limit"
+    );
+    node.metrics.output_buffer_limit_disconnections.inc();
+    true
+}
+
+/// Waits until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
 }

@@ -141,6 +141,8 @@ pub struct Metrics {
     pub snapshots_moved_aside: Counter,
     /// Connections closed because their unparsed input passed `--client-query-buffer-limit`.
     pub query_buffer_limit_disconnections: Counter,
+    /// Connections closed because their pending replies passed `client-output-buffer-limit`.
+    pub output_buffer_limit_disconnections: Counter,
     /// Failed AUTH (and HELLO AUTH) attempts.
     pub auth_failures: Counter,
     /// Clients refused by protected mode (Redis's `rejected_connections` for the same cause).
@@ -216,6 +218,12 @@ impl Metrics {
             "Connections closed because their unparsed input passed --client-query-buffer-limit",
             query_buffer_limit_disconnections.clone(),
         );
+        let output_buffer_limit_disconnections = Counter::default();
+        registry.register(
+            "mapcache_client_output_buffer_limit_disconnections",
+            "Connections closed because their pending replies passed client-output-buffer-limit",
+            output_buffer_limit_disconnections.clone(),
+        );
         let auth_failures = Counter::default();
         registry.register(
             "mapcache_auth_failures",
@@ -267,6 +275,7 @@ impl Metrics {
             snapshots_all_corrupt,
             snapshots_moved_aside,
             query_buffer_limit_disconnections,
+            output_buffer_limit_disconnections,
             auth_failures,
             protected_mode_rejections,
             admin_connections_refused,

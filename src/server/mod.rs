@@ -5,6 +5,8 @@
 //! - [`resp`]: RESP request parser (multibulk + inline) and reply encoder (RESP2/RESP3).
 //! - [`commands`]: the command table and one module per command family.
 //! - [`conn`]: one client connection (pipelined read, execute, write).
+//! - [`outbuf`]: bounds on replies a client has not read (`client-output-buffer-limit`, the
+//!   read pause).
 //! - [`io`]: the connection threads (one single-threaded runtime each) connections run on.
 //! - [`router`]: key -> shard, with unequal shares so shards do not double together.
 //! - [`store`]: the sharded storage, memory accounting, eviction, active expiry, lock profile.
@@ -30,6 +32,7 @@ pub mod glob;
 pub mod io;
 pub mod metrics;
 pub mod node;
+pub mod outbuf;
 pub mod process;
 pub mod resp;
 pub mod router;
@@ -113,6 +116,16 @@ pub struct ServeArgs {
         value_parser = state::parse_query_buffer_limit
     )]
     pub client_query_buffer_limit: usize,
+    /// A connection stops taking new commands while more than this many bytes of its replies
+    /// wait for the client to read them, and takes them again once the socket has taken those
+    /// back below it (see docs/operations.md): bytes or a size like `64mb`; 0 = never pause.
+    #[arg(
+        long,
+        env = "MAPCACHE_MAX_PENDING_REPLY_BYTES",
+        default_value = "64mb",
+        value_parser = state::parse_pending_reply_bytes
+    )]
+    pub max_pending_reply_bytes: usize,
     /// Directory for snapshots.
     #[arg(long, env = "MAPCACHE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -192,6 +205,7 @@ impl ServeArgs {
         config.maxmemory = self.maxmemory;
         config.eviction_policy = self.eviction_policy;
         config.query_buffer_limit = self.client_query_buffer_limit;
+        config.max_pending_reply_bytes = self.max_pending_reply_bytes;
         config.admin_token = admin_token;
         config.requirepass = self.requirepass.filter(|p| !p.is_empty());
         config.protected_mode = self.protected_mode;
@@ -372,6 +386,20 @@ mod tests {
         assert!(config(&["--protected-mode=yes"]).protected_mode);
         let err = parse(&["--protected-mode=maybe"]).err().unwrap().to_string();
         assert!(err.contains("\"maybe\" is neither yes nor no"), "{err}");
+    }
+
+    #[test]
+    fn max_pending_reply_bytes_defaults_to_64_mib_and_takes_sizes_and_0() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Serve::try_parse_from([&["serve"], args].concat());
+        let pause = |args: &[&str]| {
+            parse(args).unwrap().args.into_config().unwrap().max_pending_reply_bytes
+        };
+        assert_eq!(pause(&[]), 64 << 20);
+        assert_eq!(pause(&["--max-pending-reply-bytes", "1mb"]), 1 << 20);
+        assert_eq!(pause(&["--max-pending-reply-bytes=0"]), 0);
+        let err = parse(&["--max-pending-reply-bytes=lots"]).err().unwrap().to_string();
+        assert!(err.contains("invalid memory size"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,10 @@ use crate::engine::{EngineStats, Phase};
 pub const DEFAULT_QUERY_BUFFER_LIMIT: usize = 1 << 30;
 /// Its least value, Redis's: 1 MiB.
 pub const MIN_QUERY_BUFFER_LIMIT: usize = 1 << 20;
+/// `--max-pending-reply-bytes`' default: room for a million small pipelined replies (about
+/// 7 MB for 1e6 GETs of a short value) several times over, so a client that sends its whole
+/// pipeline before it reads is served, while one connection's replies stay bounded.
+pub const DEFAULT_MAX_PENDING_REPLY_BYTES: usize = 64 << 20;
 
 /// `--admin-header-timeout`'s default: how long an admin connection may take to send a
 /// request's headers, or sit idle between requests.
@@ -78,6 +82,9 @@ pub struct Config {
     /// A connection whose unparsed input grows past this many bytes is closed (Redis's
     /// `client-query-buffer-limit`): one client cannot make the node buffer without bound.
     pub query_buffer_limit: usize,
+    /// A connection stops taking new commands while more than this many bytes of its replies
+    /// wait for the socket (0: never); see `outbuf`.
+    pub max_pending_reply_bytes: usize,
 }
 
 impl Config {
@@ -105,6 +112,7 @@ impl Config {
             maintenance_budget: 64,
             drain_inflight_timeout: Duration::from_secs(5),
             query_buffer_limit: DEFAULT_QUERY_BUFFER_LIMIT,
+            max_pending_reply_bytes: DEFAULT_MAX_PENDING_REPLY_BYTES,
         }
     }
 }
@@ -226,6 +234,12 @@ pub struct NodeState {
     /// `mapcache_protected_mode_rejections_total` at the last `CONFIG RESETSTAT`: INFO's
     /// `rejected_connections` counts from it.
     pub rejected_at_reset: AtomicU64,
+    /// `client-output-buffer-limit` (CONFIG SET changes it).
+    pub output_limits: super::outbuf::OutputBufferLimits,
+    /// `mapcache_client_output_buffer_limit_disconnections_total` and its query-buffer twin at
+    /// the last `CONFIG RESETSTAT`: INFO counts from them.
+    pub output_limit_closed_at_reset: AtomicU64,
+    pub query_limit_closed_at_reset: AtomicU64,
     /// Calls, errors and bytes, for INFO and `/metrics` (`total_commands_processed` is the sum of
     /// the calls).
     pub counters: Arc<Counters>,
@@ -271,6 +285,9 @@ impl NodeState {
             next_client_id: AtomicU64::new(1),
             total_connections: AtomicU64::new(0),
             rejected_at_reset: AtomicU64::new(0),
+            output_limits: Default::default(),
+            output_limit_closed_at_reset: AtomicU64::new(0),
+            query_limit_closed_at_reset: AtomicU64::new(0),
             counters,
             slowlog: SlowLog::default(),
             scripting: Default::default(),
@@ -294,6 +311,10 @@ impl NodeState {
         self.total_connections.store(0, Ordering::Relaxed);
         self.rejected_at_reset
             .store(self.metrics.protected_mode_rejections.get(), Ordering::Relaxed);
+        self.output_limit_closed_at_reset
+            .store(self.metrics.output_buffer_limit_disconnections.get(), Ordering::Relaxed);
+        self.query_limit_closed_at_reset
+            .store(self.metrics.query_buffer_limit_disconnections.get(), Ordering::Relaxed);
         let store = &self.store;
         store.expired_at_reset.store(store.expired_total.get(), Ordering::Relaxed);
         store.evicted_at_reset.store(store.evicted_total.get(), Ordering::Relaxed);
@@ -431,6 +452,12 @@ pub fn parse_query_buffer_limit(text: &str) -> Result<usize, String> {
     if bytes < MIN_QUERY_BUFFER_LIMIT as u64 {
         return Err(format!("{text:?} is below the least query buffer limit, 1mb"));
     }
+    usize::try_from(bytes).map_err(|_| format!("{text:?} does not fit this machine's memory"))
+}
+
+/// `--max-pending-reply-bytes`: a memory size (as `parse_memory`); 0 turns the pause off.
+pub fn parse_pending_reply_bytes(text: &str) -> Result<usize, String> {
+    let bytes = parse_memory(text)?;
     usize::try_from(bytes).map_err(|_| format!("{text:?} does not fit this machine's memory"))
 }
 

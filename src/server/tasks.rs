@@ -89,6 +89,10 @@ pub struct Task {
     query_buffer: AtomicU64,
     /// The free room after them in the connection's input buffer then: `qbuf-free=`.
     query_buffer_free: AtomicU64,
+    /// Bytes of replies the socket has not taken yet: `CLIENT LIST`'s `omem=`, INFO's
+    /// `client_recent_max_output_buffer`, what `client-output-buffer-limit` and
+    /// `--max-pending-reply-bytes` bound.
+    output_buffer: AtomicU64,
     holds_lock: AtomicI64,
     waits_lock: AtomicI64,
 }
@@ -228,6 +232,16 @@ impl Task {
         self.query_buffer_free.store(free as u64, Ordering::Relaxed);
     }
 
+    /// Records the replies waiting for the socket.
+    pub fn set_output_buffer(&self, pending: usize) {
+        self.output_buffer.store(pending as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes of replies waiting for the socket; see `set_output_buffer`.
+    pub fn output_buffer(&self) -> u64 {
+        self.output_buffer.load(Ordering::Relaxed)
+    }
+
     /// (unparsed bytes, free room) of the input buffer; see `set_query_buffer`.
     pub fn query_buffer(&self) -> (u64, u64) {
         (self.query_buffer.load(Ordering::Relaxed), self.query_buffer_free.load(Ordering::Relaxed))
@@ -312,6 +326,7 @@ impl Tasks {
             last_change_ms: AtomicU64::new(0),
             query_buffer: AtomicU64::new(0),
             query_buffer_free: AtomicU64::new(0),
+            output_buffer: AtomicU64::new(0),
             holds_lock: AtomicI64::new(NONE),
             waits_lock: AtomicI64::new(NONE),
         });

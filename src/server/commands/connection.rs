@@ -235,7 +235,8 @@ fn addr_text(addr: Option<std::net::SocketAddr>) -> String {
 /// of a container command, which is not recorded), or `NULL` before their first. `qbuf=` and
 /// `qbuf-free=` are the client's unparsed input (a request still arriving) and its buffer's free
 /// room as its connection left them after its last batch of requests (for the caller, the batch
-/// before this one).
+/// before this one). `omem=` is the bytes of its replies the socket has not taken yet, and
+/// `events=rw` says some wait (Redis's write handler is then installed).
 fn client_line(ctx: &Ctx<'_, '_>, task: &Task, own: &str) -> String {
     let cmd = if task.id == ctx.client.id {
         own
@@ -244,9 +245,10 @@ fn client_line(ctx: &Ctx<'_, '_>, task: &Task, own: &str) -> String {
     };
     let lib = task.lib.lock();
     let (qbuf, qbuf_free) = task.query_buffer();
+    let omem = task.output_buffer();
     format!(
         "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 \
-         qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default \
+         qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 obl=0 oll=0 omem={} tot-mem=0 events={} cmd={} user=default \
          redir=-1 resp={} lib-name={} lib-ver={}\n",
         task.id,
         addr_text(task.peer),
@@ -257,6 +259,8 @@ fn client_line(ctx: &Ctx<'_, '_>, task: &Task, own: &str) -> String {
         task.client_flags().letters(),
         qbuf,
         qbuf_free,
+        omem,
+        if omem > 0 { "rw" } else { "r" },
         cmd,
         task.resp(),
         lib.name,

@@ -211,9 +211,11 @@ impl Report<'_, '_, '_> {
         let connections = node.tasks.snapshot();
         let connected = node.tasks.connections();
         let max_input = connections.iter().map(|t| t.query_buffer().0).max().unwrap_or(0);
+        let max_output = connections.iter().map(|t| t.output_buffer()).max().unwrap_or(0);
         self.line("connected_clients", connected);
         self.line("cluster_connections", 0);
         self.line("client_recent_max_input_buffer", max_input);
+        self.line("client_recent_max_output_buffer", max_output);
         self.line("blocked_clients", 0);
         self.line("tracking_clients", 0);
         self.line("clients_in_timeout_table", 0);
@@ -273,6 +275,19 @@ impl Report<'_, '_, '_> {
         // which this node has no limit for).
         let rejected = node.metrics.protected_mode_rejections.get();
         let rejected = rejected.saturating_sub(node.rejected_at_reset.load(Ordering::Relaxed));
+        // Redis 7.4's names for the clients closed at their buffer limits.
+        let since_reset = |counter: u64, at_reset: &std::sync::atomic::AtomicU64| {
+            counter.saturating_sub(at_reset.load(Ordering::Relaxed))
+        };
+        let metrics = &node.metrics;
+        let query = since_reset(
+            metrics.query_buffer_limit_disconnections.get(),
+            &node.query_limit_closed_at_reset,
+        );
+        let output = since_reset(
+            metrics.output_buffer_limit_disconnections.get(),
+            &node.output_limit_closed_at_reset,
+        );
         let rates = node.counters.rates();
         let expired = store.expired_total.get();
         let expired = expired.saturating_sub(store.expired_at_reset.load(Ordering::Relaxed));
@@ -297,6 +312,8 @@ impl Report<'_, '_, '_> {
         self.line("total_error_replies", counted.error_replies);
         self.line("total_reads_processed", counted.reads);
         self.line("total_writes_processed", counted.writes);
+        self.line("client_query_buffer_limit_disconnections", query);
+        self.line("client_output_buffer_limit_disconnections", output);
         if let Some(stats) = self.stats {
             self.line("mapcache_tombstones", stats.tombstones);
             self.line("mapcache_tombstone_ratio", format!("{:.4}", stats.tombstone_ratio));

@@ -28,6 +28,7 @@ fn config_params(ctx: &Ctx<'_, '_>) -> Vec<(&'static str, String)> {
         ("appendonly", "no".to_string()),
         ("proto-max-bulk-len", crate::server::resp::PROTO_MAX_BULK_LEN.to_string()),
         ("client-query-buffer-limit", node.config.query_buffer_limit.to_string()),
+        ("client-output-buffer-limit", node.output_limits.config_text()),
         ("port", ctx.task.local.map_or(0, |a| a.port()).to_string()),
         ("bind", node.config.bind.to_string()),
         ("dir", node.config.data_dir.display().to_string()),
@@ -150,6 +151,7 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
             "busy-reply-threshold",
             "lua-time-limit",
             "protected-mode",
+            "client-output-buffer-limit",
         ];
         let mut names: Vec<&str> = Vec::new();
         for pair in args[2..].chunks(2) {
@@ -171,6 +173,7 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
         let mut slower_than = None;
         let mut max_len = None;
         let mut protected_mode = None;
+        let mut output_limits = None;
         for (name, pair) in names.into_iter().zip(args[2..].chunks(2)) {
             let value = String::from_utf8_lossy(&pair[1]).into_owned();
             match name {
@@ -213,8 +216,14 @@ pub fn config(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
                         "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be 'yes' or 'no'"
                     ));
                 }
+                "client-output-buffer-limit" => output_limits = Some(&pair[1]),
                 _ => unreachable!("only settable names are kept"),
             }
+        }
+        if let Some(Err(why)) = output_limits.map(|text| ctx.node.output_limits.set(text)) {
+            return Reply::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument 'client-output-buffer-limit') - {why}"
+            ));
         }
         if let Some(m) = memory {
             ctx.node.store.set_maxmemory(m);
