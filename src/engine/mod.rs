@@ -467,6 +467,24 @@ impl<K: Hash + Eq, V, S: BuildHasher> Map<K, V, S> {
         self.table.stats()
     }
 
+    /// `stats().bytes_allocated`, in O(1) without the rest.
+    #[inline]
+    pub fn bytes_allocated(&self) -> usize {
+        self.table.bytes_allocated()
+    }
+
+    /// `stats().tombstones`, in O(1) without the rest.
+    #[inline]
+    pub fn tombstones(&self) -> usize {
+        self.table.tombstones
+    }
+
+    /// `stats().b`: log2 of the current bucket array's length.
+    #[inline]
+    pub fn log2_buckets(&self) -> u8 {
+        self.table.b
+    }
+
     pub fn phase(&self) -> Phase {
         self.table.phase
     }

@@ -57,6 +57,14 @@ pub struct EngineStats {
 }
 
 impl<K, V> RawTable<K, V> {
+    /// `stats().bytes_allocated`, without the rest of the stats.
+    #[inline]
+    pub(crate) fn bytes_allocated(&self) -> usize {
+        let old_len = if self.growing() { 1usize << self.old_b } else { 0 };
+        let buckets = (1usize << self.b) + old_len + self.noverflow + self.old_noverflow;
+        buckets * bucket_size::<K, V>() + self.prepared_bytes()
+    }
+
     pub(crate) fn stats(&self) -> EngineStats {
         let old_len = if self.growing() { 1usize << self.old_b } else { 0 };
         let buckets = (1usize << self.b) + old_len;

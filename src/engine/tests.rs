@@ -1108,3 +1108,28 @@ fn a_prepared_array_given_up_in_any_state_leaves_the_map_whole() {
     map.set_prepare_min_bytes(0);
     insert_until(&mut map, 0, |m| m.stats().prepared_bytes > 0);
 }
+
+#[test]
+fn the_o1_figures_equal_the_stats_through_growth_removes_and_rebuilds() {
+    let mut map: Map<u64, u64> = Map::new();
+    let check = |map: &Map<u64, u64>| {
+        let stats = map.stats();
+        assert_eq!(
+            (map.bytes_allocated(), map.tombstones(), map.log2_buckets()),
+            (stats.bytes_allocated, stats.tombstones, stats.b)
+        );
+    };
+    for i in 0..5_000u64 {
+        map.insert(i, i);
+        check(&map);
+    }
+    for i in (0..5_000u64).step_by(3) {
+        map.remove(&i);
+        check(&map);
+    }
+    assert!(map.rebuild());
+    while map.maintenance_step(7) > 0 {
+        check(&map);
+    }
+    check(&map);
+}

@@ -64,7 +64,10 @@ impl Collection {
     }
 
     pub fn tombstones(&self) -> usize {
-        self.stats().tombstones
+        match self {
+            Collection::Hash(h) => h.map.tombstones(),
+            Collection::Set(s) => s.map.tombstones(),
+        }
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -95,8 +98,10 @@ impl Collection {
 
     /// Whether upkeep is due or under way.
     pub fn needs_upkeep(&self) -> bool {
-        let stats = self.stats();
-        stats.phase != Phase::Idle || wants_rebuild(&stats)
+        match self {
+            Collection::Hash(h) => h.needs_upkeep(),
+            Collection::Set(s) => s.needs_upkeep(),
+        }
     }
 }
 
@@ -113,9 +118,13 @@ impl fmt::Debug for Collection {
 /// or when it has 4 times the buckets its elements need: without this a hash that once held a
 /// million fields would keep its largest array for good.
 pub fn wants_rebuild(stats: &EngineStats) -> bool {
-    let needed_buckets = stats.len.div_ceil(6).max(1);
-    stats.tombstones > 64.max(stats.len)
-        || (1usize << stats.b) > 4 * needed_buckets.next_power_of_two()
+    rebuild_due(stats.len, stats.tombstones, stats.b)
+}
+
+/// [`wants_rebuild`] from the three figures it reads.
+fn rebuild_due(len: usize, tombstones: usize, b: u8) -> bool {
+    let needed_buckets = len.div_ceil(6).max(1);
+    tombstones > 64.max(len) || (1usize << b) > 4 * needed_buckets.next_power_of_two()
 }
 
 /// The elements of one hash (field to value) or set (member to `()`).
@@ -205,7 +214,12 @@ impl<V: Element> Elements<V> {
 
     /// Accounted bytes: elements, their overhead and the tables.
     pub fn cost(&self) -> usize {
-        self.bytes + self.map.stats().bytes_allocated
+        self.bytes + self.map.bytes_allocated()
+    }
+
+    fn needs_upkeep(&self) -> bool {
+        self.map.phase() != Phase::Idle
+            || rebuild_due(self.map.len(), self.map.tombstones(), self.map.log2_buckets())
     }
 
     fn maintain(&mut self, budget: usize) -> bool {
