@@ -1,7 +1,8 @@
 # Shared by the server benchmarks that run `mapcache serve` and Debian's redis-server side by
 # side: sourced, not run. Defines BIN, MC_PORT, MC_ADMIN, REDIS_PORT and work (a temp dir removed
-# at exit), and start_both, which starts both servers (killed at exit) and waits until both
-# answer PING.
+# at exit), and start_both, which starts both servers (killed at exit; their pids in mc_pid and
+# redis_pid) and waits until both answer PING. Before start_both, a caller may set SERVER_CPU (a
+# command prefix for both servers, e.g. `taskset -c 0`) and MC_ARGS (more `serve` flags).
 
 BIN="${MAPCACHE_BIN:-target/release/mapcache}"
 MC_PORT="${MC_PORT:-16379}"; MC_ADMIN="${MC_ADMIN:-19090}"; REDIS_PORT="${REDIS_PORT:-16380}"
@@ -14,10 +15,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+SERVER_CPU=(); MC_ARGS=()
 start_both() {
-  "$BIN" serve --port "$MC_PORT" --admin-port "$MC_ADMIN" --data-dir "$work/mc" >"$work/mc.out" 2>"$work/mc.err" &
+  "${SERVER_CPU[@]}" "$BIN" serve --port "$MC_PORT" --admin-port "$MC_ADMIN" --data-dir "$work/mc" "${MC_ARGS[@]}" >"$work/mc.out" 2>"$work/mc.err" &
   mc_pid=$!
-  redis-server --port "$REDIS_PORT" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+  "${SERVER_CPU[@]}" redis-server --port "$REDIS_PORT" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
   redis_pid=$!
   for port in "$MC_PORT" "$REDIS_PORT"; do
     for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done

@@ -21,27 +21,13 @@ cd "$(dirname "$0")/.."
 N="${1:-500000}"
 C="${2:-50}"
 ROUNDS="${ROUNDS:-1}"
-BIN="${MAPCACHE_BIN:-target/release/mapcache}"
-MC_PORT="${MC_PORT:-16379}"; MC_ADMIN="${MC_ADMIN:-19090}"; REDIS_PORT="${REDIS_PORT:-16380}"
-SERVER_CPU=(); CLIENT_CPU=()
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+CLIENT_CPU=()
 if [[ "${PIN:-0}" == 1 ]]; then SERVER_CPU=(taskset -c 0); CLIENT_CPU=(taskset -c 1); fi
-work="$(mktemp -d)"
-cleanup() {
-  [[ -n "${mc_pid:-}" ]] && kill "$mc_pid" 2>/dev/null || true
-  [[ -n "${redis_pid:-}" ]] && kill "$redis_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# shellcheck disable=SC2086 # MAPCACHE_ARGS is a list of flags
-"${SERVER_CPU[@]}" "$BIN" serve --port "$MC_PORT" --admin-port "$MC_ADMIN" --data-dir "$work/mc" --shards 16 ${MAPCACHE_ARGS:-} >"$work/mc.out" 2>"$work/mc.err" &
-mc_pid=$!
-"${SERVER_CPU[@]}" redis-server --port "$REDIS_PORT" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
-redis_pid=$!
-for port in "$MC_PORT" "$REDIS_PORT"; do
-  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-done
+# shellcheck disable=SC2206 # MAPCACHE_ARGS is a list of flags
+MC_ARGS=(--shards 16 ${MAPCACHE_ARGS:-})
+start_both
 
 # CPU ticks (user + system) a process has used so far; and the ticks per second.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }

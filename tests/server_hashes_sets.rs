@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 
 use mapcache::server::EvictionPolicy;
 use redis::AsyncCommands;
-use server_support::{Raw, cmd, get_json, post_json, start, start_with};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use server_support::{cmd, get_json, post_json, start, start_with};
+use tokio::io::AsyncWriteExt;
 
 /// A command's arguments and the reply it must get.
 type Step<'a> = (&'a [&'a str], &'a [u8]);
@@ -174,39 +174,12 @@ async fn every_reply_matches_redis_byte_for_byte() {
     }
 }
 
-/// One whole reply frame, read off the connection.
-async fn read_frame(c: &mut Raw) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut pending = 1usize;
-    while pending > 0 {
-        pending -= 1;
-        let mut line = Vec::new();
-        while !line.ends_with(b"\r\n") {
-            line.push(c.stream.read_u8().await.expect("read"));
-        }
-        let n: i64 =
-            std::str::from_utf8(&line[1..line.len() - 2]).unwrap_or("0").parse().unwrap_or(0);
-        match line[0] {
-            b'$' if n >= 0 => {
-                let mut body = vec![0; n as usize + 2];
-                c.stream.read_exact(&mut body).await.expect("read");
-                line.extend(body);
-            }
-            b'*' | b'~' if n > 0 => pending += n as usize,
-            b'%' if n > 0 => pending += 2 * n as usize,
-            _ => {}
-        }
-        out.extend(line);
-    }
-    out
-}
-
 #[tokio::test]
 async fn resp3_sends_maps_sets_and_pairs_as_redis_does() {
     let node = start().await;
     let mut c = node.raw().await;
     c.stream.write_all(&cmd(&["HELLO", "3"])).await.expect("write");
-    read_frame(&mut c).await;
+    c.read_frame().await;
     // From redis-server 7.0.15 with HELLO 3.
     for (args, reply) in [
         (&["HSET", "h", "f", "v"][..], &b":1\r\n"[..]),
@@ -225,7 +198,7 @@ async fn resp3_sends_maps_sets_and_pairs_as_redis_does() {
         (&["HGET", "h", "nofield"], b"_\r\n"),
     ] {
         c.stream.write_all(&cmd(args)).await.expect("write");
-        assert_eq!(read_frame(&mut c).await, reply, "{args:?}");
+        assert_eq!(c.read_frame().await, reply, "{args:?}");
     }
 }
 
@@ -331,11 +304,11 @@ async fn watch_sees_changes_to_hashes_and_sets_and_not_what_changes_nothing() {
     ] {
         a.expect(&cmd(&["WATCH", "h", "s"]), b"+OK\r\n").await;
         b.stream.write_all(&cmd(change)).await.expect("write");
-        read_frame(&mut b).await;
+        b.read_frame().await;
         a.expect(&cmd(&["MULTI"]), b"+OK\r\n").await;
         a.expect(&cmd(&["HLEN", "h"]), b"+QUEUED\r\n").await;
         a.stream.write_all(&cmd(&["EXEC"])).await.expect("write");
-        let reply = read_frame(&mut a).await;
+        let reply = a.read_frame().await;
         assert_eq!(reply == b"*-1\r\n", fails, "{change:?}: {}", String::from_utf8_lossy(&reply));
     }
 }
@@ -451,7 +424,7 @@ async fn maxmemory_refuses_or_evicts_for_hash_and_set_writes() {
     let mut refused = false;
     for i in 0..100 {
         c.stream.write_all(&cmd(&["HSET", "h", &format!("f{i}"), &value])).await.expect("write");
-        let reply = read_frame(&mut c).await;
+        let reply = c.read_frame().await;
         if reply.starts_with(b"-OOM") {
             assert_eq!(reply, b"-OOM command not allowed when used memory > 'maxmemory'.\r\n");
             refused = true;
@@ -462,7 +435,7 @@ async fn maxmemory_refuses_or_evicts_for_hash_and_set_writes() {
     assert!(refused, "4 MiB cannot hold 100 fields of 100 kB");
     // Reads and deletes still work; SADD is refused as well.
     c.stream.write_all(&cmd(&["SADD", "s", &value])).await.expect("write");
-    assert!(read_frame(&mut c).await.starts_with(b"-OOM"));
+    assert!(c.read_frame().await.starts_with(b"-OOM"));
     c.expect(&cmd(&["DEL", "h"]), b":1\r\n").await;
     c.expect(&cmd(&["SADD", "s", "m"]), b":1\r\n").await;
 

@@ -407,11 +407,9 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Decodes and checks a whole snapshot held in memory. Nothing is returned unless every
-/// checksum and count is good.
-pub fn decode(data: &Bytes) -> Result<Decoded, SnapshotError> {
-    let mut cur = Cursor { data, pos: 0 };
-    let header = cur.take(HEADER_LEN)?;
+/// Checks a file's header (magic, checksum, a version this build reads) and returns its format
+/// version.
+fn check_header(header: &[u8]) -> Result<u32, SnapshotError> {
     if &header[..8] != MAGIC {
         return Err(SnapshotError::BadMagic);
     }
@@ -423,6 +421,15 @@ pub fn decode(data: &Bytes) -> Result<Decoded, SnapshotError> {
     if version != FORMAT_VERSION && version != FORMAT_VERSION_STRINGS {
         return Err(SnapshotError::UnsupportedVersion(version));
     }
+    Ok(version)
+}
+
+/// Decodes and checks a whole snapshot held in memory. Nothing is returned unless every
+/// checksum and count is good.
+pub fn decode(data: &Bytes) -> Result<Decoded, SnapshotError> {
+    let mut cur = Cursor { data, pos: 0 };
+    let header = cur.take(HEADER_LEN)?;
+    let version = check_header(header)?;
     let mut created = [0u8; 8];
     created.copy_from_slice(&header[16..24]);
     let created_at_ms = u64::from_le_bytes(created);
@@ -619,17 +626,7 @@ pub fn verify_file(path: &Path) -> Result<(), SnapshotError> {
     };
     let mut header = [0u8; HEADER_LEN];
     input.take(&mut header)?;
-    if &header[..8] != MAGIC {
-        return Err(SnapshotError::BadMagic);
-    }
-    let stored_header_crc = u32::from_le_bytes([header[28], header[29], header[30], header[31]]);
-    if crc32c::crc32c(&header[..28]) != stored_header_crc {
-        return Err(SnapshotError::HeaderChecksum);
-    }
-    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    if version != FORMAT_VERSION && version != FORMAT_VERSION_STRINGS {
-        return Err(SnapshotError::UnsupportedVersion(version));
-    }
+    check_header(&header)?;
     let (mut records, mut blocks) = (0u64, 0usize);
     let mut chunk = vec![0u8; 1 << 16];
     loop {

@@ -64,6 +64,33 @@ impl Raw {
         Self { stream: TcpStream::connect(addr).await.expect("connect") }
     }
 
+    /// One whole reply frame, as sent (aggregates with their elements, RESP2 or RESP3).
+    pub async fn read_frame(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut pending = 1usize;
+        while pending > 0 {
+            pending -= 1;
+            let mut line = Vec::new();
+            while !line.ends_with(b"\r\n") {
+                line.push(self.stream.read_u8().await.expect("read"));
+            }
+            let n: i64 =
+                std::str::from_utf8(&line[1..line.len() - 2]).unwrap_or("0").parse().unwrap_or(0);
+            match line[0] {
+                b'$' | b'=' | b'!' if n >= 0 => {
+                    let mut body = vec![0; n as usize + 2];
+                    self.stream.read_exact(&mut body).await.expect("read");
+                    line.extend(body);
+                }
+                b'*' | b'~' | b'>' if n > 0 => pending += n as usize,
+                b'%' if n > 0 => pending += 2 * n as usize,
+                _ => {}
+            }
+            out.extend(line);
+        }
+        out
+    }
+
     /// Sends `request` and asserts the reply is exactly `expected`.
     pub async fn expect(&mut self, request: &[u8], expected: &[u8]) {
         self.stream.write_all(request).await.expect("write");

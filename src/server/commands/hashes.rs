@@ -13,7 +13,7 @@ use crate::server::glob::glob_match;
 use crate::server::resp::{Protocol, Reply};
 use crate::server::value::{Value, WrongType};
 
-fn bulk(bytes: &[u8]) -> Reply {
+pub(super) fn bulk(bytes: &[u8]) -> Reply {
     Reply::Bulk(Bytes::copy_from_slice(bytes))
 }
 
@@ -21,17 +21,29 @@ fn bulk_value(value: &Value) -> Reply {
     bulk(value.as_bytes().unwrap_or_default())
 }
 
-/// Runs `f` on the hash at `key` for reading (a keyspace hit or miss): `None` when absent.
+/// Runs `f` on the collection at `key` for reading (a keyspace hit or miss), as `view` finds it
+/// in the value (`Value::as_hash`, `Value::as_set`: [`WrongType`] for any other kind); `None`
+/// when absent.
+pub(super) fn read_collection<C, T>(
+    ctx: &Ctx<'_, '_>,
+    key: &[u8],
+    view: for<'v> fn(&'v Value) -> Result<&'v C, WrongType>,
+    f: impl FnOnce(&C) -> T,
+) -> Result<Option<T>, WrongType> {
+    let mut guard = ctx.lock_key(key);
+    match guard.lookup_read(key, ctx.now_ms) {
+        None => Ok(None),
+        Some(entry) => view(&entry.value).map(|c| Some(f(c))),
+    }
+}
+
+/// [`read_collection`] of a hash.
 fn read_hash<T>(
     ctx: &Ctx<'_, '_>,
     key: &[u8],
     f: impl FnOnce(&HashValue) -> T,
 ) -> Result<Option<T>, WrongType> {
-    let mut guard = ctx.lock_key(key);
-    match guard.lookup_read(key, ctx.now_ms) {
-        None => Ok(None),
-        Some(entry) => entry.value.as_hash().map(|hash| Some(f(hash))),
-    }
+    read_collection(ctx, key, Value::as_hash, f)
 }
 
 /// Runs `f` on the hash at `key` for writing, created empty first when `create` (and then
@@ -47,7 +59,8 @@ fn write_hash<T>(
     guard.update_collection(key, ctx.now_ms, create, |value| value.as_hash_mut().map(f))
 }
 
-fn reply<T>(result: Result<T, WrongType>, f: impl FnOnce(T) -> Reply) -> Reply {
+/// `f`'s reply for a result, or `-WRONGTYPE`.
+pub(super) fn reply<T>(result: Result<T, WrongType>, f: impl FnOnce(T) -> Reply) -> Reply {
     result.map_or_else(Reply::from, f)
 }
 

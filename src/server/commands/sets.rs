@@ -6,30 +6,23 @@
 use bytes::Bytes;
 use rand::Rng;
 
-use super::hashes::{ERR_RANDOM_RANGE, pick_random, scan_options, scan_reply};
+use super::hashes::{
+    ERR_RANDOM_RANGE, bulk, pick_random, read_collection, reply, scan_options, scan_reply,
+};
 use super::{Ctx, ERR_NOT_INTEGER, ERR_SYNTAX, Locked, parse_i64};
 use crate::server::collections::SetValue;
 use crate::server::glob::glob_match;
+use crate::server::resp::Reply;
 use crate::server::store::{Entry, ShardGuard};
 use crate::server::value::{Value, WrongType};
 
-use crate::server::resp::Reply;
-
-fn bulk(bytes: &[u8]) -> Reply {
-    Reply::Bulk(Bytes::copy_from_slice(bytes))
-}
-
-/// Runs `f` on the set at `key` for reading (a keyspace hit or miss): `None` when absent.
+/// [`read_collection`] of a set.
 fn read_set<T>(
     ctx: &Ctx<'_, '_>,
     key: &[u8],
     f: impl FnOnce(&SetValue) -> T,
 ) -> Result<Option<T>, WrongType> {
-    let mut guard = ctx.lock_key(key);
-    match guard.lookup_read(key, ctx.now_ms) {
-        None => Ok(None),
-        Some(entry) => entry.value.as_set().map(|set| Some(f(set))),
-    }
+    read_collection(ctx, key, Value::as_set, f)
 }
 
 /// Runs `f` on the set at `key` for writing, created empty first when `create` (and removed
@@ -43,10 +36,6 @@ fn write_set<T>(
 ) -> Result<Option<T>, WrongType> {
     let create = create.then_some(Value::new_set as fn() -> Value);
     guard.update_collection(key, now_ms, create, |value| value.as_set_mut().map(f))
-}
-
-fn reply<T>(result: Result<T, WrongType>, f: impl FnOnce(T) -> Reply) -> Reply {
-    result.map_or_else(Reply::from, f)
 }
 
 pub fn sadd(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Reply {
